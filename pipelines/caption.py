@@ -1,0 +1,74 @@
+"""Describe a picture in English (BLIP) and in Chinese (Marian translation)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import registry
+from .errors import ModelUnavailableError
+from .images import load_image
+from .streaming import has_cjk
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRANSLATE_PREFIX = ">>cmn_Hans<<"  # opus-mt-en-zh's target token for simplified Mandarin
+
+
+@dataclass
+class Caption:
+    """A picture's description: ``en`` from the captioner, ``zh`` in Chinese (may be empty)."""
+
+    en: str
+    zh: str
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> str:
+        """The Chinese caption when there is one, else the English one."""
+        return self.zh or self.en
+
+
+def translate_to_chinese(text: str) -> str:
+    """Return ``text`` translated into Chinese by the translator model."""
+    import torch
+
+    loaded = registry.get_model("translator")
+    tokenizer = loaded.processor
+    prefix = os.environ.get("MODELDECK_TRANSLATE_PREFIX", DEFAULT_TRANSLATE_PREFIX).strip()
+    # Prepend the target-language token only when this vocabulary has it as one token.
+    if prefix and tokenizer.convert_tokens_to_ids(prefix) not in (None, tokenizer.unk_token_id):
+        text = f"{prefix} {text}"
+    enc = tokenizer([text], return_tensors="pt", truncation=True, max_length=256).to(loaded.device)
+    room = int(getattr(loaded.model.config, "max_position_embeddings", 512)) - 2
+    with torch.inference_mode():  # greedy: half the time of the default 4 beams, same quality on captions
+        out = loaded.model.generate(**enc, max_new_tokens=min(96, room), num_beams=1, do_sample=False)
+    return tokenizer.decode(out[0], skip_special_tokens=True).strip()
+
+
+def caption_image(image: Any, *, max_new_tokens: int = 30) -> Caption:
+    """Return the English and Chinese captions of ``image`` (a PIL image or a file path)."""
+    import torch
+
+    picture = load_image(image)
+    loaded = registry.get_model("captioner")
+    inputs = loaded.processor(images=picture, return_tensors="pt")
+    pixel_values = inputs["pixel_values"].to(loaded.device, dtype=next(loaded.model.parameters()).dtype)
+    with torch.inference_mode():  # greedy with a short cap: as good as beams here, and faster
+        out = loaded.model.generate(pixel_values=pixel_values, max_new_tokens=max_new_tokens, num_beams=1,
+                                    do_sample=False)
+    text = loaded.processor.decode(out[0], skip_special_tokens=True).strip()
+    if has_cjk(text):
+        return Caption(en="", zh=text)
+    caption = Caption(en=text, zh="")
+    if not text:
+        return caption
+    try:
+        caption.zh = translate_to_chinese(text)
+    except ModelUnavailableError as exc:  # the English caption is still useful
+        log.warning("translation unavailable: %s", exc)
+        caption.notices.append(f"翻译模型不可用，只显示英文描述。 / The translator is unavailable; showing the "
+                               f"English caption only. ({exc.model})")
+    return caption

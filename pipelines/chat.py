@@ -1,0 +1,42 @@
+"""Multi-turn chat with the chat model, streamed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .inputs import clean_text, normalize_messages, number, seed as parse_seed
+from .llm import chat_backend, max_new_tokens_cap
+from .streaming import SamplingParams, TextStream
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人的助手。"
+
+
+def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+         temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 512,
+         seed: int | None = None) -> TextStream:
+    """Return a stream of the assistant's reply to ``message`` after ``history``.
+
+    ``history`` holds role/content dicts (gradio's content-part lists and [user, bot] pairs are
+    accepted too). Old turns are dropped to fit the context window, with a notice in ``notices``;
+    ``usage`` has the prompt and completion token counts once the stream ends.
+    """
+    notices: list[str] = []
+    text = clean_text(message, field_zh="消息", field_en="message", notices=notices)
+    messages = normalize_messages(history)
+    system = clean_text(system_prompt, field_zh="系统提示词", field_en="system prompt", notices=notices,
+                        required=False).strip()
+    inline = [m for m in messages if m["role"] == "system"]
+    messages = [m for m in messages if m["role"] != "system"]
+    if not system and inline:
+        system = inline[-1]["content"]
+    backend = chat_backend("chat")
+    params = SamplingParams(
+        max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=1, hi=max_new_tokens_cap(backend),
+                              notices=notices, integer=True, default=512),
+        temperature=number(temperature, name="temperature", lo=0.0, hi=2.0, notices=notices, default=0.7),
+        top_p=number(top_p, name="top_p", lo=0.01, hi=1.0, notices=notices, default=0.9),
+        repetition_penalty=float(getattr(backend, "repetition_penalty", 1.0)),
+        seed=parse_seed(seed),
+    )
+    full = ([{"role": "system", "content": system}] if system else []) + messages + [{"role": "user", "content": text}]
+    return backend.stream_chat(full, params, notices)

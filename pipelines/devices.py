@@ -1,0 +1,68 @@
+"""Device and dtype choice, in one place.
+
+CUDA → bfloat16 where the GPU supports it, else float16; Apple MPS → float16; CPU → float32.
+``MODELDECK_DEVICE`` (cpu, cuda, cuda:1, mps) and ``MODELDECK_DTYPE`` (float32, float16, bfloat16)
+override the choice. torch is imported only when a model is about to be placed.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import torch
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def _auto_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@lru_cache(maxsize=None)
+def _resolve(device_env: str, dtype_env: str) -> tuple[str, str]:
+    device = device_env.strip().lower() or _auto_device()
+    if not (device == "cpu" or device == "mps" or device.startswith("cuda")):
+        raise InvalidInputError(
+            f"MODELDECK_DEVICE={device_env!r} 无效，可选 cpu、cuda、cuda:N、mps。",
+            f"MODELDECK_DEVICE={device_env!r} is not valid; use cpu, cuda, cuda:N or mps.",
+        )
+    if dtype_env.strip():
+        key = dtype_env.strip().lower()
+        if key not in _DTYPES:
+            raise InvalidInputError(
+                f"MODELDECK_DTYPE={dtype_env!r} 无效，可选 float32、float16、bfloat16。",
+                f"MODELDECK_DTYPE={dtype_env!r} is not valid; use float32, float16 or bfloat16.",
+            )
+        return device, _DTYPES[key]
+    if device.startswith("cuda"):
+        import torch
+
+        return device, "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device == "mps":
+        return device, "float16"
+    return device, "float32"
+
+
+def device_and_dtype_names() -> tuple[str, str]:
+    """Return the (device, dtype) names models are placed with, honouring the environment."""
+    return _resolve(os.environ.get("MODELDECK_DEVICE", ""), os.environ.get("MODELDECK_DTYPE", ""))
+
+
+def device_and_dtype() -> tuple[str, "torch.dtype"]:
+    """Return the device string and the torch dtype models are placed with."""
+    import torch
+
+    device, dtype = device_and_dtype_names()
+    return device, getattr(torch, dtype)

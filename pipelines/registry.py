@@ -1,0 +1,260 @@
+"""Which model serves which role, and the one loaded copy of each.
+
+A role ("chat", "story", "textgen", "classifier", "captioner", "translator") maps to one or more
+``ModelSpec``s read from the environment when a model is first needed, never at import. An entry is
+``[Display name=]hub-id-or-local-folder[@revision]``; several entries are comma-separated and the
+first is the default. Models load lazily, once per (task, source, revision), under a per-model lock,
+so two threads asking at once load it once, and the story role shares the chat model's copy.
+A failed load is not remembered: the next request tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .devices import device_and_dtype
+from .errors import InvalidInputError, ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+CAUSAL_LM = "causal-lm"
+TEXT_CLASSIFICATION = "text-classification"
+IMAGE_CAPTIONING = "image-captioning"
+TRANSLATION = "translation"
+
+
+@dataclass(frozen=True)
+class RoleDefaults:
+    variable: str
+    task: str
+    defaults: tuple[str, ...]
+
+
+ROLES: dict[str, RoleDefaults] = {
+    "chat": RoleDefaults("MODELDECK_CHAT_MODEL", CAUSAL_LM, ("Qwen/Qwen2.5-0.5B-Instruct",)),
+    # An empty default means "the same model as chat": one loaded copy serves both roles.
+    "story": RoleDefaults("MODELDECK_STORY_MODEL", CAUSAL_LM, ()),
+    "textgen": RoleDefaults("MODELDECK_TEXTGEN_MODELS", CAUSAL_LM,
+                            ("uer/gpt2-chinese-cluecorpussmall", "openai-community/gpt2")),
+    "classifier": RoleDefaults("MODELDECK_CLASSIFIER_MODELS", TEXT_CLASSIFICATION,
+                               ("uer/roberta-base-finetuned-jd-binary-chinese",
+                                "distilbert/distilbert-base-uncased-finetuned-sst-2-english")),
+    "captioner": RoleDefaults("MODELDECK_CAPTION_MODEL", IMAGE_CAPTIONING,
+                              ("Salesforce/blip-image-captioning-base",)),
+    "translator": RoleDefaults("MODELDECK_TRANSLATE_MODEL", TRANSLATION, ("Helsinki-NLP/opus-mt-en-zh",)),
+}
+
+# Short, readable names for the default models; anything else is named after its last path part.
+DISPLAY_NAMES = {
+    "Qwen/Qwen2.5-0.5B-Instruct": "Qwen2.5-0.5B-Instruct",
+    "uer/gpt2-chinese-cluecorpussmall": "GPT-2 中文 (Chinese)",
+    "openai-community/gpt2": "GPT-2 English",
+    "uer/roberta-base-finetuned-jd-binary-chinese": "中文评论情感 (JD reviews, Chinese)",
+    "distilbert/distilbert-base-uncased-finetuned-sst-2-english": "English sentiment (SST-2)",
+    "Salesforce/blip-image-captioning-base": "BLIP caption (base)",
+    "Helsinki-NLP/opus-mt-en-zh": "Opus-MT English→中文",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load for one role: a Hub id or local folder, its revision, and the task."""
+
+    role: str
+    source: str
+    revision: str | None
+    task: str
+    name: str
+    variable: str
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (self.task, self.source, self.revision)
+
+    @property
+    def is_local(self) -> bool:
+        return os.path.isdir(self.source)
+
+
+def _parse_entry(role: str, entry: str, defaults: RoleDefaults) -> ModelSpec:
+    name, _, rest = entry.rpartition("=") if "=" in entry else ("", "", entry)
+    source, revision = rest.strip(), None
+    if "@" in source and not os.path.isdir(source):
+        source, _, revision = source.rpartition("@")
+    source = os.path.expanduser(source.strip())
+    name = name.strip() or DISPLAY_NAMES.get(source) or os.path.basename(source.rstrip("/\\")) or source
+    return ModelSpec(role, source, revision or None, defaults.task, name, defaults.variable)
+
+
+def specs(role: str) -> list[ModelSpec]:
+    """Return the models configured for ``role``, the default first."""
+    if role not in ROLES:
+        raise InvalidInputError(f"未知的模型角色：{role}", f"Unknown model role: {role}")
+    defaults = ROLES[role]
+    raw = os.environ.get(defaults.variable, "").strip()
+    if not raw and not defaults.defaults:  # the story role borrows the chat model
+        return [ModelSpec(role, s.source, s.revision, s.task, s.name, s.variable) for s in specs("chat")]
+    entries = [e.strip() for e in raw.split(",") if e.strip()] if raw else list(defaults.defaults)
+    out: list[ModelSpec] = []
+    for entry in entries:
+        spec = _parse_entry(role, entry, defaults)
+        if any(s.name == spec.name for s in out):  # keep display names unique
+            spec = ModelSpec(role, spec.source, spec.revision, spec.task, f"{spec.name} ({len(out) + 1})",
+                             spec.variable)
+        out.append(spec)
+    return out
+
+
+def model_names(role: str) -> list[str]:
+    """Return the display names of ``role``'s models, the default first."""
+    return [s.name for s in specs(role)]
+
+
+def resolve(role: str, name: str | None = None) -> ModelSpec:
+    """Return the spec a request names (display name or configured id); only configured models qualify."""
+    available = specs(role)
+    if name is None or not str(name).strip():
+        return available[0]
+    wanted = str(name).strip()
+    for spec in available:
+        if wanted in (spec.name, spec.source):
+            return spec
+    choices = "、".join(s.name for s in available)
+    raise InvalidInputError(
+        f"没有名为 {wanted!r} 的模型。可选：{choices}",
+        f"There is no model called {wanted!r}. Choose one of: {', '.join(s.name for s in available)}",
+    )
+
+
+@dataclass
+class LoadedModel:
+    """A model placed on its device, with its tokenizer or processor."""
+
+    spec: ModelSpec
+    model: Any
+    processor: Any
+    device: str
+    dtype: str
+    load_seconds: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the weights and buffers (an estimate of resident memory)."""
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _trust_remote_code() -> bool:
+    return os.environ.get("MODELDECK_TRUST_REMOTE_CODE", "").strip().lower() in ("1", "true", "yes")
+
+
+def _load_classes(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    import transformers as tf
+
+    if task == CAUSAL_LM:
+        return tf.AutoTokenizer.from_pretrained, tf.AutoModelForCausalLM.from_pretrained
+    if task == TEXT_CLASSIFICATION:
+        return tf.AutoTokenizer.from_pretrained, tf.AutoModelForSequenceClassification.from_pretrained
+    if task == IMAGE_CAPTIONING:  # the image-to-text pipeline task is gone in transformers 5
+        return tf.BlipProcessor.from_pretrained, tf.BlipForConditionalGeneration.from_pretrained
+    if task == TRANSLATION:
+        return tf.AutoTokenizer.from_pretrained, tf.AutoModelForSeq2SeqLM.from_pretrained
+    raise InvalidInputError(f"未知任务：{task}", f"Unknown task: {task}")
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    if "couldn't connect" in first.lower() or "offline" in first.lower() or "connect" in type(exc).__name__.lower():
+        return "no network access to the Hugging Face Hub / 无法连接 Hugging Face Hub"
+    return f"{type(exc).__name__}: {first[:200]}"
+
+
+def _load(spec: ModelSpec) -> LoadedModel:
+    device, dtype = device_and_dtype()
+    load_processor, load_model = _load_classes(spec.task)
+    common = {"revision": spec.revision, "trust_remote_code": _trust_remote_code()}
+    started = time.perf_counter()
+    try:
+        processor = load_processor(spec.source, **common)
+        model = load_model(spec.source, dtype=dtype, **common)
+    except Exception as exc:  # every failure here means "this model is not usable now"
+        log.warning("loading %s failed: %s", spec.source, _short_reason(exc))
+        raise ModelUnavailableError(spec.source, spec.variable, _short_reason(exc)) from exc
+    model.to(device).eval()
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
+        tokenizer.pad_token = tokenizer.eos_token  # batched generation needs a pad token
+    loaded = LoadedModel(spec, model, processor, device, str(dtype).removeprefix("torch."),
+                         time.perf_counter() - started)
+    log.info("loaded %s on %s (%s) in %.1f s", spec.source, device, loaded.dtype, loaded.load_seconds)
+    return loaded
+
+
+_cache: dict[tuple[str, str, str | None], LoadedModel] = {}
+_locks: dict[tuple[str, str, str | None], threading.Lock] = {}
+_guard = threading.Lock()
+load_count: dict[tuple[str, str, str | None], int] = {}  # how often each model was really loaded
+
+
+def get_model(role: str, name: str | None = None) -> LoadedModel:
+    """Return the loaded model for ``role`` (and ``name``), loading it once on first use."""
+    spec = resolve(role, name)
+    cached = _cache.get(spec.key)
+    if cached is not None:
+        return cached
+    with _guard:
+        lock = _locks.setdefault(spec.key, threading.Lock())
+    with lock:
+        cached = _cache.get(spec.key)
+        if cached is None:
+            cached = _load(spec)
+            _cache[spec.key] = cached
+            load_count[spec.key] = load_count.get(spec.key, 0) + 1
+    return cached
+
+
+def loaded_models() -> list[dict[str, Any]]:
+    """Describe every loaded model: roles, source, device, dtype, memory in MiB, load time."""
+    rows = []
+    for key, loaded in list(_cache.items()):
+        roles = sorted({role for role in ROLES for s in _safe_specs(role) if s.key == key})
+        rows.append({"name": loaded.spec.name, "source": loaded.spec.source, "roles": roles or [loaded.spec.role],
+                     "device": loaded.device, "dtype": loaded.dtype,
+                     "memory_mib": round(loaded.memory_bytes / 2**20, 1),
+                     "load_seconds": round(loaded.load_seconds, 2)})
+    return rows
+
+
+def _safe_specs(role: str) -> list[ModelSpec]:
+    try:
+        return specs(role)
+    except InvalidInputError:
+        return []
+
+
+def preload(roles: list[str] | str) -> list[str]:
+    """Load every model of the given roles (or "all"); return messages for the ones that failed."""
+    wanted = list(ROLES) if roles == "all" or roles == ["all"] else list(roles)
+    problems = []
+    for role in wanted:
+        for spec in specs(role):
+            try:
+                get_model(role, spec.name)
+            except Exception as exc:  # preloading is best effort; the tab reports it again on use
+                problems.append(str(exc))
+    return problems
+
+
+def clear() -> None:
+    """Forget every loaded model (tests and configuration changes)."""
+    with _guard:
+        _cache.clear()
+        _locks.clear()
+        load_count.clear()

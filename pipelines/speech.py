@@ -1,0 +1,214 @@
+"""Text to speech: gTTS first, espeak-ng offline when gTTS fails, files cached and cleaned up.
+
+Files live in ``MODELDECK_AUDIO_DIR`` (default: ``modeldeck-audio`` in the system temp folder,
+which gradio may serve). Each is named by a hash of (language, text), so an identical request is
+served from the cache; files older than ``MODELDECK_AUDIO_MAX_AGE_DAYS`` (3) and the oldest beyond
+``MODELDECK_AUDIO_MAX_MB`` (500) are removed. A file appears only once it is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import io
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import InvalidInputError, SpeechUnavailableError, StorageError
+from .inputs import choice, clean_text, env_int
+from .streaming import has_cjk
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = {"zh": "zh", "中文": "zh", "chinese": "zh", "zh-cn": "zh", "en": "en", "english": "en", "auto": "auto"}
+GTTS_LANG = {"zh": "zh-CN", "en": "en"}
+ESPEAK_VOICE = {"zh": "cmn", "en": "en"}
+ENGINES = ("auto", "gtts", "espeak", "off")
+
+
+@dataclass
+class Speech:
+    """A finished audio file and the engine that made it ("gtts", "espeak" or "cache")."""
+
+    path: str
+    engine: str
+    notices: list[str] = field(default_factory=list)
+
+
+def audio_dir() -> str:
+    """The folder generated audio is kept in."""
+    return os.path.abspath(os.environ.get("MODELDECK_AUDIO_DIR", "").strip()
+                           or os.path.join(tempfile.gettempdir(), "modeldeck-audio"))
+
+
+def _engine_setting() -> str:
+    value = os.environ.get("MODELDECK_TTS", "auto").strip().lower() or "auto"
+    return value if value in ENGINES else "auto"
+
+
+def _deadline() -> float:
+    return float(env_int("MODELDECK_TTS_TIMEOUT", 30))
+
+
+class _Failed(Exception):
+    """One engine failed; the message says why (for logs and the final notice)."""
+
+
+def _gtts_bytes(text: str, language: str) -> bytes:
+    try:
+        from gtts import gTTS
+    except ImportError as exc:
+        raise _Failed("gTTS is not installed") from exc
+    kwargs = {"text": text, "lang": GTTS_LANG[language]}
+    if "timeout" in inspect.signature(gTTS.__init__).parameters:  # gTTS >= 2.5
+        kwargs["timeout"] = _deadline()
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            buffer = io.BytesIO()
+            gTTS(**kwargs).write_to_fp(buffer)  # into memory: a failure leaves no half-written file
+            result["data"] = buffer.getvalue()
+        except Exception as exc:  # gTTSError, AssertionError, requests' errors
+            result["error"] = exc
+
+    # gTTS < 2.5 sends requests without a timeout; a daemon thread keeps a hung request from blocking us.
+    worker = threading.Thread(target=run, name="modeldeck-gtts", daemon=True)
+    worker.start()
+    worker.join(_deadline())
+    if worker.is_alive():
+        raise _Failed(f"gTTS gave no answer within {_deadline():.0f} s")
+    if "error" in result:
+        raise _Failed(f"gTTS failed: {result['error']}")
+    data = result.get("data")
+    if not data:
+        raise _Failed("gTTS returned no audio")
+    return data  # type: ignore[return-value]
+
+
+def espeak_binary() -> str | None:
+    """Path of espeak-ng (or espeak), or None when neither is installed."""
+    return shutil.which("espeak-ng") or shutil.which("espeak")
+
+
+def _espeak_bytes(text: str, language: str) -> bytes:
+    binary = espeak_binary()
+    if binary is None:
+        raise _Failed("espeak-ng is not installed")
+    try:
+        done = subprocess.run([binary, "-v", ESPEAK_VOICE[language], "--stdout", "--stdin"], input=text.encode(),
+                              capture_output=True, timeout=_deadline() * 2, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise _Failed("espeak-ng timed out") from exc
+    if done.returncode != 0 or not done.stdout.startswith(b"RIFF"):
+        raise _Failed(f"espeak-ng failed: {done.stderr.decode(errors='replace').strip()[:200]}")
+    return done.stdout
+
+
+ENGINE_FUNCS: dict[str, tuple[str, Callable[[str, str], bytes]]] = {
+    "gtts": (".mp3", _gtts_bytes), "espeak": (".wav", _espeak_bytes)}
+
+
+def cleanup(folder: str | None = None, *, now: float | None = None) -> int:
+    """Remove audio older than the age limit, then the oldest beyond the size cap; return how many."""
+    folder = folder or audio_dir()
+    now = time.time() if now is None else now
+    max_age = env_int("MODELDECK_AUDIO_MAX_AGE_DAYS", 3) * 86400
+    cap = env_int("MODELDECK_AUDIO_MAX_MB", 500) * 2**20
+    try:
+        entries = [e for e in os.scandir(folder) if e.is_file()]
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    kept = []
+    for entry in entries:
+        stat = entry.stat()
+        stale_tmp = entry.name.startswith(".tmp-") and now - stat.st_mtime > 3600
+        if now - stat.st_mtime > max_age or stale_tmp:
+            removed += _remove(entry.path)
+        elif not entry.name.startswith(".tmp-"):
+            kept.append((stat.st_mtime, stat.st_size, entry.path))
+    total = sum(size for _, size, _ in kept)
+    for _, size, path in sorted(kept):
+        if total <= cap:
+            break
+        removed += _remove(path)
+        total -= size
+    return removed
+
+
+def _remove(path: str) -> int:
+    try:
+        os.remove(path)
+        return 1
+    except OSError:
+        return 0
+
+
+def _storage_error(exc: OSError) -> StorageError:
+    return StorageError(f"无法保存音频文件（{exc.strerror or exc}）。请检查 MODELDECK_AUDIO_DIR 是否可写、磁盘是否已满。",
+                        f"The audio file could not be saved ({exc.strerror or exc}). Check that "
+                        "MODELDECK_AUDIO_DIR is writable and the disk is not full.")
+
+
+def synthesize_speech(text: str, language: str = "auto") -> Speech:
+    """Return a finished audio file of ``text`` read in ``language`` ("zh", "en" or "auto")."""
+    notices: list[str] = []
+    spoken = clean_text(text, field_zh="要朗读的文本", field_en="text to read", notices=notices,
+                        max_chars=env_int("MODELDECK_MAX_SPEECH_CHARS", 3000)).strip()
+    if not any(ch.isalnum() for ch in spoken):
+        raise InvalidInputError("文本里没有可以朗读的文字。", "The text has nothing that can be read aloud.")
+    lang = choice(language, LANGUAGES, name_zh="语言", name_en="language")
+    if lang == "auto":
+        lang = "zh" if has_cjk(spoken) else "en"
+    setting = _engine_setting()
+    if setting == "off":
+        raise SpeechUnavailableError("语音合成已关闭（MODELDECK_TTS=off）。", "Speech is turned off (MODELDECK_TTS=off).")
+    folder = audio_dir()
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise _storage_error(exc) from exc
+    stem = hashlib.sha256(f"{lang}\n{spoken}".encode()).hexdigest()[:32]
+    for ext in (".mp3", ".wav"):
+        cached = os.path.join(folder, stem + ext)
+        if os.path.isfile(cached) and os.path.getsize(cached) > 0:
+            os.utime(cached)
+            return Speech(cached, "cache", notices)
+    cleanup(folder)
+    order = ["gtts", "espeak"] if setting == "auto" else [setting]
+    reasons = []
+    for engine in order:
+        ext, make = ENGINE_FUNCS[engine]
+        try:
+            data = make(spoken, lang)
+        except _Failed as exc:
+            log.warning("speech engine %s failed: %s", engine, exc)
+            reasons.append(str(exc))
+            continue
+        path = os.path.join(folder, stem + ext)
+        temp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}{ext}")
+        try:
+            with open(temp, "wb") as f:
+                f.write(data)
+            os.replace(temp, path)  # the final name appears only when the file is complete
+        except OSError as exc:
+            _remove(temp)
+            raise _storage_error(exc) from exc
+        if engine != order[0]:
+            notices.append("在线语音（gTTS）不可用，已改用离线语音 espeak-ng。 / Online speech (gTTS) was "
+                           "unavailable; the offline voice espeak-ng was used instead.")
+        return Speech(path, engine, notices)
+    raise SpeechUnavailableError(
+        "无法生成语音：" + "；".join(reasons) + "。在线语音需要网络；离线语音需要安装 espeak-ng。",
+        "No audio could be made: " + "; ".join(reasons) + ". Online speech needs network access; "
+        "offline speech needs espeak-ng installed.")
+

@@ -1,0 +1,105 @@
+"""Write a story about a picture's caption in a chosen style, length and creativity, streamed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+from .inputs import choice, clean_text, number, seed as parse_seed
+from .llm import chat_backend, max_new_tokens_cap
+from .streaming import SamplingParams, TextStream
+
+# The reference app's eleven styles, plus a fable; each with its English name.
+STYLES: dict[str, str] = {
+    "搞笑": "funny", "武侠": "wuxia (martial arts)", "爱情": "romance", "动作": "action",
+    "科幻": "science fiction", "悬疑": "mystery", "奇幻": "fantasy", "温馨": "heart-warming",
+    "恐怖": "horror", "冒险": "adventure", "童话": "fairy tale", "寓言": "fable",
+}
+_STYLE_ALIASES = {**{k: k for k in STYLES}, **{v: k for k, v in STYLES.items()},
+                  **{v.split(" ")[0]: k for k, v in STYLES.items()}, "sci-fi": "科幻", "wuxia": "武侠"}
+LANGUAGES = {"zh": "zh", "中文": "zh", "chinese": "zh", "zh-cn": "zh", "en": "en", "english": "en"}
+MIN_LENGTH, MAX_LENGTH = 50, 1000
+_ENDS = {"zh": re.compile(r"[。！？!?…]+[”」』\"')）]*"), "en": re.compile(r"[.!?]+[\"')”]*(?=\s|$)")}
+
+
+def story_size(text: str, language: str) -> int:
+    """Length as the user counts it: characters (no spaces) in Chinese, words in English."""
+    return len(re.sub(r"\s", "", text)) if language == "zh" else len(text.split())
+
+
+def trim_to_sentence(text: str, target: int, language: str) -> str:
+    """Cut ``text`` at the sentence end nearest ``target`` without running far past it."""
+    text = text.strip()
+    limit = int(target * 1.2)
+    if story_size(text, language) <= limit:
+        return text
+    ends = [m.end() for m in _ENDS[language].finditer(text)]
+    fitting = [e for e in ends if story_size(text[:e], language) <= limit]
+    if fitting and story_size(text[:fitting[-1]], language) >= target * 0.5:
+        return text[:fitting[-1]].strip()
+    # No sentence end near the target: cut at the target and mark the cut.
+    if language == "zh":
+        kept, count = [], 0
+        for ch in text:
+            count += not ch.isspace()
+            if count > target:
+                break
+            kept.append(ch)
+        return "".join(kept).rstrip("，、；：,;: ") + "……"
+    return " ".join(text.split()[:target]).rstrip(",;: ") + "…"
+
+
+def _prompt(caption: str, style: str, length: int, language: str) -> list[dict[str, str]]:
+    if language == "zh":
+        return [{"role": "system", "content": f"你是一位擅长写{style}故事的中文作家。"},
+                {"role": "user", "content": f"请根据下面的图片描述，写一个{style}风格的故事，约{length}字。"
+                                            f"要求：只用中文；情节完整，有开头和结尾；语句通顺；直接输出故事正文，不要标题。\n"
+                                            f"图片描述：{caption}"}]
+    style_en = STYLES[style]
+    return [{"role": "system", "content": f"You are a writer of {style_en} stories."},
+            {"role": "user", "content": f"Write a {style_en} story of about {length} words based on the picture "
+                                        "described below. Write in English, with a beginning and an end. "
+                                        f"Output only the story, without a title.\nPicture: {caption}"}]
+
+
+def creativity_to_temperature(creativity: float) -> float:
+    """Map creativity 0–10 to a sampling temperature 0.2–1.2 (higher is freer)."""
+    return round(0.2 + 0.1 * creativity, 3)
+
+
+def write_story(caption: str, style: str = "温馨", length: int = 300, creativity: float = 5,
+                language: str = "zh", *, seed: Any = None) -> TextStream:
+    """Return a stream of a story about ``caption`` that ends on a sentence near ``length``.
+
+    ``length`` counts Chinese characters for ``language="zh"`` and words for ``"en"``.
+    """
+    notices: list[str] = []
+    text = clean_text(caption, field_zh="图片描述", field_en="caption", notices=notices, max_chars=2000)
+    style_ = choice(style, _STYLE_ALIASES, name_zh="故事风格", name_en="story style")
+    language_ = choice(language, LANGUAGES, name_zh="语言", name_en="language")
+    target = number(length, name="length", lo=MIN_LENGTH, hi=MAX_LENGTH, notices=notices, integer=True,
+                    default=300)
+    creativity_ = number(creativity, name="creativity", lo=0, hi=10, notices=notices, default=5)
+    backend = chat_backend("story")
+    per_unit = 1.5 if language_ == "zh" else 1.7  # tokens per character / per word, with headroom
+    params = SamplingParams(max_new_tokens=min(int(target * per_unit) + 32, max_new_tokens_cap(backend)),
+                            temperature=creativity_to_temperature(creativity_), top_p=0.9,
+                            repetition_penalty=1.05, seed=parse_seed(seed))
+    inner = backend.stream_chat(_prompt(text, style_, target, language_), params, notices)
+
+    def texts() -> Iterator[list[str]]:
+        last = ""
+        try:
+            for last in inner:
+                yield [last]
+                if story_size(last, language_) >= target * 1.2:
+                    inner.cancel()  # long enough: stop the computation, not only the display
+                    break
+        finally:
+            inner.close()
+        if inner.usage.finish_reason == "cancelled" and story_size(last, language_) >= target * 1.2:
+            inner.usage.finish_reason = "length"
+        yield [trim_to_sentence(last, target, language_)]
+
+    return TextStream(texts(), cancel_event=inner.cancel_event, usage=inner.usage, seed=inner.seed,
+                      notices=inner.notices)

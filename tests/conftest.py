@@ -1,0 +1,51 @@
+"""Offline test harness: tiny models built once per run, the registry pointed at them."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Before anything imports huggingface_hub (it reads these once): never touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pytest  # noqa: E402
+
+from tiny_models import build_all  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Build every tiny model once and point the MODELDECK_* variables at them."""
+    root = tmp_path_factory.mktemp("models")
+    env = build_all(root)
+    env["MODELDECK_AUDIO_DIR"] = str(tmp_path_factory.mktemp("audio"))
+    env["MODELDECK_TTS"] = "espeak"  # gTTS needs the network; tests that exercise it fake it
+    env["MODELDECK_DEVICE"] = os.environ.get("MODELDECK_TEST_DEVICE", "cpu")
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture
+def fresh_registry():
+    """Forget loaded models before and after a test that changes the configuration."""
+    from pipelines import registry
+    from pipelines.devices import _resolve
+
+    registry.clear()
+    _resolve.cache_clear()
+    yield registry
+    registry.clear()
+    _resolve.cache_clear()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
+    config.addinivalue_line("markers", "browser: drives headless Chromium")

@@ -1,0 +1,165 @@
+"""The shared streaming mechanism: decoding, cancelling, seeds, batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from pipelines import registry
+from pipelines.streaming import SamplingParams, remove_cjk_spaces, spaces_between_cjk, stream_generate
+
+
+class ScriptedModel(torch.nn.Module):
+    """A model whose generate() emits a fixed token sequence through the streamer (the real interface)."""
+
+    def __init__(self, tokens: list[int], eos: int) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.generation_config = type("G", (), {"eos_token_id": eos, "bos_token_id": None,
+                                                "decoder_start_token_id": None})()
+
+    def generate(self, input_ids, streamer, stopping_criteria, **kwargs):
+        streamer.put(input_ids)
+        sequence = input_ids
+        for token in self.tokens:
+            step = torch.tensor([token])
+            streamer.put(step)
+            sequence = torch.cat([sequence, step[None]], dim=-1)
+            if all(c(sequence, None).all() for c in stopping_criteria):
+                break
+        streamer.end()
+
+
+def test_byte_level_character_split_across_tokens_never_yields_replacement_char():
+    tokenizer = registry.get_model("chat").processor
+    ids = tokenizer("猫狗，好", add_special_tokens=False)["input_ids"]
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert any("\ufffd" in p for p in pieces), "the tiny tokenizer should split a character into bytes"
+    loaded = registry.LoadedModel(registry.resolve("chat"), ScriptedModel(ids, eos=-1), tokenizer, "cpu", "float32", 0)
+    prompt = torch.tensor([[ids[0]]])
+    seen = list(stream_generate(loaded, prompt, torch.ones_like(prompt), SamplingParams(temperature=0)))
+    assert seen and all("\ufffd" not in text for text in seen)
+    assert seen[-1] == "猫狗，好"
+    assert all(b.startswith(a) for a, b in zip(seen, seen[1:]))
+
+
+def test_wordpiece_spaces_between_chinese_characters_are_removed():
+    tokenizer = registry.get_model("textgen").processor
+    ids = tokenizer("我是猫，你好", add_special_tokens=False)["input_ids"]
+    assert spaces_between_cjk(tokenizer)
+    assert tokenizer.decode(ids) != "我是猫，你好"
+    loaded = registry.LoadedModel(registry.resolve("textgen"), ScriptedModel(ids, eos=-1), tokenizer, "cpu",
+                                  "float32", 0)
+    prompt = torch.tensor([[ids[0]]])
+    assert list(stream_generate(loaded, prompt, torch.ones_like(prompt), SamplingParams(temperature=0)))[-1] \
+        == "我是猫，你好"
+
+
+def test_remove_cjk_spaces_keeps_spaces_between_latin_words():
+    assert remove_cjk_spaces("今 天 是 2024 年 ， hello world 。") == "今天是2024年，hello world。"
+
+
+def _prompt(role="chat", text="你好"):
+    loaded = registry.get_model(role)
+    enc = loaded.processor(text, add_special_tokens=False, return_tensors="pt")
+    return loaded, enc["input_ids"], enc["attention_mask"]
+
+
+def test_stream_yields_growing_text_and_counts_tokens():
+    loaded, ids, mask = _prompt()
+    stream = stream_generate(loaded, ids, mask, SamplingParams(max_new_tokens=12, temperature=0.9, seed=1))
+    texts = list(stream)
+    assert texts and all(isinstance(t, str) for t in texts)
+    assert 1 <= stream.usage.completion_tokens <= 12
+    assert stream.usage.prompt_tokens == ids.shape[1]
+    assert stream.usage.finish_reason in ("eos", "length")
+
+
+def test_same_seed_same_text_even_with_concurrent_sampling():
+    loaded, ids, mask = _prompt("textgen", "天气")
+    params = SamplingParams(max_new_tokens=20, temperature=1.2, top_k=0, top_p=1.0, seed=1234)
+    first = stream_generate(loaded, ids, mask, params).collect()
+    noise = threading.Thread(target=lambda: [stream_generate(loaded, ids, mask, SamplingParams(
+        max_new_tokens=30, temperature=1.5)).collect() for _ in range(3)])
+    noise.start()
+    second = stream_generate(loaded, ids, mask, params).collect()
+    noise.join()
+    assert first == second
+    others = {stream_generate(loaded, ids, mask, SamplingParams(max_new_tokens=20, temperature=1.2, seed=s)).collect()
+              for s in range(5)}
+    assert len(others) > 1
+
+
+def test_temperature_zero_is_greedy_and_deterministic():
+    loaded, ids, mask = _prompt("textgen", "天气")
+    a = stream_generate(loaded, ids, mask, SamplingParams(max_new_tokens=15, temperature=0))
+    b = stream_generate(loaded, ids, mask, SamplingParams(max_new_tokens=15, temperature=0))
+    assert a.collect() == b.collect()
+    assert a.seed is None
+
+
+@pytest.fixture
+def slow_textgen():
+    """The tiny GPT-2 at a realistic 10 ms per token, so stopping is measurable."""
+    loaded = registry.get_model("textgen")
+    hook = loaded.model.register_forward_pre_hook(lambda *_: time.sleep(0.01))
+    yield loaded
+    hook.remove()
+
+
+def test_cancel_halts_the_computation_not_only_the_display(slow_textgen):
+    _, ids, mask = _prompt("textgen", "天气")
+    stream = stream_generate(slow_textgen, ids, mask, SamplingParams(max_new_tokens=60, temperature=0))
+    at_cancel = None
+    for _ in stream:
+        if at_cancel is None:
+            at_cancel = stream.usage.completion_tokens
+            stream.cancel()
+    assert stream.usage.finish_reason == "cancelled"
+    assert stream.usage.completion_tokens - at_cancel <= 3
+    assert stream.usage.completion_tokens < 60
+    full = stream_generate(slow_textgen, ids, mask, SamplingParams(max_new_tokens=60, temperature=0))
+    full.collect()
+    assert full.usage.completion_tokens == 60, "uncancelled, the tiny model runs to the cap"
+
+
+def test_closing_a_stream_early_stops_its_thread(slow_textgen):
+    _, ids, mask = _prompt("textgen", "天气")
+    stream = stream_generate(slow_textgen, ids, mask, SamplingParams(max_new_tokens=60, temperature=0))
+    iterator = iter(stream)
+    next(iterator)
+    at_close = stream.usage.completion_tokens
+    iterator.close()  # what gradio does when the user presses Stop or leaves (GeneratorExit)
+    assert stream.usage.finish_reason == "cancelled"
+    assert stream.usage.completion_tokens - at_close <= 3
+    time.sleep(0.1)
+    assert stream.usage.completion_tokens - at_close <= 3, "the worker kept generating after close"
+    assert not [t for t in threading.enumerate() if t.name == "modeldeck-generate"]
+
+
+def test_batch_rows_sample_independently():
+    loaded, ids, mask = _prompt("textgen", "天气")
+    stream = stream_generate(loaded, ids.repeat(3, 1), mask.repeat(3, 1),
+                             SamplingParams(max_new_tokens=15, temperature=1.5, seed=7))
+    stream.collect()
+    assert len(stream.texts) == 3
+    assert len(set(stream.texts)) > 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_generation_on_cuda_uses_half_precision(monkeypatch, fresh_registry):
+    monkeypatch.setenv("MODELDECK_DEVICE", "cuda")
+    from pipelines.devices import device_and_dtype_names
+
+    device, dtype = device_and_dtype_names()
+    assert dtype in ("bfloat16", "float16")
+    loaded, ids, mask = _prompt()
+    assert next(loaded.model.parameters()).is_cuda
+    stream = stream_generate(loaded, ids, mask, SamplingParams(max_new_tokens=10, temperature=0.8, seed=3))
+    assert isinstance(stream.collect(), str)
+    assert stream_generate(loaded, ids, mask, SamplingParams(max_new_tokens=10, temperature=0.8, seed=3)).collect() \
+        == stream.text
