@@ -1,0 +1,106 @@
+"""Model specs from the environment, lazy once-only loading, clear failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pipelines import ModelUnavailableError, InvalidInputError
+from pipelines.registry import DISPLAY_NAMES, ROLES
+
+
+def test_importing_pipelines_loads_no_model_and_no_torch():
+    code = ("import sys, pipelines; print('torch' in sys.modules, 'transformers' in sys.modules, "
+            "len(pipelines.registry._cache))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["False", "False", "0"]
+
+
+def test_real_defaults_are_the_published_models(monkeypatch):
+    from pipelines import registry
+
+    for role in ROLES:
+        monkeypatch.delenv(ROLES[role].variable, raising=False)
+    assert registry.resolve("chat").source == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert registry.resolve("story") == registry.specs("story")[0]
+    assert registry.resolve("story").key == registry.resolve("chat").key
+    assert [s.source for s in registry.specs("textgen")] == ["uer/gpt2-chinese-cluecorpussmall", "openai-community/gpt2"]
+    assert registry.specs("classifier")[0].source == "uer/roberta-base-finetuned-jd-binary-chinese"
+    assert registry.resolve("captioner").source == "Salesforce/blip-image-captioning-base"
+    assert registry.resolve("translator").source == "Helsinki-NLP/opus-mt-en-zh"
+    assert all(s.name == DISPLAY_NAMES[s.source] for role in ROLES for s in registry.specs(role))
+
+
+def test_entries_take_a_name_and_a_revision(monkeypatch):
+    from pipelines import registry
+
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", "Mine=org/model@v1.0, other/thing")
+    first, second = registry.specs("textgen")
+    assert (first.name, first.source, first.revision) == ("Mine", "org/model", "v1.0")
+    assert (second.name, second.source, second.revision) == ("thing", "other/thing", None)
+
+
+@pytest.mark.parametrize("name", ["../../etc", "/etc/passwd", "gpt2", "org/unknown"])
+def test_a_request_can_only_name_configured_models(name):
+    from pipelines import registry
+
+    with pytest.raises(InvalidInputError) as err:
+        registry.resolve("textgen", name)
+    assert "Tiny GPT-2" in str(err.value)
+
+
+def test_concurrent_first_calls_load_once(fresh_registry):
+    results, barrier = [], threading.Barrier(6)
+
+    def ask():
+        barrier.wait()
+        results.append(fresh_registry.get_model("classifier"))
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len({id(r) for r in results}) == 1
+    assert fresh_registry.load_count[fresh_registry.resolve("classifier").key] == 1
+
+
+def test_story_shares_the_chat_model(fresh_registry):
+    assert fresh_registry.get_model("story") is fresh_registry.get_model("chat")
+    rows = fresh_registry.loaded_models()
+    assert len(rows) == 1 and set(rows[0]["roles"]) >= {"chat", "story"}
+    assert rows[0]["device"] == "cpu" and rows[0]["dtype"] == "float32" and rows[0]["memory_mib"] > 0
+
+
+def test_missing_model_is_a_clear_error_and_is_retried(fresh_registry, monkeypatch, tmp_path):
+    good = fresh_registry.resolve("captioner").source
+    monkeypatch.setenv("MODELDECK_CAPTION_MODEL", "nobody/no-such-model")
+    with pytest.raises(ModelUnavailableError) as err:
+        fresh_registry.get_model("captioner")
+    assert "nobody/no-such-model" in str(err.value) and "MODELDECK_CAPTION_MODEL" in str(err.value)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text("{not json")
+    monkeypatch.setenv("MODELDECK_CAPTION_MODEL", str(corrupt))
+    with pytest.raises(ModelUnavailableError):
+        fresh_registry.get_model("captioner")
+    monkeypatch.setenv("MODELDECK_CAPTION_MODEL", good)
+    assert fresh_registry.get_model("captioner").model is not None  # the failure was not cached
+
+
+def test_device_and_dtype_follow_the_environment(monkeypatch):
+    from pipelines.devices import _resolve, device_and_dtype_names
+
+    _resolve.cache_clear()
+    monkeypatch.setenv("MODELDECK_DEVICE", "cpu")
+    monkeypatch.setenv("MODELDECK_DTYPE", "bf16")
+    assert device_and_dtype_names() == ("cpu", "bfloat16")
+    monkeypatch.setenv("MODELDECK_DTYPE", "int3")
+    with pytest.raises(InvalidInputError):
+        device_and_dtype_names()
+    monkeypatch.delenv("MODELDECK_DTYPE")
+    assert device_and_dtype_names() == ("cpu", "float32")
+    _resolve.cache_clear()

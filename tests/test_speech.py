@@ -1,0 +1,139 @@
+"""Speech: gTTS with a deadline, espeak-ng offline fallback, cache, cleanup, clear failures."""
+
+from __future__ import annotations
+
+import os
+import time
+import wave
+
+import pytest
+from PIL import Image
+
+import pipelines as p
+from pipelines import speech
+
+needs_espeak = pytest.mark.skipif(speech.espeak_binary() is None, reason="espeak-ng is not installed")
+
+
+class FailingGTTS:
+    """Stands in for gTTS without a network: the same exception gTTS raises offline or on HTTP 429."""
+
+    error = "Failed to connect. Probable cause: Unknown"
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+    def write_to_fp(self, fp):
+        from gtts.tts import gTTSError
+
+        fp.write(b"partial")
+        raise gTTSError(self.error)
+
+
+class WorkingGTTS(FailingGTTS):
+    def write_to_fp(self, fp):
+        fp.write(b"ID3" + b"\x00" * 64)
+
+
+class HangingGTTS(FailingGTTS):
+    def write_to_fp(self, fp):
+        time.sleep(5)
+
+
+@pytest.fixture
+def audio(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELDECK_AUDIO_DIR", str(tmp_path / "audio"))
+    monkeypatch.setenv("MODELDECK_TTS", "auto")
+    return tmp_path / "audio"
+
+
+def _wav_seconds(path: str) -> float:
+    with wave.open(path) as w:
+        return w.getnframes() / w.getframerate()
+
+
+@needs_espeak
+@pytest.mark.parametrize("error", ["Failed to connect. Probable cause: Unknown",
+                                   "429 (Too Many Requests) from TTS API. Probable cause: Unknown"])
+def test_gtts_failure_falls_back_to_espeak_with_real_audio(audio, monkeypatch, error):
+    monkeypatch.setattr("gtts.gTTS", type("G", (FailingGTTS,), {"error": error}))
+    result = p.synthesize_speech("你好，世界。今天天气很好。", "zh")
+    assert result.engine == "espeak" and result.notices
+    assert open(result.path, "rb").read(4) == b"RIFF"
+    assert _wav_seconds(result.path) > 0.5
+    assert [f for f in os.listdir(audio) if f.startswith(".tmp")] == []
+
+
+def test_gtts_success_writes_an_mp3_atomically(audio, monkeypatch):
+    monkeypatch.setattr("gtts.gTTS", WorkingGTTS)
+    result = p.synthesize_speech("Hello there.", "en")
+    assert result.engine == "gtts" and result.path.endswith(".mp3")
+    assert open(result.path, "rb").read(3) == b"ID3"
+    assert sorted(os.listdir(audio)) == [os.path.basename(result.path)]
+
+
+@needs_espeak
+def test_a_hanging_gtts_is_abandoned_at_the_deadline(audio, monkeypatch):
+    monkeypatch.setattr("gtts.gTTS", HangingGTTS)
+    monkeypatch.setenv("MODELDECK_TTS_TIMEOUT", "1")
+    result = p.synthesize_speech("Hello there.", "en")
+    assert result.engine == "espeak"
+
+
+@needs_espeak
+def test_identical_requests_are_served_from_the_cache(audio, monkeypatch):
+    monkeypatch.setenv("MODELDECK_TTS", "espeak")
+    first = p.synthesize_speech("一只猫。", "zh")
+    second = p.synthesize_speech("一只猫。", "zh")
+    assert second.engine == "cache" and second.path == first.path
+    assert p.synthesize_speech("一只猫。", "en").path != first.path
+
+
+@needs_espeak
+def test_long_text_is_one_whole_file(audio, monkeypatch):
+    monkeypatch.setenv("MODELDECK_TTS", "espeak")
+    result = p.synthesize_speech("这是一个很长的故事。" * 60, "zh")
+    assert _wav_seconds(result.path) > 30
+
+
+def test_cleanup_removes_old_files_then_the_oldest_beyond_the_cap(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELDECK_AUDIO_MAX_AGE_DAYS", "3")
+    monkeypatch.setenv("MODELDECK_AUDIO_MAX_MB", "1")
+    now = time.time()
+    for name, age_days, size in [("old.mp3", 4, 10), ("a.wav", 1, 600_000), ("b.wav", 0.5, 600_000),
+                                 ("c.wav", 0.1, 10)]:
+        path = tmp_path / name
+        path.write_bytes(b"x" * size)
+        os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+    assert speech.cleanup(str(tmp_path), now=now) == 2
+    assert sorted(os.listdir(tmp_path)) == ["b.wav", "c.wav"]
+
+
+def test_no_engine_at_all_is_a_clear_error(audio, monkeypatch):
+    monkeypatch.setattr("gtts.gTTS", FailingGTTS)
+    monkeypatch.setattr(speech.shutil, "which", lambda name: None)
+    with pytest.raises(p.SpeechUnavailableError) as err:
+        p.synthesize_speech("你好。", "zh")
+    assert "espeak-ng" in str(err.value)
+
+
+def test_picture_story_without_speech_still_delivers_the_story(audio, monkeypatch):
+    monkeypatch.setenv("MODELDECK_TTS", "off")
+    final = list(p.picture_story(Image.new("RGB", (40, 40), "green"), "搞笑", 50, 3, "zh"))[-1]
+    assert final.story and final.audio is None
+    assert any("no audio" in n for n in final.notices)
+
+
+def test_unwritable_audio_folder_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("MODELDECK_AUDIO_DIR", str(blocker / "audio"))
+    with pytest.raises(p.StorageError) as err:
+        p.synthesize_speech("你好。", "zh")
+    assert "MODELDECK_AUDIO_DIR" in str(err.value)
+
+
+@pytest.mark.parametrize("text,language", [("", "zh"), ("。。。！", "zh"), ("hello", "fr")])
+def test_bad_speech_requests_are_rejected(audio, text, language):
+    with pytest.raises(p.InvalidInputError):
+        p.synthesize_speech(text, language)

@@ -1,0 +1,139 @@
+"""Chat, text generation, classification, caption and story through the real loading path."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+import pipelines as p
+from pipelines.story import story_size, trim_to_sentence
+
+
+def test_chat_streams_a_reply_and_reports_usage():
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
+    stream = p.chat("你好", history, max_new_tokens=12, temperature=0.7, top_p=0.9, seed=1)
+    texts = list(stream)
+    assert texts and isinstance(texts[-1], str)
+    assert stream.usage.prompt_tokens > 0 and 1 <= stream.usage.completion_tokens <= 12
+    assert stream.usage.total_tokens == stream.usage.prompt_tokens + stream.usage.completion_tokens
+    assert not stream.notices
+
+
+def test_chat_trims_the_oldest_turns_to_fit_the_window():
+    history = []
+    for i in range(60):
+        history += [{"role": "user", "content": f"Hello, how are you? {i}"},
+                    {"role": "assistant", "content": "你好，我是一个模型。"}]
+    stream = p.chat("last question", history, max_new_tokens=64)
+    stream.collect()
+    assert any("oldest" in n for n in stream.notices)
+    assert stream.usage.prompt_tokens <= 512 - 64
+
+
+def test_chat_cuts_a_single_huge_message_with_a_notice():
+    stream = p.chat("Hello, how are you? " * 5000, max_new_tokens=8)
+    stream.collect()
+    assert stream.notices and stream.usage.prompt_tokens <= 512 - 8
+
+
+@pytest.mark.parametrize("history", [{"role": "user"}, [{"role": "user"}], [{"role": "robot", "content": "x"}], "hi"])
+def test_chat_rejects_malformed_history(history):
+    with pytest.raises(p.InvalidInputError):
+        p.chat("hi", history)
+
+
+def test_chat_rejects_empty_message():
+    with pytest.raises(p.InvalidInputError) as err:
+        p.chat("   \n ")
+    assert "Enter the message" in str(err.value)
+
+
+def test_textgen_multiple_sequences_reproduce_with_the_seed():
+    run = lambda seed: p.generate_text("我是猫", "Tiny GPT-2 B", max_new_tokens=10, temperature=1.0, top_k=20,
+                                       top_p=0.9, num_return_sequences=3, seed=seed)
+    a, b = run(42), run(42)
+    assert a.collect() == b.collect() and a.seed == 42
+    assert len(a.texts) == 3 and a.text.count("我是猫") == 3  # texts: continuations; text: prompt + each
+    assert "【3】" in a.text
+
+
+def test_textgen_greedy_and_random_seed_is_reported():
+    greedy = p.generate_text("你好", temperature=0, max_new_tokens=5)
+    greedy.collect()
+    assert greedy.seed is None
+    sampled = p.generate_text("你好", temperature=0.9, max_new_tokens=5)
+    sampled.collect()
+    assert isinstance(sampled.seed, int)
+
+
+def test_textgen_clamps_out_of_range_numbers_with_notices():
+    stream = p.generate_text("你好", max_new_tokens=10**6, temperature=50, top_p=0, top_k=-3,
+                             num_return_sequences=100, repetition_penalty=0.1)
+    stream.collect()
+    assert len(stream.texts) == 8
+    assert len(stream.notices) == 6
+    assert stream.usage.completion_tokens <= 64  # half the tiny GPT-2's 128 positions
+
+
+@pytest.mark.parametrize("seed", [-1, 2**40, 1.5, "abc"])
+def test_textgen_rejects_bad_seeds(seed):
+    with pytest.raises(p.InvalidInputError):
+        p.generate_text("你好", seed=seed)
+
+
+def test_classification_labels_are_readable_and_batched():
+    results = p.classify_texts(["好", "this is a long text " * 500, "我", "猫狗"], batch_size=2)
+    assert len(results) == 4
+    for scores in results:
+        assert set(scores) == {"正面 positive", "负面 negative"}
+        assert abs(sum(scores.values()) - 1) < 1e-5
+        assert list(scores.values()) == sorted(scores.values(), reverse=True)
+    single = p.classify_text("猫狗")
+    assert single == pytest.approx(results[3])
+
+
+@pytest.mark.parametrize("raw,readable", [("LABEL_1", "类别 1 (class 1)"), ("negative (stars 1, 2 and 3)", "负面 negative"),
+                                          ("POSITIVE", "正面 positive"), ("joy", "joy")])
+def test_readable_label(raw, readable):
+    assert p.readable_label(raw) == readable
+
+
+def test_caption_gives_english_and_chinese():
+    caption = p.caption_image(Image.new("RGB", (80, 60), "red"))
+    assert isinstance(caption.en, str) and isinstance(caption.zh, str)
+    assert caption.best
+
+
+@pytest.mark.parametrize("target,language", [(60, "zh"), (50, "en")])
+def test_story_ends_near_the_requested_length(target, language):
+    stream = p.write_story("a dog on a red chair", "武侠", target, 6, language, seed=3)
+    texts = list(stream)
+    assert texts
+    assert story_size(stream.text, language) <= target * 1.2 + 1
+
+
+def test_trim_to_sentence_prefers_a_sentence_end():
+    text = "从前有一只猫。" * 30
+    cut = trim_to_sentence(text, 50, "zh")
+    assert cut.endswith("。") and 25 <= story_size(cut, "zh") <= 60
+    assert trim_to_sentence("没有句号" * 40, 50, "zh").endswith("……")
+    english = trim_to_sentence("The cat sat on the mat. " * 40, 30, "en")
+    assert english.endswith(".") and story_size(english, "en") <= 36
+
+
+@pytest.mark.parametrize("kwargs", [{"style": "赛博朋克"}, {"language": "fr"}, {"caption": ""}])
+def test_story_rejects_unknown_style_language_and_empty_caption(kwargs):
+    args = {"caption": "a cat", "style": "温馨", "language": "zh", **kwargs}
+    with pytest.raises(p.InvalidInputError):
+        p.write_story(**args)
+
+
+def test_picture_story_yields_caption_then_story_then_audio():
+    updates = list(p.picture_story(Image.new("RGB", (64, 64), "blue"), "童话", 50, 5, "zh"))
+    stages = [u.stage for u in updates]
+    assert stages[0] == "caption" and stages[-1] == "done"
+    assert stages.index("audio") > max(i for i, s in enumerate(stages) if s == "story")
+    assert updates[0].caption is not None and updates[0].story == ""
+    final = updates[-1]
+    assert final.story and final.audio and final.audio.endswith(".wav")
