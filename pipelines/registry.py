@@ -154,7 +154,17 @@ def _trust_remote_code() -> bool:
     return os.environ.get("MODELDECK_TRUST_REMOTE_CODE", "").strip().lower() in ("1", "true", "yes")
 
 
+_import_lock = threading.Lock()
+
+
 def _load_classes(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    # transformers resolves its classes lazily; two threads doing that for the first time at once
+    # can see a half-initialised module (seen: "module 'transformers' has no attribute 'BlipProcessor'").
+    with _import_lock:
+        return _classes_for(task)
+
+
+def _classes_for(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     import transformers as tf
 
     if task == CAUSAL_LM:

@@ -104,3 +104,19 @@ def test_device_and_dtype_follow_the_environment(monkeypatch):
     monkeypatch.delenv("MODELDECK_DTYPE")
     assert device_and_dtype_names() == ("cpu", "float32")
     _resolve.cache_clear()
+
+
+def test_first_loads_of_different_models_in_parallel_threads(fresh_registry):
+    """Regression: two first loads at once once saw a half-imported transformers module."""
+    code = ("import threading, pipelines\n"
+            "from pipelines import registry\n"
+            "errors = []\n"
+            "def load(role):\n"
+            "    try: registry.get_model(role)\n"
+            "    except Exception as exc: errors.append(repr(exc))\n"
+            "threads = [threading.Thread(target=load, args=(r,)) for r in ('captioner', 'story', 'classifier', 'translator')]\n"
+            "[t.start() for t in threads]; [t.join() for t in threads]\n"
+            "print(errors)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True,
+                         text=True, timeout=300).stdout.strip().splitlines()
+    assert out[-1] == "[]"

@@ -1,0 +1,97 @@
+"""ModelDeck: a playground for small Hugging Face models (chat, text generation, classification,
+picture → story → voice). ``build_demo()`` assembles the app; ``python app.py`` serves it.
+
+Importing this module builds the interface only: no model is loaded and torch is not imported
+until a request needs a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+# huggingface_hub 2.x downloads through hf_xet (hf_transfer is ignored); its high-performance mode
+# uses every core and more memory for faster first downloads on a Space.
+os.environ.setdefault("HF_XET_HIGH_PERFORMANCE", "1")
+
+import gradio as gr  # noqa: E402
+
+from pipelines import preload  # noqa: E402
+from pipelines.inputs import env_int  # noqa: E402
+from ui import about_tab, api, chat_tab, classify_tab, story_tab, textgen_tab  # noqa: E402
+from ui.common import I18N, t  # noqa: E402
+
+log = logging.getLogger("modeldeck")
+
+CSS = "#story-audio audio { width: 100%; } footer { opacity: 0.7; }"
+
+
+def build_demo() -> gr.Blocks:
+    """Return the ModelDeck interface with its API endpoints (nothing is loaded yet)."""
+    with gr.Blocks(title="ModelDeck · 小模型游乐场") as demo:
+        gr.Markdown(t("title"))
+        with gr.Tabs():
+            with gr.Tab(t("tab_chat"), id="chat"):
+                chat_tab.build()
+            with gr.Tab(t("tab_textgen"), id="textgen"):
+                textgen_tab.build()
+            with gr.Tab(t("tab_classify"), id="classify"):
+                classify_tab.build()
+            with gr.Tab(t("tab_story"), id="story"):
+                story_tab.build()
+            with gr.Tab(t("tab_about"), id="about") as about:
+                status = about_tab.build()
+        about.select(about_tab.status_markdown, None, status, api_visibility="private", queue=False)
+        api.register()
+    return demo
+
+
+demo = build_demo()
+
+
+def preload_roles() -> list[str]:
+    """The roles named by ``MODELDECK_PRELOAD`` ("all", or a comma-separated list; empty = lazy)."""
+    value = os.environ.get("MODELDECK_PRELOAD", "").strip()
+    if value.lower() == "all":
+        return ["all"]
+    return [role.strip() for role in value.split(",") if role.strip()]
+
+
+def start_preload(roles: list[str]) -> threading.Thread | None:
+    """Load the named roles' models in a background thread, never blocking the page."""
+    if not roles:
+        return None
+
+    def work() -> None:
+        for problem in preload(roles if roles != ["all"] else "all"):
+            log.warning("preload: %s", problem)
+
+    thread = threading.Thread(target=work, name="modeldeck-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def launch_settings() -> dict:
+    """The arguments ``demo.launch`` gets: address, upload cap, translations, theme."""
+    port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or "7860"
+    return {"server_name": os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), "server_port": int(port),
+            "max_file_size": f"{env_int('MODELDECK_MAX_UPLOAD_MB', 10)}mb", "i18n": I18N,
+            "theme": gr.themes.Soft(), "css": CSS, "show_error": False}
+
+
+def configure_queue(app: gr.Blocks) -> gr.Blocks:
+    """Turn the bounded queue on: beyond ``MODELDECK_QUEUE_SIZE`` waiting requests, new ones are refused."""
+    return app.queue(default_concurrency_limit=1, max_size=env_int("MODELDECK_QUEUE_SIZE", 16))
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("MODELDECK_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_queue(demo)
+    start_preload(preload_roles())
+    demo.launch(**launch_settings())
+
+
+if __name__ == "__main__":
+    main()

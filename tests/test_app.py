@@ -1,0 +1,155 @@
+"""The launched app, driven through gradio_client exactly as scripts use it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+ROOT = Path(__file__).resolve().parent.parent
+CAT = str(ROOT / "example_images" / "cat.jpg")
+
+
+@pytest.fixture(scope="module")
+def app_module(tiny_models):
+    import app  # imported only now, with the registry pointed at the tiny models
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def url(app_module):
+    app_module.configure_queue(app_module.demo)
+    settings = {**app_module.launch_settings(), "server_name": "127.0.0.1", "server_port": None}
+    _, local_url, _ = app_module.demo.launch(prevent_thread_lock=True, quiet=True, **settings)
+    yield local_url
+    app_module.demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(url, tmp_path_factory):
+    return Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def test_importing_app_loads_no_model():
+    code = "import sys, app, pipelines; print('torch' in sys.modules, len(pipelines.registry._cache))"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["False", "0"]
+
+
+def test_endpoints_have_stable_names_and_parameters(client):
+    named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    params = {name: [p["parameter_name"] for p in spec["parameters"]] for name, spec in named.items()}
+    assert params == {
+        "/chat": ["message", "history", "system_prompt", "temperature", "top_p", "max_new_tokens"],
+        "/generate": ["prompt", "model", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
+                      "num_return_sequences", "seed"],
+        "/classify": ["text", "model"],
+        "/caption": ["image"],
+        "/story": ["caption", "style", "length", "creativity", "language"],
+        "/speak": ["text", "language"],
+        "/picture_story": ["image", "style", "length", "creativity", "language"],
+    }
+
+
+def test_multi_turn_chat_by_passing_the_history_back(client):
+    history = []
+    for message in ["你好", "Hello, how are you?", "再说一次"]:
+        outputs = list(client.submit(message, history, "You are helpful.", 0.7, 0.9, 16, api_name="/chat"))
+        assert outputs and all(isinstance(o, str) for o in outputs)
+        reply = outputs[-1]
+        history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
+    assert len(history) == 6
+
+
+def test_generate_streams_text_and_reports_the_seed(client):
+    outputs = list(client.submit("你好", "Tiny GPT-2 B", 12, 0.9, 40, 0.9, 1.1, 2, 77, api_name="/generate"))
+    assert len(outputs) >= 2
+    text, seed = outputs[-1]
+    assert seed == 77 and text.count("你好") == 2
+    again = client.predict("你好", "Tiny GPT-2 B", 12, 0.9, 40, 0.9, 1.1, 2, 77, api_name="/generate")
+    assert tuple(again) == (text, 77)
+
+
+def test_cancelled_generation_stops_computing_and_frees_the_slot(client, app_module):
+    from pipelines import registry
+
+    loaded = registry.get_model("textgen")
+    steps = []
+
+    def slow_step(*_):  # a realistic 50 ms per token, counted
+        steps.append(1)
+        time.sleep(0.05)
+
+    hook = loaded.model.register_forward_pre_hook(slow_step)
+    try:
+        job = client.submit("你好", None, 64, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")
+        deadline = time.time() + 30
+        while len(steps) < 3 and time.time() < deadline and not job.done():
+            time.sleep(0.01)
+        assert len(steps) >= 3, f"generation did not start: {job.status()}"
+        job.cancel()
+        deadline = time.time() + 10
+        while any(t.name == "modeldeck-generate" for t in threading.enumerate()) and time.time() < deadline:
+            time.sleep(0.05)
+        produced = len(steps)
+        time.sleep(0.3)
+        assert len(steps) == produced, "the model kept running after the cancel"
+        assert produced < 32, f"{produced} of 64 tokens were computed despite the cancel"
+    finally:
+        hook.remove()
+    assert client.predict("猫", None, 4, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")[0].startswith("猫")
+
+
+def test_classify_returns_every_label(client):
+    result = client.predict("这家店很好", "Tiny English sentiment", api_name="/classify")
+    assert set(result) == {"正面 positive", "负面 negative"}
+    assert abs(sum(result.values()) - 1) < 1e-5
+
+
+def test_caption_story_and_speak(client):
+    zh, en = client.predict(handle_file(CAT), api_name="/caption")
+    assert isinstance(zh, str) and isinstance(en, str) and (zh or en)
+    stories = list(client.submit(zh or en, "科幻", 60, 5, "zh", api_name="/story"))
+    assert stories and stories[-1]
+    audio = client.predict("你好，世界。", "zh", api_name="/speak")
+    assert Path(audio).read_bytes()[:4] == b"RIFF"
+
+
+def test_picture_story_end_to_end_shows_caption_first(client):
+    outputs = list(client.submit(handle_file(CAT), "童话", 60, 5, "zh", api_name="/picture_story"))
+    first_caption, first_story, first_audio = outputs[0]
+    assert first_caption and first_story == "" and first_audio is None
+    caption, story, audio = outputs[-1]
+    assert caption == first_caption and story
+    assert Path(audio).read_bytes()[:4] == b"RIFF"
+
+
+@pytest.mark.parametrize("args,api_name,words", [
+    (("", [], "", 0.7, 0.9, 16), "/chat", "Enter the message"),
+    (("hi", "not a list", "", 0.7, 0.9, 16), "/chat", "history"),
+    (("你好", "../../etc/passwd", 10, 0.8, 50, 0.9, 1.1, 1, None), "/generate", "no model called"),
+    (("你好", None, 10, 0.8, 50, 0.9, 1.1, 1, -5), "/generate", "seed"),
+    (("a cat", "赛博朋克", 100, 5, "zh"), "/story", "style"),
+    (("a cat", "童话", 100, 5, "fr"), "/story", "language"),
+    (("", "zh"), "/speak", "Enter the text"),
+    (("text", "/etc/passwd"), "/classify", "no model called"),
+])
+def test_bad_input_is_a_clear_bilingual_error(client, args, api_name, words):
+    with pytest.raises(AppError) as err:
+        client.predict(*args, api_name=api_name)
+    assert words in str(err.value)
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in str(err.value))
+
+
+def test_the_app_still_answers_after_errors(client):
+    assert client.predict("hello", None, api_name="/classify")

@@ -1,0 +1,1 @@
+"""ModelDeck's Gradio tabs: thin adapters over ``pipelines``, one module per tab."""

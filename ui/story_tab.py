@@ -1,0 +1,99 @@
+"""The picture → story → voice tab: each step shown as soon as it is ready, each re-runnable."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import gradio as gr
+
+import pipelines
+from pipelines import STYLES
+
+from .api import file_path
+from .common import CAPTIONER, LLM, SPEECH, edge, gpu, notices_md, t
+
+EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
+EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7, "zh"),
+            ("coffee.jpg", "悬疑", 200, 6, "zh"), ("astronaut.jpg", "冒险", 150, 5, "en")]
+LANGUAGE_CHOICES = [("中文", "zh"), ("English", "en")]
+
+
+@gpu
+@edge
+def run_all(image: Any, style: str, length: int, creativity: float,
+            language: str) -> Iterator[tuple[str, str, str, Any, str]]:
+    """Caption, then story, then audio, each yielded as soon as it exists."""
+    notes: list[str] = []
+    for update in pipelines.picture_story(file_path(image), style, length, creativity, language):
+        notes = update.notices
+        caption = update.caption
+        yield (caption.best if caption else "", caption.en if caption else "", update.story, update.audio,
+               notices_md(notes))
+
+
+@gpu
+@edge
+def caption_only(image: Any) -> tuple[str, str, str]:
+    """Caption the picture without writing a story."""
+    result = pipelines.caption_image(file_path(image))
+    return result.best, result.en, notices_md(result.notices)
+
+
+@gpu
+@edge
+def rewrite(caption: str, style: str, length: int, creativity: float, language: str) -> Iterator[tuple[str, str]]:
+    """Write a new story from the (possibly edited) caption, keeping the picture's caption as is."""
+    stream = pipelines.write_story(caption, style, length, creativity, language)
+    notes = notices_md(stream.notices)
+    for text in stream:
+        yield text, notes
+
+
+@edge
+def revoice(story: str, language: str) -> tuple[str, str]:
+    """Read the (possibly edited) story aloud again."""
+    speech = pipelines.synthesize_speech(story, language)
+    return speech.path, notices_md(speech.notices)
+
+
+def build() -> None:
+    """Lay out the picture-story tab inside the current Blocks."""
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            image = gr.Image(type="filepath", label=t("image"), height=280, elem_id="story-image")
+            style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value="温馨",
+                                label=t("style"), elem_id="story-style")
+            length = gr.Slider(50, 1000, value=300, step=10, label=t("length"), elem_id="story-length")
+            creativity = gr.Slider(0, 10, value=5, step=1, label=t("creativity"), info=t("creativity_info"))
+            language = gr.Radio(LANGUAGE_CHOICES, value="zh", label=t("language"), elem_id="story-language")
+            go = gr.Button(t("run_all"), variant="primary", size="lg", elem_id="story-run")
+            with gr.Row():
+                caption_btn = gr.Button(t("caption_only"), elem_id="story-caption-only")
+                stop = gr.Button(t("stop"), variant="stop", elem_id="story-stop")
+        with gr.Column(scale=2, min_width=400):
+            caption = gr.Textbox(label=t("caption_zh"), lines=2, interactive=True, buttons=["copy"],
+                                 elem_id="story-caption")
+            caption_en = gr.Textbox(label=t("caption_en"), lines=1, interactive=False, elem_id="story-caption-en")
+            story = gr.Textbox(label=t("story"), lines=12, interactive=True, buttons=["copy"], elem_id="story-text")
+            with gr.Row():
+                rewrite_btn = gr.Button(t("rewrite"), elem_id="story-rewrite")
+                revoice_btn = gr.Button(t("revoice"), elem_id="story-revoice")
+            audio = gr.Audio(label=t("audio"), type="filepath", interactive=False, buttons=["download"],
+                             elem_id="story-audio")
+            status = gr.Markdown(elem_id="story-status")
+    settings = [style, length, creativity, language]
+    private = {"api_visibility": "private"}
+    runs = [
+        go.click(run_all, [image, *settings], [caption, caption_en, story, audio, status], concurrency_id=LLM,
+                 concurrency_limit=1, **private),
+        caption_btn.click(caption_only, image, [caption, caption_en, status], concurrency_id=CAPTIONER,
+                          concurrency_limit=1, **private),
+        rewrite_btn.click(rewrite, [caption, *settings], [story, status], concurrency_id=LLM, concurrency_limit=1,
+                          **private),
+        revoice_btn.click(revoice, [story, language], [audio, status], concurrency_id=SPEECH, concurrency_limit=2,
+                          **private),
+    ]
+    stop.click(None, None, None, cancels=runs, **private)
+    gr.Examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], inputs=[image, *settings],
+                label=t("examples"))

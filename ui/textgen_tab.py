@@ -1,0 +1,58 @@
+"""The text-generation tab: sampling sliders explained, a reproducible seed, streamed output."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import gradio as gr
+
+import pipelines
+from pipelines import registry
+
+from .common import TEXTGEN, edge, gpu, notices_md, t, usage_md
+
+EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
+            "The best way to learn machine learning is"]
+
+
+@gpu
+@edge
+def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
+        repetition_penalty: float, num_return_sequences: int, seed: float | None) -> Iterator[tuple[str, str]]:
+    """Stream the continuation(s) and a status line with the seed that reproduces them."""
+    stream = pipelines.generate_text(prompt, model, max_new_tokens=max_new_tokens, temperature=temperature,
+                                     top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                                     num_return_sequences=num_return_sequences, seed=seed)
+    notes = notices_md(stream.notices)
+    for text in stream:
+        yield text, notes
+    yield stream.text, "\n\n".join(x for x in (notes, usage_md(stream.usage, stream.seed)) if x)
+
+
+def build() -> None:
+    """Lay out the text-generation tab inside the current Blocks."""
+    names = registry.model_names("textgen")
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label=t("prompt"), placeholder=t("prompt_ph"), lines=4, elem_id="textgen-prompt")
+            model = gr.Dropdown(names, value=names[0], label=t("model"), elem_id="textgen-model")
+            with gr.Row():
+                go = gr.Button(t("generate"), variant="primary", elem_id="textgen-run")
+                stop = gr.Button(t("stop"), variant="stop", elem_id="textgen-stop")
+            output = gr.Textbox(label=t("output"), lines=10, buttons=["copy"], elem_id="textgen-output")
+            status = gr.Markdown(elem_id="textgen-status")
+        with gr.Column(scale=2):
+            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label=t("temperature"), info=t("temperature_info"))
+            top_k = gr.Slider(0, 200, value=50, step=1, label=t("top_k"), info=t("top_k_info"))
+            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label=t("top_p"), info=t("top_p_info"))
+            max_new = gr.Slider(8, 512, value=100, step=8, label=t("max_new_tokens"), info=t("max_new_tokens_info"))
+            penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label=t("repetition_penalty"),
+                                info=t("repetition_penalty_info"))
+            sequences = gr.Slider(1, pipelines.textgen.MAX_SEQUENCES, value=1, step=1, label=t("num_sequences"),
+                                  info=t("num_sequences_info"))
+            seed = gr.Number(value=None, precision=0, minimum=0, label=t("seed"), info=t("seed_info"),
+                             elem_id="textgen-seed")
+    gr.Examples([[e] for e in EXAMPLES], inputs=prompt, label=t("examples"))
+    event = go.click(run, [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
+                     [output, status], concurrency_id=TEXTGEN, concurrency_limit=1, api_visibility="private")
+    stop.click(None, None, None, cancels=[event], api_visibility="private")
