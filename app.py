@@ -30,17 +30,17 @@ CSS = "#story-audio audio { width: 100%; } footer { opacity: 0.7; }"
 def build_demo() -> gr.Blocks:
     """Return the ModelDeck interface with its API endpoints (nothing is loaded yet)."""
     with gr.Blocks(title="ModelDeck · 小模型游乐场") as demo:
-        gr.Markdown(t("title"))
+        gr.Markdown(t("md_title"))
         with gr.Tabs():
-            with gr.Tab(t("tab_chat"), id="chat"):
+            with gr.Tab(t("md_tab_chat"), id="chat"):
                 chat_tab.build()
-            with gr.Tab(t("tab_textgen"), id="textgen"):
+            with gr.Tab(t("md_tab_textgen"), id="textgen"):
                 textgen_tab.build()
-            with gr.Tab(t("tab_classify"), id="classify"):
+            with gr.Tab(t("md_tab_classify"), id="classify"):
                 classify_tab.build()
-            with gr.Tab(t("tab_story"), id="story"):
+            with gr.Tab(t("md_tab_story"), id="story"):
                 story_tab.build()
-            with gr.Tab(t("tab_about"), id="about") as about:
+            with gr.Tab(t("md_tab_about"), id="about") as about:
                 status = about_tab.build()
         about.select(about_tab.status_markdown, None, status, api_visibility="private", queue=False)
         api.register()

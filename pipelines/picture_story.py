@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from . import registry
 from .caption import Caption, caption_image
 from .errors import PipelineError, SpeechUnavailableError, StorageError
+from .images import load_image
 from .speech import synthesize_speech
 from .story import write_story
 
@@ -41,8 +42,12 @@ def picture_story(image: Any, style: str = "温馨", length: int = 300, creativi
     The story model loads in the background while the picture is captioned. When speech fails,
     the story is still delivered, with a notice saying why there is no audio.
     """
+    picture = load_image(image)  # reject a bad upload before loading anything
+    registry.get_model("captioner")
+    _warm("translator")
+    # Loads run one at a time, so the story model loads while the caption is being computed.
     threading.Thread(target=_warm, args=("story",), name="modeldeck-warm-story", daemon=True).start()
-    caption = caption_image(image)
+    caption = caption_image(picture)
     update = PictureStoryUpdate("caption", caption=caption, notices=list(caption.notices))
     yield replace(update, notices=list(update.notices))
     stream = write_story(caption.zh if language in ("zh", "中文") and caption.zh else caption.en or caption.zh,

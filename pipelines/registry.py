@@ -3,9 +3,11 @@
 A role ("chat", "story", "textgen", "classifier", "captioner", "translator") maps to one or more
 ``ModelSpec``s read from the environment when a model is first needed, never at import. An entry is
 ``[Display name=]hub-id-or-local-folder[@revision]``; several entries are comma-separated and the
-first is the default. Models load lazily, once per (task, source, revision), under a per-model lock,
-so two threads asking at once load it once, and the story role shares the chat model's copy.
-A failed load is not remembered: the next request tries again.
+first is the default. Models load lazily, once per (task, source, revision), and the story role
+shares the chat model's copy. Loads happen one at a time under one lock: two threads asking for the
+same model load it once, and transformers' loading, which builds models on a process-wide "meta"
+device and resolves classes lazily, is not safe to run for two models at once (seen here: "Cannot
+copy out of meta tensor"). A failed load is not remembered: the next request tries again.
 """
 
 from __future__ import annotations
@@ -154,14 +156,8 @@ def _trust_remote_code() -> bool:
     return os.environ.get("MODELDECK_TRUST_REMOTE_CODE", "").strip().lower() in ("1", "true", "yes")
 
 
-_import_lock = threading.Lock()
-
-
 def _load_classes(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    # transformers resolves its classes lazily; two threads doing that for the first time at once
-    # can see a half-initialised module (seen: "module 'transformers' has no attribute 'BlipProcessor'").
-    with _import_lock:
-        return _classes_for(task)
+    return _classes_for(task)
 
 
 def _classes_for(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -208,8 +204,7 @@ def _load(spec: ModelSpec) -> LoadedModel:
 
 
 _cache: dict[tuple[str, str, str | None], LoadedModel] = {}
-_locks: dict[tuple[str, str, str | None], threading.Lock] = {}
-_guard = threading.Lock()
+_load_lock = threading.Lock()
 load_count: dict[tuple[str, str, str | None], int] = {}  # how often each model was really loaded
 
 
@@ -219,15 +214,18 @@ def get_model(role: str, name: str | None = None) -> LoadedModel:
     cached = _cache.get(spec.key)
     if cached is not None:
         return cached
-    with _guard:
-        lock = _locks.setdefault(spec.key, threading.Lock())
-    with lock:
+    with _load_lock:
         cached = _cache.get(spec.key)
         if cached is None:
             cached = _load(spec)
             _cache[spec.key] = cached
             load_count[spec.key] = load_count.get(spec.key, 0) + 1
     return cached
+
+
+def is_loaded(role: str, name: str | None = None) -> bool:
+    """True when the model for ``role`` is already in memory."""
+    return resolve(role, name).key in _cache
 
 
 def loaded_models() -> list[dict[str, Any]]:
@@ -264,7 +262,6 @@ def preload(roles: list[str] | str) -> list[str]:
 
 def clear() -> None:
     """Forget every loaded model (tests and configuration changes)."""
-    with _guard:
+    with _load_lock:
         _cache.clear()
-        _locks.clear()
         load_count.clear()

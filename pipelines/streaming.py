@@ -255,7 +255,8 @@ def stream_generate(loaded: Any, input_ids: Any, attention_mask: Any, params: Sa
                                     rows[r].append(token)
                 changed = False
                 for r in range(batch):
-                    text = clean(tokenizer.decode(rows[r], skip_special_tokens=True)).rstrip("\ufffd")
+                    # U+FFFD marks bytes that do not (yet) form a character: hold them back.
+                    text = clean(tokenizer.decode(rows[r], skip_special_tokens=True)).replace("\ufffd", "")
                     if text != shown[r]:
                         shown[r], changed = text, True
                 if changed:

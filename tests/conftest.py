@@ -46,6 +46,24 @@ def fresh_registry():
     _resolve.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def app_module(tiny_models):
+    """The app module, imported only once the registry points at the tiny models."""
+    import app
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def url(app_module):
+    """A running ModelDeck on a free loopback port, with the production queue and launch settings."""
+    app_module.configure_queue(app_module.demo)
+    settings = {**app_module.launch_settings(), "server_name": "127.0.0.1", "server_port": None}
+    _, local_url, _ = app_module.demo.launch(prevent_thread_lock=True, quiet=True, **settings)
+    yield local_url
+    app_module.demo.close()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
     config.addinivalue_line("markers", "browser: drives headless Chromium")

@@ -18,22 +18,6 @@ CAT = str(ROOT / "example_images" / "cat.jpg")
 
 
 @pytest.fixture(scope="module")
-def app_module(tiny_models):
-    import app  # imported only now, with the registry pointed at the tiny models
-
-    return app
-
-
-@pytest.fixture(scope="module")
-def url(app_module):
-    app_module.configure_queue(app_module.demo)
-    settings = {**app_module.launch_settings(), "server_name": "127.0.0.1", "server_port": None}
-    _, local_url, _ = app_module.demo.launch(prevent_thread_lock=True, quiet=True, **settings)
-    yield local_url
-    app_module.demo.close()
-
-
-@pytest.fixture(scope="module")
 def client(url, tmp_path_factory):
     return Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
 

@@ -107,7 +107,7 @@ def test_device_and_dtype_follow_the_environment(monkeypatch):
 
 
 def test_first_loads_of_different_models_in_parallel_threads(fresh_registry):
-    """Regression: two first loads at once once saw a half-imported transformers module."""
+    """Regression: parallel first loads once failed (half-imported transformers, meta tensors)."""
     code = ("import threading, pipelines\n"
             "from pipelines import registry\n"
             "errors = []\n"

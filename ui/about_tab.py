@@ -46,6 +46,6 @@ def status_markdown() -> str:
 def build() -> gr.Markdown:
     """Lay out the status panel; return the Markdown the app refreshes on load."""
     panel = gr.Markdown(elem_id="about-status")
-    refresh = gr.Button(t("refresh"), elem_id="about-refresh")
+    refresh = gr.Button(t("md_refresh"), elem_id="about-refresh")
     refresh.click(status_markdown, None, panel, api_visibility="private", queue=False)
     return panel

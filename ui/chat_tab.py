@@ -9,7 +9,7 @@ import gradio as gr
 import pipelines
 from pipelines.inputs import normalize_messages
 
-from .common import LLM, edge, gpu, notices_md, t, usage_md
+from .common import LLM, edge, examples, gpu, notices_md, t, usage_md
 
 EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）和 top-p 有什么区别？",
             "Write a haiku about small language models.", "帮我把这句话翻译成英文：今天天气真好。"]
@@ -60,22 +60,22 @@ def undo(history: list[dict]) -> tuple[list[dict], str]:
 
 def build() -> None:
     """Lay out the chat tab inside the current Blocks."""
-    chatbot = gr.Chatbot(label=t("chatbot"), height=420, buttons=["copy", "copy_all"], elem_id="chatbot")
+    chatbot = gr.Chatbot(label=t("md_chatbot"), height=420, buttons=["copy", "copy_all"], elem_id="chatbot")
     status = gr.Markdown(elem_id="chat-status")
     with gr.Row():
-        box = gr.Textbox(placeholder=t("message_ph"), show_label=False, scale=8, elem_id="chat-input")
-        send = gr.Button(t("send"), variant="primary", scale=1, elem_id="chat-send")
+        box = gr.Textbox(placeholder=t("md_message_ph"), show_label=False, scale=8, elem_id="chat-input")
+        send = gr.Button(t("md_send"), variant="primary", scale=1, elem_id="chat-send")
     with gr.Row():
-        stop = gr.Button(t("stop"), variant="stop", elem_id="chat-stop")
-        regenerate = gr.Button(t("regenerate"), elem_id="chat-regenerate")
-        undo_btn = gr.Button(t("undo"), elem_id="chat-undo")
-        clear = gr.Button(t("clear"), elem_id="chat-clear")
-    with gr.Accordion(t("settings"), open=False):
-        system = gr.Textbox(label=t("system_prompt"), value=pipelines.DEFAULT_SYSTEM_PROMPT, lines=2)
-        temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=t("temperature"), info=t("temperature_info"))
-        top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label=t("top_p"), info=t("top_p_info"))
-        max_new = gr.Slider(16, 1024, value=512, step=16, label=t("max_new_tokens"), info=t("max_new_tokens_info"))
-    gr.Examples(EXAMPLES, inputs=box, label=t("examples"))
+        stop = gr.Button(t("md_stop"), variant="stop", elem_id="chat-stop")
+        regenerate = gr.Button(t("md_regenerate"), elem_id="chat-regenerate")
+        undo_btn = gr.Button(t("md_undo"), elem_id="chat-undo")
+        clear = gr.Button(t("md_clear"), elem_id="chat-clear")
+    with gr.Accordion(t("md_settings"), open=False):
+        system = gr.Textbox(label=t("md_system_prompt"), value=pipelines.DEFAULT_SYSTEM_PROMPT, lines=2)
+        temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=t("md_temperature"), info=t("md_temperature_info"))
+        top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label=t("md_top_p"), info=t("md_top_p_info"))
+        max_new = gr.Slider(16, 1024, value=512, step=16, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"))
+    examples([[e] for e in EXAMPLES], [box], ["示例 Example"])
 
     settings = [chatbot, system, temperature, top_p, max_new]
     private = {"api_visibility": "private"}

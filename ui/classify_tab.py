@@ -7,7 +7,7 @@ import gradio as gr
 import pipelines
 from pipelines import registry
 
-from .common import CLASSIFIER, edge, gpu, t
+from .common import CLASSIFIER, edge, examples, gpu, t
 
 EXAMPLES = ["这家店的服务太好了，下次还来！", "快递太慢了，包装也破了，很失望。",
             "This movie was absolutely wonderful.", "The food was cold and the waiter was rude."]
@@ -25,12 +25,12 @@ def build() -> None:
     names = registry.model_names("classifier")
     with gr.Row():
         with gr.Column():
-            text = gr.Textbox(label=t("text"), placeholder=t("text_ph"), lines=4, elem_id="classify-text")
-            model = gr.Dropdown(names, value=names[0], label=t("model"), elem_id="classify-model")
-            go = gr.Button(t("classify"), variant="primary", elem_id="classify-run")
+            text = gr.Textbox(label=t("md_text"), placeholder=t("md_text_ph"), lines=4, elem_id="classify-text")
+            model = gr.Dropdown(names, value=names[0], label=t("md_model"), elem_id="classify-model")
+            go = gr.Button(t("md_classify"), variant="primary", elem_id="classify-run")
         with gr.Column():
-            labels = gr.Label(label=t("labels"), num_top_classes=10, elem_id="classify-labels")
-    gr.Examples([[e, names[0] if i < 2 else names[-1]] for i, e in enumerate(EXAMPLES)], inputs=[text, model],
-                label=t("examples"))
+            labels = gr.Label(label=t("md_labels"), num_top_classes=10, elem_id="classify-labels")
+    examples([[e, names[0] if i < 2 else names[-1]] for i, e in enumerate(EXAMPLES)], [text, model],
+             ["文本 Text", "模型 Model"])
     for trigger in (go.click, text.submit):
         trigger(run, [text, model], labels, concurrency_id=CLASSIFIER, concurrency_limit=1, api_visibility="private")

@@ -63,6 +63,13 @@ def edge(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def examples(samples: list[list[Any]], inputs: list[Any], headers: list[str]) -> gr.Examples:
+    """Examples with plain bilingual column headers (headers taken from i18n labels would show raw keys)."""
+    shown = gr.Examples(samples, inputs=inputs, label=t("md_examples"))
+    shown.dataset.headers = headers
+    return shown
+
+
 def notices_md(notices: list[str]) -> str:
     """Render notices as a Markdown list (empty when there are none)."""
     return "\n".join(f"- ⚠️ {n}" for n in notices)
@@ -80,58 +87,59 @@ def usage_md(usage: Any, seed: int | None = None) -> str:
 
 
 ZH = {
-    "title": "# 🧪 ModelDeck · 小模型游乐场\n在浏览器里试用 Hugging Face 小模型：对话、文本生成、文本分类、看图讲故事。",
-    "tab_chat": "💬 对话", "tab_textgen": "✍️ 文本生成", "tab_classify": "🏷️ 文本分类",
-    "tab_story": "🖼️ 看图讲故事", "tab_about": "ℹ️ 关于 / 状态",
-    "message": "消息", "message_ph": "输入消息，按回车发送", "send": "发送", "stop": "⏹ 停止",
-    "regenerate": "🔄 重新生成", "undo": "↩️ 撤销", "clear": "🗑️ 清空", "system_prompt": "系统提示词",
-    "settings": "⚙️ 生成参数", "chatbot": "对话",
-    "temperature": "温度 temperature",
-    "temperature_info": "越低越确定、越保守；越高越随机、越有创意。0 = 贪心解码（每步取概率最高的词）。",
-    "top_p": "核采样 top-p", "top_p_info": "从概率最高的词开始累加，累计概率达到 p 的词才参与采样。1 = 不限制。",
-    "top_k": "top-k", "top_k_info": "每步只在概率最高的 k 个词里采样。0 = 不限制。",
-    "max_new_tokens": "最多生成词元数", "max_new_tokens_info": "回答/续写最多生成多少个词元（token）。",
-    "repetition_penalty": "重复惩罚", "repetition_penalty_info": "大于 1 时降低已出现词的概率，减少车轱辘话。",
-    "num_sequences": "生成条数", "num_sequences_info": "用同一提示一次生成几段不同的续写。",
-    "seed": "随机种子", "seed_info": "留空 = 随机；填上用过的种子可以复现同样的结果。",
-    "prompt": "提示文本（开头）", "prompt_ph": "写一个开头，模型接着往下写", "generate": "🚀 生成",
-    "model": "模型", "output": "生成结果", "examples": "示例",
-    "text": "文本", "text_ph": "输入一段评论或句子", "classify": "🏷️ 分类", "labels": "各标签得分",
-    "image": "上传图片", "style": "故事风格", "length": "故事长度（中文字数 / 英文单词数）",
-    "creativity": "创意值（0–10）", "creativity_info": "0 = 保守常规，10 = 脑洞大开（对应温度 0.2–1.2）",
-    "language": "故事语言", "run_all": "🚀 生成描述 + 故事 + 语音", "caption_zh": "图片描述（可修改）",
-    "caption_en": "英文描述（BLIP 原文）", "story": "故事", "audio": "🎵 故事音频（可试听/下载）",
-    "rewrite": "✏️ 按描述重写故事", "revoice": "🔊 重新配音", "caption_only": "🖼️ 只生成描述",
-    "refresh": "🔄 刷新", "status": "状态",
+    "md_title": "# 🧪 ModelDeck · 小模型游乐场\n在浏览器里试用 Hugging Face 小模型：对话、文本生成、文本分类、看图讲故事。",
+    "md_tab_chat": "💬 对话", "md_tab_textgen": "✍️ 文本生成", "md_tab_classify": "🏷️ 文本分类",
+    "md_tab_story": "🖼️ 看图讲故事", "md_tab_about": "ℹ️ 关于 / 状态",
+    "md_message": "消息", "md_message_ph": "输入消息，按回车发送", "md_send": "发送", "md_stop": "⏹ 停止",
+    "md_regenerate": "🔄 重新生成", "md_undo": "↩️ 撤销", "md_clear": "🗑️ 清空", "md_system_prompt": "系统提示词",
+    "md_settings": "⚙️ 生成参数", "md_chatbot": "对话",
+    "md_temperature": "温度 temperature",
+    "md_temperature_info": "越低越确定、越保守；越高越随机、越有创意。0 = 贪心解码（每步取概率最高的词）。",
+    "md_top_p": "核采样 top-p", "md_top_p_info": "从概率最高的词开始累加，累计概率达到 p 的词才参与采样。1 = 不限制。",
+    "md_top_k": "top-k", "md_top_k_info": "每步只在概率最高的 k 个词里采样。0 = 不限制。",
+    "md_max_new_tokens": "最多生成词元数", "md_max_new_tokens_info": "回答/续写最多生成多少个词元（token）。",
+    "md_repetition_penalty": "重复惩罚", "md_repetition_penalty_info": "大于 1 时降低已出现词的概率，减少车轱辘话。",
+    "md_num_sequences": "生成条数", "md_num_sequences_info": "用同一提示一次生成几段不同的续写。",
+    "md_seed": "随机种子", "md_seed_info": "留空 = 随机；填上用过的种子可以复现同样的结果。",
+    "md_prompt": "提示文本（开头）", "md_prompt_ph": "写一个开头，模型接着往下写", "md_generate": "🚀 生成",
+    "md_model": "模型", "md_output": "生成结果", "md_examples": "示例",
+    "md_text": "文本", "md_text_ph": "输入一段评论或句子", "md_classify": "🏷️ 分类", "md_labels": "各标签得分",
+    "md_image": "上传图片", "md_style": "故事风格", "md_length": "故事长度（中文字数 / 英文单词数）",
+    "md_creativity": "创意值（0–10）", "md_creativity_info": "0 = 保守常规，10 = 脑洞大开（对应温度 0.2–1.2）",
+    "md_language": "故事语言", "md_run_all": "🚀 生成描述 + 故事 + 语音", "md_caption_zh": "图片描述（可修改）",
+    "md_caption_en": "英文描述（BLIP 原文）", "md_story": "故事", "md_audio": "🎵 故事音频（可试听/下载）",
+    "md_rewrite": "✏️ 按描述重写故事", "md_revoice": "🔊 重新配音", "md_caption_only": "🖼️ 只生成描述",
+    "md_refresh": "🔄 刷新", "md_status": "状态",
 }
 EN = {
-    "title": "# 🧪 ModelDeck · small-model playground\nTry small Hugging Face models in your browser: chat, "
+    "md_title": "# 🧪 ModelDeck · small-model playground\nTry small Hugging Face models in your browser: chat, "
              "text generation, classification, picture → story → voice.",
-    "tab_chat": "💬 Chat", "tab_textgen": "✍️ Text generation", "tab_classify": "🏷️ Classification",
-    "tab_story": "🖼️ Picture → story → voice", "tab_about": "ℹ️ About / status",
-    "message": "Message", "message_ph": "Type a message and press Enter", "send": "Send", "stop": "⏹ Stop",
-    "regenerate": "🔄 Regenerate", "undo": "↩️ Undo", "clear": "🗑️ Clear", "system_prompt": "System prompt",
-    "settings": "⚙️ Generation settings", "chatbot": "Chat",
-    "temperature": "Temperature",
-    "temperature_info": "Lower is more certain and conservative; higher is more random and creative. 0 = greedy.",
-    "top_p": "Top-p (nucleus)", "top_p_info": "Sample only from the most likely words whose probabilities add up to p. "
+    "md_tab_chat": "💬 Chat", "md_tab_textgen": "✍️ Text generation", "md_tab_classify": "🏷️ Classification",
+    "md_tab_story": "🖼️ Picture → story → voice", "md_tab_about": "ℹ️ About / status",
+    "md_message": "Message", "md_message_ph": "Type a message and press Enter", "md_send": "Send", "md_stop": "⏹ Stop",
+    "md_regenerate": "🔄 Regenerate", "md_undo": "↩️ Undo", "md_clear": "🗑️ Clear", "md_system_prompt": "System prompt",
+    "md_settings": "⚙️ Generation settings", "md_chatbot": "Chat",
+    "md_temperature": "Temperature",
+    "md_temperature_info": "Lower is more certain and conservative; higher is more random and creative. 0 = greedy.",
+    "md_top_p": "Top-p (nucleus)", "md_top_p_info": "Sample only from the most likely words whose probabilities add up to p. "
                                                "1 = no limit.",
-    "top_k": "Top-k", "top_k_info": "Sample only from the k most likely words at each step. 0 = no limit.",
-    "max_new_tokens": "Max new tokens", "max_new_tokens_info": "The most tokens the reply or continuation may have.",
-    "repetition_penalty": "Repetition penalty", "repetition_penalty_info": "Above 1 makes repeated words less "
+    "md_top_k": "Top-k", "md_top_k_info": "Sample only from the k most likely words at each step. 0 = no limit.",
+    "md_max_new_tokens": "Max new tokens", "md_max_new_tokens_info": "The most tokens the reply or continuation may have.",
+    "md_repetition_penalty": "Repetition penalty", "md_repetition_penalty_info": "Above 1 makes repeated words less "
                                                                            "likely.",
-    "num_sequences": "Number of sequences", "num_sequences_info": "How many different continuations to write.",
-    "seed": "Seed", "seed_info": "Empty = random; reuse a shown seed to reproduce a result.",
-    "prompt": "Prompt (the beginning)", "prompt_ph": "Write a beginning; the model continues it",
-    "generate": "🚀 Generate", "model": "Model", "output": "Output", "examples": "Examples",
-    "text": "Text", "text_ph": "Type a review or a sentence", "classify": "🏷️ Classify", "labels": "Scores",
-    "image": "Upload a picture", "style": "Story style", "length": "Story length (Chinese characters / English words)",
-    "creativity": "Creativity (0–10)", "creativity_info": "0 = conventional, 10 = wild (temperature 0.2–1.2)",
-    "language": "Story language", "run_all": "🚀 Caption + story + voice", "caption_zh": "Caption (editable)",
-    "caption_en": "English caption (BLIP)", "story": "Story", "audio": "🎵 Story audio (play / download)",
-    "rewrite": "✏️ Rewrite story from caption", "revoice": "🔊 Voice again", "caption_only": "🖼️ Caption only",
-    "refresh": "🔄 Refresh", "status": "Status",
+    "md_num_sequences": "Number of sequences", "md_num_sequences_info": "How many different continuations to write.",
+    "md_seed": "Seed", "md_seed_info": "Empty = random; reuse a shown seed to reproduce a result.",
+    "md_prompt": "Prompt (the beginning)", "md_prompt_ph": "Write a beginning; the model continues it",
+    "md_generate": "🚀 Generate", "md_model": "Model", "md_output": "Output", "md_examples": "Examples",
+    "md_text": "Text", "md_text_ph": "Type a review or a sentence", "md_classify": "🏷️ Classify", "md_labels": "Scores",
+    "md_image": "Upload a picture", "md_style": "Story style", "md_length": "Story length (Chinese characters / English words)",
+    "md_creativity": "Creativity (0–10)", "md_creativity_info": "0 = conventional, 10 = wild (temperature 0.2–1.2)",
+    "md_language": "Story language", "md_run_all": "🚀 Caption + story + voice", "md_caption_zh": "Caption (editable)",
+    "md_caption_en": "English caption (BLIP)", "md_story": "Story", "md_audio": "🎵 Story audio (play / download)",
+    "md_rewrite": "✏️ Rewrite story from caption", "md_revoice": "🔊 Voice again", "md_caption_only": "🖼️ Caption only",
+    "md_refresh": "🔄 Refresh", "md_status": "Status",
 }
 assert ZH.keys() == EN.keys()
+# Keys carry a prefix: gradio has its own translation namespaces ("audio", "image", …).
 I18N = gr.I18n(**{"zh": ZH, "zh-CN": ZH, "zh-TW": ZH, "zh-HK": ZH, "en": EN})
-t = I18N  # t("key") marks a string for the browser's language
+t = I18N  # t("md_key") marks a string for the browser's language

@@ -11,7 +11,7 @@ import pipelines
 from pipelines import STYLES
 
 from .api import file_path
-from .common import CAPTIONER, LLM, SPEECH, edge, gpu, notices_md, t
+from .common import CAPTIONER, LLM, SPEECH, edge, examples, gpu, notices_md, t
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
 EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7, "zh"),
@@ -61,25 +61,25 @@ def build() -> None:
     """Lay out the picture-story tab inside the current Blocks."""
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            image = gr.Image(type="filepath", label=t("image"), height=280, elem_id="story-image")
+            image = gr.Image(type="filepath", label=t("md_image"), height=280, elem_id="story-image")
             style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value="温馨",
-                                label=t("style"), elem_id="story-style")
-            length = gr.Slider(50, 1000, value=300, step=10, label=t("length"), elem_id="story-length")
-            creativity = gr.Slider(0, 10, value=5, step=1, label=t("creativity"), info=t("creativity_info"))
-            language = gr.Radio(LANGUAGE_CHOICES, value="zh", label=t("language"), elem_id="story-language")
-            go = gr.Button(t("run_all"), variant="primary", size="lg", elem_id="story-run")
+                                label=t("md_style"), elem_id="story-style")
+            length = gr.Slider(50, 1000, value=300, step=10, label=t("md_length"), elem_id="story-length")
+            creativity = gr.Slider(0, 10, value=5, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
+            language = gr.Radio(LANGUAGE_CHOICES, value="zh", label=t("md_language"), elem_id="story-language")
+            go = gr.Button(t("md_run_all"), variant="primary", size="lg", elem_id="story-run")
             with gr.Row():
-                caption_btn = gr.Button(t("caption_only"), elem_id="story-caption-only")
-                stop = gr.Button(t("stop"), variant="stop", elem_id="story-stop")
+                caption_btn = gr.Button(t("md_caption_only"), elem_id="story-caption-only")
+                stop = gr.Button(t("md_stop"), variant="stop", elem_id="story-stop")
         with gr.Column(scale=2, min_width=400):
-            caption = gr.Textbox(label=t("caption_zh"), lines=2, interactive=True, buttons=["copy"],
+            caption = gr.Textbox(label=t("md_caption_zh"), lines=2, interactive=True, buttons=["copy"],
                                  elem_id="story-caption")
-            caption_en = gr.Textbox(label=t("caption_en"), lines=1, interactive=False, elem_id="story-caption-en")
-            story = gr.Textbox(label=t("story"), lines=12, interactive=True, buttons=["copy"], elem_id="story-text")
+            caption_en = gr.Textbox(label=t("md_caption_en"), lines=1, interactive=False, elem_id="story-caption-en")
+            story = gr.Textbox(label=t("md_story"), lines=12, interactive=True, buttons=["copy"], elem_id="story-text")
             with gr.Row():
-                rewrite_btn = gr.Button(t("rewrite"), elem_id="story-rewrite")
-                revoice_btn = gr.Button(t("revoice"), elem_id="story-revoice")
-            audio = gr.Audio(label=t("audio"), type="filepath", interactive=False, buttons=["download"],
+                rewrite_btn = gr.Button(t("md_rewrite"), elem_id="story-rewrite")
+                revoice_btn = gr.Button(t("md_revoice"), elem_id="story-revoice")
+            audio = gr.Audio(label=t("md_audio"), type="filepath", interactive=False, buttons=["download"],
                              elem_id="story-audio")
             status = gr.Markdown(elem_id="story-status")
     settings = [style, length, creativity, language]
@@ -95,5 +95,5 @@ def build() -> None:
                           **private),
     ]
     stop.click(None, None, None, cancels=runs, **private)
-    gr.Examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], inputs=[image, *settings],
-                label=t("examples"))
+    examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
+             ["图片 Picture", "风格 Style", "长度 Length", "创意 Creativity", "语言 Language"])

@@ -9,7 +9,7 @@ import gradio as gr
 import pipelines
 from pipelines import registry
 
-from .common import TEXTGEN, edge, gpu, notices_md, t, usage_md
+from .common import TEXTGEN, edge, examples, gpu, notices_md, t, usage_md
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
             "The best way to learn machine learning is"]
@@ -34,25 +34,25 @@ def build() -> None:
     names = registry.model_names("textgen")
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label=t("prompt"), placeholder=t("prompt_ph"), lines=4, elem_id="textgen-prompt")
-            model = gr.Dropdown(names, value=names[0], label=t("model"), elem_id="textgen-model")
+            prompt = gr.Textbox(label=t("md_prompt"), placeholder=t("md_prompt_ph"), lines=4, elem_id="textgen-prompt")
+            model = gr.Dropdown(names, value=names[0], label=t("md_model"), elem_id="textgen-model")
             with gr.Row():
-                go = gr.Button(t("generate"), variant="primary", elem_id="textgen-run")
-                stop = gr.Button(t("stop"), variant="stop", elem_id="textgen-stop")
-            output = gr.Textbox(label=t("output"), lines=10, buttons=["copy"], elem_id="textgen-output")
+                go = gr.Button(t("md_generate"), variant="primary", elem_id="textgen-run")
+                stop = gr.Button(t("md_stop"), variant="stop", elem_id="textgen-stop")
+            output = gr.Textbox(label=t("md_output"), lines=10, buttons=["copy"], elem_id="textgen-output")
             status = gr.Markdown(elem_id="textgen-status")
         with gr.Column(scale=2):
-            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label=t("temperature"), info=t("temperature_info"))
-            top_k = gr.Slider(0, 200, value=50, step=1, label=t("top_k"), info=t("top_k_info"))
-            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label=t("top_p"), info=t("top_p_info"))
-            max_new = gr.Slider(8, 512, value=100, step=8, label=t("max_new_tokens"), info=t("max_new_tokens_info"))
-            penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label=t("repetition_penalty"),
-                                info=t("repetition_penalty_info"))
-            sequences = gr.Slider(1, pipelines.textgen.MAX_SEQUENCES, value=1, step=1, label=t("num_sequences"),
-                                  info=t("num_sequences_info"))
-            seed = gr.Number(value=None, precision=0, minimum=0, label=t("seed"), info=t("seed_info"),
+            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label=t("md_temperature"), info=t("md_temperature_info"))
+            top_k = gr.Slider(0, 200, value=50, step=1, label=t("md_top_k"), info=t("md_top_k_info"))
+            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label=t("md_top_p"), info=t("md_top_p_info"))
+            max_new = gr.Slider(8, 512, value=100, step=8, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"))
+            penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label=t("md_repetition_penalty"),
+                                info=t("md_repetition_penalty_info"))
+            sequences = gr.Slider(1, pipelines.textgen.MAX_SEQUENCES, value=1, step=1, label=t("md_num_sequences"),
+                                  info=t("md_num_sequences_info"))
+            seed = gr.Number(value=None, precision=0, minimum=0, label=t("md_seed"), info=t("md_seed_info"),
                              elem_id="textgen-seed")
-    gr.Examples([[e] for e in EXAMPLES], inputs=prompt, label=t("examples"))
+    examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
     event = go.click(run, [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
                      [output, status], concurrency_id=TEXTGEN, concurrency_limit=1, api_visibility="private")
     stop.click(None, None, None, cancels=[event], api_visibility="private")

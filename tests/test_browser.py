@@ -1,0 +1,109 @@
+"""Every tab driven in real headless Chromium; each test saves the README's screenshot of its tab."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("MODELDECK_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
+
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, url):
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.get_by_text("小模型游乐场").first.wait_for()
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_tab(page, label: str) -> None:
+    page.get_by_role("tab", name=label).click()
+
+
+def test_interface_speaks_chinese_first(page):
+    for label in ["💬 对话", "✍️ 文本生成", "🏷️ 文本分类", "🖼️ 看图讲故事"]:
+        assert page.get_by_role("tab", name=label).is_visible()
+
+
+def test_chat_streams_a_reply_and_shows_token_usage(page):
+    page.locator("#chat-input textarea").fill("你好，介绍一下你自己")
+    page.locator("#chat-input textarea").press("Enter")
+    page.locator("#chatbot .message-row, #chatbot [data-testid='bot']").nth(1).wait_for()
+    page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+    assert page.locator("#chat-input textarea").input_value() == ""
+    shot(page, "chat")
+    page.locator("#chat-undo").click()
+    page.wait_for_function("document.querySelector('#chat-input textarea').value.length > 0")
+    assert page.locator("#chat-input textarea").input_value() == "你好，介绍一下你自己"
+
+
+def test_text_generation_shows_output_and_the_seed(page):
+    open_tab(page, "✍️ 文本生成")
+    page.locator("#textgen-prompt textarea").fill("今天天气很好，我们一起去")
+    page.locator("#textgen-seed input").fill("1234")
+    page.locator("#textgen-run").click()
+    page.locator("#textgen-status").get_by_text("1234").wait_for()
+    assert page.locator("#textgen-output textarea").input_value().startswith("今天天气很好")
+    shot(page, "textgen")
+
+
+def test_classification_shows_every_label(page):
+    open_tab(page, "🏷️ 文本分类")
+    page.locator("#classify-text textarea").fill("这家店的服务太好了，下次还来！")
+    page.locator("#classify-run").click()
+    labels = page.locator("#classify-labels")
+    labels.get_by_text("正面 positive").first.wait_for()
+    assert labels.get_by_text("负面 negative").count() >= 1
+    shot(page, "classify")
+
+
+def test_picture_story_shows_caption_story_and_audio(page):
+    open_tab(page, "🖼️ 看图讲故事")
+    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
+    page.locator("#story-image img").first.wait_for()
+    page.locator("#story-run").click()
+    page.wait_for_function("document.querySelector('#story-caption textarea').value.length > 0")
+    page.wait_for_function("document.querySelector('#story-text textarea').value.length > 0")
+    link = page.locator("#story-audio a[href*='/gradio_api/file=']")
+    link.wait_for()
+    assert page.locator("#story-audio audio").count() >= 1  # the player is there
+    response = page.request.get(link.get_attribute("href"))
+    assert response.ok and response.body()[:4] == b"RIFF"  # a real WAV from the offline voice
+    shot(page, "story")
+
+
+def test_about_panel_lists_device_and_models(page):
+    open_tab(page, "ℹ️ 关于 / 状态")
+    status = page.locator("#about-status")
+    status.get_by_text("Device").first.wait_for()
+    assert "Tiny Qwen2" in status.inner_text()
+    shot(page, "about")
