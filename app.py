@@ -18,6 +18,7 @@ os.environ.setdefault("HF_XET_HIGH_PERFORMANCE", "1")
 import gradio as gr  # noqa: E402
 
 from pipelines import preload  # noqa: E402
+from pipelines.images import use_own_pixel_limit  # noqa: E402
 from pipelines.inputs import env_int  # noqa: E402
 from ui import about_tab, api, chat_tab, classify_tab, story_tab, textgen_tab  # noqa: E402
 from ui.common import I18N, t  # noqa: E402
@@ -48,6 +49,9 @@ def build_demo() -> gr.Blocks:
 
 
 demo = build_demo()
+# Gradio opens uploads with PIL before our size check; let ours (MODELDECK_MAX_IMAGE_PIXELS, checked from
+# the header before any decoding) be the one that answers.
+use_own_pixel_limit()
 
 
 def preload_roles() -> list[str]:

@@ -23,6 +23,15 @@ def _too_large(pixels: int) -> InvalidInputError:
         "Resize it and upload again.")
 
 
+def use_own_pixel_limit() -> None:
+    """Let MODELDECK_MAX_IMAGE_PIXELS, checked before decoding, be the only picture-size limit."""
+    # PIL refuses pictures above 2 × its own limit (178 MP) at open(), with an exception the UI
+    # cannot explain; our limit is checked first, from the header, with a message that can.
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+
+
 def load_image(image: Any) -> Any:
     """Return an RGB ``PIL.Image`` no larger than ``MAX_SIDE``, EXIF-rotated, first frame only.
 
@@ -31,6 +40,7 @@ def load_image(image: Any) -> Any:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    use_own_pixel_limit()
     if image is None or (isinstance(image, str) and not image.strip()):
         raise InvalidInputError("请先上传一张图片。", "Upload a picture first.")
     if isinstance(image, (str, os.PathLike)):

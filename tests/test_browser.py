@@ -107,3 +107,12 @@ def test_about_panel_lists_device_and_models(page):
     status.get_by_text("Device").first.wait_for()
     assert "Tiny Qwen2" in status.inner_text()
     shot(page, "about")
+
+
+def test_a_file_that_is_not_a_picture_gets_a_clear_message(page, tmp_path):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("just some text, not a picture")
+    open_tab(page, "🖼️ 看图讲故事")
+    page.locator("#story-image input[type=file]").set_input_files(str(fake))
+    page.locator("#story-run").click()
+    page.get_by_text("cannot be read as a picture").first.wait_for()

@@ -137,3 +137,19 @@ def test_unwritable_audio_folder_is_a_clear_error(tmp_path, monkeypatch):
 def test_bad_speech_requests_are_rejected(audio, text, language):
     with pytest.raises(p.InvalidInputError):
         p.synthesize_speech(text, language)
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(audio, monkeypatch):
+    import errno
+
+    monkeypatch.setenv("MODELDECK_TTS", "gtts")
+    monkeypatch.setattr("gtts.gTTS", WorkingGTTS)
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(speech.os, "replace", full)
+    with pytest.raises(p.StorageError) as err:
+        p.synthesize_speech("Hello there.", "en")
+    assert "No space left" in str(err.value)
+    assert os.listdir(audio) == []

@@ -11,7 +11,7 @@ import pipelines
 from pipelines import STYLES
 
 from .api import file_path
-from .common import CAPTIONER, LLM, SPEECH, edge, examples, gpu, notices_md, t
+from .common import CAPTIONER, LLM, SPEECH, edge, examples, gpu, notices_md, picture_input, t
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
 EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7, "zh"),
@@ -61,7 +61,7 @@ def build() -> None:
     """Lay out the picture-story tab inside the current Blocks."""
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            image = gr.Image(type="filepath", label=t("md_image"), height=280, elem_id="story-image")
+            image = picture_input(label=t("md_image"), height=280, elem_id="story-image")
             style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value="温馨",
                                 label=t("md_style"), elem_id="story-style")
             length = gr.Slider(50, 1000, value=300, step=10, label=t("md_length"), elem_id="story-length")
