@@ -35,7 +35,7 @@ def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAU
                               notices=notices, integer=True, default=512),
         temperature=number(temperature, name="temperature", lo=0.0, hi=2.0, notices=notices, default=0.7),
         top_p=number(top_p, name="top_p", lo=0.01, hi=1.0, notices=notices, default=0.9),
-        repetition_penalty=float(getattr(backend, "repetition_penalty", 1.0)),
+        repetition_penalty=backend.repetition_penalty,
         seed=parse_seed(seed),
     )
     full = ([{"role": "system", "content": system}] if system else []) + messages + [{"role": "user", "content": text}]

@@ -1,9 +1,9 @@
 """Where chat and story tokens come from.
 
 Task functions talk to a ``ChatBackend``: it renders messages, fits them into its context window
-and streams a reply. ``LocalChatBackend`` runs a transformers model through its chat template; a
-remote OpenAI-compatible server (vLLM, TGI, Ollama) can implement the same three members later
-without touching ``chat.py`` or ``story.py``.
+and streams a reply. ``LocalChatBackend`` runs a transformers model through its chat template and the
+model's micro-batcher; a remote OpenAI-compatible server (vLLM, TGI, Ollama) can implement the same
+members later without touching ``chat.py`` or ``story.py``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from typing import Any, Protocol
 
 from . import registry
 from .inputs import env_int
-from .streaming import SamplingParams, TextStream, stream_generate
+from .batching import batcher_for
+from .streaming import SamplingParams, TextStream
 
 
 class ChatBackend(Protocol):
     name: str
     context_window: int
+    repetition_penalty: float
 
     def stream_chat(self, messages: list[dict[str, str]], params: SamplingParams,
                     notices: list[str]) -> TextStream: ...
@@ -37,6 +39,8 @@ class LocalChatBackend:
         self.name = loaded.spec.name
         positions = getattr(loaded.model.config, "max_position_embeddings", None) or 2048
         self.context_window = min(int(positions), env_int("MODELDECK_MAX_CONTEXT_TOKENS", 4096))
+        # The model's own recommendation (Qwen2.5 ships 1.05), used by chat and story.
+        self.repetition_penalty = float(getattr(loaded.model.generation_config, "repetition_penalty", None) or 1.0)
 
     def render(self, messages: list[dict[str, str]]) -> str:
         if getattr(self.tokenizer, "chat_template", None):
@@ -80,8 +84,8 @@ class LocalChatBackend:
                     notices: list[str]) -> TextStream:
         budget = self.context_window - params.max_new_tokens
         text = self.fit(messages, budget, notices)
-        enc = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
-        return stream_generate(self.loaded, enc["input_ids"], enc["attention_mask"], params, notices=notices)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return batcher_for(self.loaded).submit(ids, params, notices)
 
 
 def chat_backend(role: str = "chat") -> ChatBackend:

@@ -84,7 +84,7 @@ def write_story(caption: str, style: str = "温馨", length: int = 300, creativi
     per_unit = 1.5 if language_ == "zh" else 1.7  # tokens per character / per word, with headroom
     params = SamplingParams(max_new_tokens=min(int(target * per_unit) + 32, max_new_tokens_cap(backend)),
                             temperature=creativity_to_temperature(creativity_), top_p=0.9,
-                            repetition_penalty=1.05, seed=parse_seed(seed))
+                            repetition_penalty=max(1.05, backend.repetition_penalty), seed=parse_seed(seed))
     inner = backend.stream_chat(_prompt(text, style_, target, language_), params, notices)
 
     def texts() -> Iterator[list[str]]:

@@ -1,19 +1,21 @@
 """The one token-streaming mechanism, shared by chat, text generation and story.
 
-``generate()`` runs in a worker thread and hands each step's token ids to a queue. A per-request
-cancel event is checked by a ``StoppingCriteria`` after every token, so stopping halts the
-computation, not only the display. The consumer decodes each sequence as a whole, so a character
-split across byte-level tokens is held back until complete (no U+FFFD), and the spaces a
-WordPiece vocabulary puts between Chinese characters are removed.
-
-Sampling uses a private ``torch.Generator`` per request inside a logits processor, and ``generate``
-itself runs greedily over the result. A seed therefore reproduces the same text even while other
-requests sample at the same time, and every row of a batch draws independently.
+``run_batch`` runs one ``generate()`` over the rows of one or more requests (a request is one
+caller: one prompt, or the same prompt several times for several sequences). A logits processor
+picks every row's token with that request's own settings and its own ``torch.Generator``, and
+``generate`` runs greedily over the result, so a seed reproduces the same text even when other
+requests share the batch or sample at the same time. A ``StoppingCriteria`` ends each row on its
+request's cancel event or its own token limit, so stopping halts the computation (not only the
+display) and a finished request leaves the rest of the batch running. Each step's tokens go to
+each request's queue; its consumer decodes every sequence as a whole, so a character split across
+byte-level tokens is held back until complete (no U+FFFD), and the spaces a WordPiece vocabulary
+puts between Chinese characters are removed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import secrets
@@ -101,7 +103,7 @@ class TextStream:
         self.cancel_event.set()
 
     def close(self) -> None:
-        """Stop the generation and wait for its thread; safe to call twice."""
+        """Stop this request's generation; safe to call twice."""
         self.cancel_event.set()
         close = getattr(self._texts, "close", None)
         if close is not None:
@@ -114,67 +116,34 @@ class TextStream:
         return self.text
 
 
-def _make_sampler(params: SamplingParams, device: Any) -> Any:
-    import torch
-    from transformers import LogitsProcessor
-
-    generator = torch.Generator(device=device if str(device) != "mps" else "cpu")
-    generator.manual_seed(int(params.seed or 0))
-
-    class SeededSampler(LogitsProcessor):
-        """Temperature, top-k and top-p, then one draw from a private generator per row."""
-
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-            logits = scores.float() / params.temperature
-            if params.top_k and params.top_k < logits.shape[-1]:
-                kth = torch.topk(logits, params.top_k, dim=-1).values[..., -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            if params.top_p < 1.0:
-                sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-                probs = sorted_logits.softmax(-1)
-                drop = probs.cumsum(-1) - probs > params.top_p  # keeps at least the top token
-                logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-            probs = logits.softmax(-1)
-            if generator.device != probs.device:
-                probs = probs.to(generator.device)
-            chosen = torch.multinomial(probs, 1, generator=generator).to(scores.device)
-            out = torch.full_like(scores, float("-inf"))
-            return out.scatter(-1, chosen, 0.0)
-
-    return SeededSampler()
+def resolve_seed(seed: int | None) -> int:
+    """The seed a sampled request uses: its own, else ``MODELDECK_SEED``, else a random one."""
+    if seed is not None:
+        return int(seed)
+    fixed = os.environ.get("MODELDECK_SEED", "").strip()
+    return int(fixed) % (MAX_SEED + 1) if fixed.lstrip("-").isdigit() else secrets.randbelow(MAX_SEED)
 
 
-def _cancel_criteria(event: threading.Event) -> Any:
-    import torch
-    from transformers import StoppingCriteria
+@dataclass
+class Request:
+    """One caller's rows in a batch: prompts, settings, cancel event, and where its tokens go."""
 
-    class Cancelled(StoppingCriteria):
-        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+    rows: list[list[int]]
+    params: SamplingParams
+    cancel: threading.Event = field(default_factory=threading.Event)
+    usage: Usage = field(default_factory=Usage)
+    sink: "queue.Queue[Any]" = field(default_factory=queue.Queue)
+    generated: list[int] = field(default_factory=list)
+    done: list[bool] = field(default_factory=list)
+    hit_length: bool = False
 
-    return Cancelled()
-
-
-class _QueueStreamer:
-    """Receives token ids from ``generate`` (the prompt first, then one column per step)."""
-
-    def __init__(self, sink: "queue.Queue[Any]", usage: Usage) -> None:
-        self.sink = sink
-        self.usage = usage
-        self.prompt_seen = False
-
-    def put(self, value: Any) -> None:
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        self.usage.completion_tokens += 1  # counted where the computation happens
-        self.sink.put(value.reshape(value.shape[0], -1).tolist())
-
-    def end(self) -> None:
-        pass
+    def __post_init__(self) -> None:
+        self.generated = [0] * len(self.rows)
+        self.done = [False] * len(self.rows)
+        self.usage.prompt_tokens = max(len(r) for r in self.rows)
 
 
-_END = object()
+END_OF_STREAM = object()
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -184,95 +153,197 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
 
 
-def stream_generate(loaded: Any, input_ids: Any, attention_mask: Any, params: SamplingParams, *,
-                    notices: list[str] | None = None,
-                    render: Callable[[list[str]], str] | None = None,
-                    cancel_event: threading.Event | None = None) -> TextStream:
-    """Start generating from a batch of prompts; return the stream of decoded continuations."""
-    import torch
-    from transformers import GenerationConfig
+def _tokenizer(loaded: Any) -> Any:
+    return getattr(loaded.processor, "tokenizer", loaded.processor)
 
-    model, tokenizer = loaded.model, getattr(loaded.processor, "tokenizer", loaded.processor)
+
+def run_batch(loaded: Any, requests: list[Request]) -> None:
+    """Generate for every row of ``requests`` in one batch, feeding each request's queue; never raises."""
+    try:
+        _run_batch(loaded, requests)
+    except BaseException as exc:  # handed to every consumer, which re-raises it
+        for request in requests:
+            request.sink.put(exc)
+    finally:
+        for request in requests:
+            request.sink.put(END_OF_STREAM)
+
+
+def _run_batch(loaded: Any, requests: list[Request]) -> None:
+    import torch
+    from transformers import GenerationConfig, LogitsProcessor, StoppingCriteria
+
+    model, tokenizer = loaded.model, _tokenizer(loaded)
+    eos_ids = set(_eos_ids(model, tokenizer))
+    slots = [(request, i) for request in requests for i in range(len(request.rows))]
+    width = max(len(request.rows[i]) for request, i in slots)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+    # Left padding: every row's next token follows its own last prompt token.
+    input_ids = torch.full((len(slots), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(slots), width), dtype=torch.long)
+    for b, (request, i) in enumerate(slots):
+        row = request.rows[i]
+        input_ids[b, width - len(row):] = torch.tensor(row)
+        mask[b, width - len(row):] = 1
+    device = loaded.device
+    groups = []
+    for request in requests:
+        index = torch.tensor([b for b, (r, _) in enumerate(slots) if r is request], device=device)
+        generator = None
+        if request.params.temperature > 0:
+            generator = torch.Generator(device="cpu" if str(device) == "mps" else device)
+            generator.manual_seed(int(request.params.seed or 0))
+        groups.append((request, index, generator))
+
+    class RowSampler(LogitsProcessor):
+        """Each request's repetition penalty, temperature, top-k, top-p and private generator."""
+
+        def __call__(self, ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            out = torch.full_like(scores, float("-inf"))
+            for request, index, generator in groups:
+                p = request.params
+                logits = scores[index].float()
+                if p.repetition_penalty != 1.0:
+                    seen = ids[index]
+                    prior = logits.gather(1, seen)
+                    prior = torch.where(prior < 0, prior * p.repetition_penalty, prior / p.repetition_penalty)
+                    logits = logits.scatter(1, seen, prior)
+                if generator is None:
+                    chosen = logits.argmax(-1, keepdim=True)
+                else:
+                    chosen = _sample(logits, p, generator)
+                out[index] = out[index].scatter(-1, chosen, 0.0)
+            return out
+
+    class RowStop(StoppingCriteria):
+        """A row ends on its request's cancel event, its own token limit, or its end token."""
+
+        def __call__(self, ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+            flags = []
+            for request, i in slots:
+                if not request.done[i] and request.generated[i] >= request.params.max_new_tokens:
+                    request.done[i] = request.hit_length = True
+                flags.append(request.done[i] or request.cancel.is_set())
+            return torch.tensor(flags, dtype=torch.bool, device=ids.device)
+
+    class Dispatcher:
+        """Receives each step's tokens from generate (the prompt first) and hands them out."""
+
+        prompt_seen = False
+
+        def put(self, value: torch.Tensor) -> None:
+            if not self.prompt_seen:
+                self.prompt_seen = True
+                return
+            tokens = value.reshape(len(slots), -1)[:, -1].tolist()
+            items: dict[int, list[list[int]]] = {}
+            for b, (request, i) in enumerate(slots):
+                item = items.setdefault(id(request), [[] for _ in request.rows])
+                if request.done[i] or request.cancel.is_set():
+                    continue
+                if tokens[b] in eos_ids:
+                    request.done[i] = True
+                else:
+                    request.generated[i] += 1  # counted where the computation happens
+                    item[i].append(tokens[b])
+            for request in requests:
+                request.usage.completion_tokens = max(request.generated)
+                item = items.get(id(request))
+                if item and any(item):
+                    request.sink.put(item)
+
+        def end(self) -> None:
+            pass
+
+    config = GenerationConfig(
+        max_new_tokens=max(r.params.max_new_tokens for r in requests) + 1, do_sample=False, num_beams=1,
+        repetition_penalty=1.0, eos_token_id=sorted(eos_ids) or None, pad_token_id=pad,
+        bos_token_id=getattr(model.generation_config, "bos_token_id", None),
+        decoder_start_token_id=getattr(model.generation_config, "decoder_start_token_id", None))
+    with torch.inference_mode():
+        model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=config,
+                       logits_processor=[RowSampler()], stopping_criteria=[RowStop()], streamer=Dispatcher())
+
+
+def _sample(logits: Any, p: SamplingParams, generator: Any) -> Any:
+    import torch
+
+    logits = logits / p.temperature
+    if p.top_k and p.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, p.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if p.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > p.top_p  # keeps at least the top token
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    probs = logits.softmax(-1)
+    if generator.device != probs.device:
+        probs = probs.to(generator.device)
+    return torch.multinomial(probs, 1, generator=generator).to(logits.device)
+
+
+def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
+            render: Callable[[list[str]], str] | None = None,
+            on_close: Callable[[], None] | None = None) -> TextStream:
+    """Return the stream of ``request``'s decoded texts as its tokens arrive."""
+    tokenizer = _tokenizer(loaded)
     if "cjk_spaces" not in loaded.extras:
         loaded.extras["cjk_spaces"] = spaces_between_cjk(tokenizer)
     clean = remove_cjk_spaces if loaded.extras["cjk_spaces"] else (lambda s: s)
-    eos_ids = _eos_ids(model, tokenizer)
-    greedy = params.temperature <= 0
-    seed = None if greedy else (params.seed if params.seed is not None else secrets.randbelow(MAX_SEED))
-    params = SamplingParams(**{**params.__dict__, "seed": seed})
-    config = GenerationConfig(
-        max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
-        repetition_penalty=params.repetition_penalty, eos_token_id=eos_ids or None,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=getattr(model.generation_config, "bos_token_id", None),
-        decoder_start_token_id=getattr(model.generation_config, "decoder_start_token_id", None),
-    )
-    event = cancel_event or threading.Event()
-    sink: queue.Queue[Any] = queue.Queue()
-    usage = Usage(prompt_tokens=int(attention_mask[0].sum()))
-    input_ids, attention_mask = input_ids.to(loaded.device), attention_mask.to(loaded.device)
-    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                  stopping_criteria=[_cancel_criteria(event)], streamer=_QueueStreamer(sink, usage))
-    if not greedy:
-        kwargs["logits_processor"] = [_make_sampler(params, input_ids.device)]
-
-    def work() -> None:
-        try:
-            with torch.inference_mode():
-                model.generate(**kwargs)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            sink.put(exc)
-        finally:
-            sink.put(_END)
-
-    worker = threading.Thread(target=work, name="modeldeck-generate", daemon=True)
+    usage = request.usage
 
     def texts() -> Iterator[list[str]]:
-        batch = input_ids.shape[0]
-        rows: list[list[int]] = [[] for _ in range(batch)]
-        done = [False] * batch
-        shown = [""] * batch
+        rows: list[list[int]] = [[] for _ in request.rows]
+        shown = [""] * len(rows)
         finished = False
-        worker.start()
         try:
-            while True:
-                items = [sink.get()]
-                while not sink.empty():  # decode once for everything that arrived meanwhile
-                    items.append(sink.get_nowait())
-                finished = False
+            while not finished:
+                items = [request.sink.get()]
+                while not request.sink.empty():  # decode once for everything that arrived meanwhile
+                    items.append(request.sink.get_nowait())
                 for item in items:
-                    if item is _END:
+                    if item is END_OF_STREAM:
                         finished = True
                     elif isinstance(item, BaseException):
                         raise _as_pipeline_error(item) from item
                     else:
                         for r, tokens in enumerate(item):
-                            for token in tokens:
-                                if done[r]:
-                                    break
-                                if token in eos_ids:
-                                    done[r] = True
-                                else:
-                                    rows[r].append(token)
+                            rows[r].extend(tokens)
                 changed = False
-                for r in range(batch):
+                for r in range(len(rows)):
                     # U+FFFD marks bytes that do not (yet) form a character: hold them back.
                     text = clean(tokenizer.decode(rows[r], skip_special_tokens=True)).replace("\ufffd", "")
                     if text != shown[r]:
                         shown[r], changed = text, True
                 if changed:
                     yield list(shown)
-                if finished:
-                    break
         finally:
-            if event.is_set() or not finished:
+            if request.cancel.is_set() or not finished:
                 usage.finish_reason = "cancelled"
             else:
-                usage.finish_reason = "eos" if all(done) else "length"
-            event.set()
-            if worker.is_alive():
-                worker.join(timeout=60)
+                usage.finish_reason = "length" if request.hit_length else "eos"
+            request.cancel.set()
+            if on_close is not None:
+                on_close()
 
-    return TextStream(texts(), cancel_event=event, usage=usage, seed=seed, notices=notices, render=render)
+    return TextStream(texts(), cancel_event=request.cancel, usage=usage, seed=request.params.seed,
+                      notices=notices, render=render)
+
+
+def stream_generate(loaded: Any, input_ids: Any, attention_mask: Any, params: SamplingParams, *,
+                    notices: list[str] | None = None,
+                    render: Callable[[list[str]], str] | None = None,
+                    cancel_event: threading.Event | None = None) -> TextStream:
+    """Generate from a batch of prompts in a thread of its own; return the stream of continuations."""
+    seed = None if params.temperature <= 0 else resolve_seed(params.seed)
+    rows = [[int(t) for t, m in zip(ids, keep) if m] for ids, keep in zip(input_ids.tolist(),
+                                                                          attention_mask.tolist())]
+    request = Request(rows, SamplingParams(**{**params.__dict__, "seed": seed}),
+                      cancel=cancel_event or threading.Event())
+    worker = threading.Thread(target=run_batch, args=(loaded, [request]), name="modeldeck-generate", daemon=True)
+    worker.start()
+    return consume(loaded, request, notices=notices, render=render, on_close=lambda: worker.join(timeout=60))
 
 
 def _as_pipeline_error(exc: BaseException) -> BaseException:
@@ -281,6 +352,6 @@ def _as_pipeline_error(exc: BaseException) -> BaseException:
     if "out of memory" in str(exc).lower():
         return PipelineError("内存不足：请缩短输入或减少生成长度后重试。",
                              "Out of memory: shorten the input or ask for fewer new tokens, then retry.")
-    log.exception("generation failed", exc_info=exc)
+    log.error("generation failed", exc_info=exc)
     return PipelineError(f"生成失败：{type(exc).__name__}。请重试。",
                          f"Generation failed: {type(exc).__name__}. Please retry.")

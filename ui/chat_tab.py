@@ -9,7 +9,7 @@ import gradio as gr
 import pipelines
 from pipelines.inputs import normalize_messages
 
-from .common import LLM, edge, examples, gpu, notices_md, t, usage_md
+from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, t, usage_md
 
 EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）和 top-p 有什么区别？",
             "Write a haiku about small language models.", "帮我把这句话翻译成英文：今天天气真好。"]
@@ -80,7 +80,7 @@ def build() -> None:
     settings = [chatbot, system, temperature, top_p, max_new]
     private = {"api_visibility": "private"}
     answer = {"fn": reply, "inputs": settings, "outputs": [chatbot, status], "concurrency_id": LLM,
-              "concurrency_limit": 1, **private}
+              "concurrency_limit": concurrency_limit(LLM), **private}
     runs = [box.submit(add_user_message, [box, chatbot], [box, chatbot], **private).success(**answer),
             send.click(add_user_message, [box, chatbot], [box, chatbot], **private).success(**answer)]
     runs.append(regenerate.click(drop_last_reply, chatbot, chatbot, **private).then(**answer))

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from pipelines import InvalidInputError, PipelineError
+from pipelines.batching import max_batch
 
 log = logging.getLogger("modeldeck.ui")
 
@@ -19,7 +20,13 @@ TEXTGEN, CLASSIFIER, CAPTIONER, SPEECH = "textgen", "classifier", "captioner", "
 
 
 def concurrency_limit(concurrency_id: str) -> int:
-    """How many requests of one kind run at once (speech waits on the network, so it may run more)."""
+    """How many requests of one kind run at once.
+
+    Chat-model requests run up to ``MODELDECK_MAX_BATCH`` at once because they meet in the
+    micro-batcher, which still runs one ``generate`` at a time; speech waits on the network.
+    """
+    if concurrency_id == LLM:
+        return max_batch()
     return 2 if concurrency_id == SPEECH else 1
 
 try:  # ZeroGPU Spaces: a no-op off a ZeroGPU Space, absent locally

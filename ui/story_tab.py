@@ -11,7 +11,7 @@ import pipelines
 from pipelines import STYLES
 
 from .api import file_path
-from .common import CAPTIONER, LLM, SPEECH, edge, examples, gpu, notices_md, picture_input, t
+from .common import CAPTIONER, LLM, SPEECH, concurrency_limit, edge, examples, gpu, notices_md, picture_input, t
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
 EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7, "zh"),
@@ -86,12 +86,14 @@ def build() -> None:
     private = {"api_visibility": "private"}
     runs = [
         go.click(run_all, [image, *settings], [caption, caption_en, story, audio, status], concurrency_id=LLM,
-                 concurrency_limit=1, **private),
+                 concurrency_limit=concurrency_limit(LLM), **private),
         caption_btn.click(caption_only, image, [caption, caption_en, status], concurrency_id=CAPTIONER,
                           concurrency_limit=1, **private),
-        rewrite_btn.click(rewrite, [caption, *settings], [story, status], concurrency_id=LLM, concurrency_limit=1,
+        rewrite_btn.click(rewrite, [caption, *settings], [story, status], concurrency_id=LLM,
+                          concurrency_limit=concurrency_limit(LLM),
                           **private),
-        revoice_btn.click(revoice, [story, language], [audio, status], concurrency_id=SPEECH, concurrency_limit=2,
+        revoice_btn.click(revoice, [story, language], [audio, status], concurrency_id=SPEECH,
+                          concurrency_limit=concurrency_limit(SPEECH),
                           **private),
     ]
     stop.click(None, None, None, cancels=runs, **private)

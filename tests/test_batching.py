@@ -1,0 +1,102 @@
+"""Concurrent chat requests share one batched generate, each keeping its own settings and Stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import pipelines as p
+from pipelines import registry
+from pipelines.batching import batcher_for
+from pipelines.streaming import SamplingParams
+
+
+def _prompt(text: str) -> list[int]:
+    return registry.get_model("chat").processor(text, add_special_tokens=False)["input_ids"]
+
+
+def _run_together(jobs):
+    """Submit every (prompt, params) at the same moment; return the finished streams."""
+    batcher = batcher_for(registry.get_model("chat"))
+    barrier = threading.Barrier(len(jobs))
+    streams = [None] * len(jobs)
+
+    def go(i, prompt, params):
+        barrier.wait()
+        streams[i] = batcher.submit(_prompt(prompt), params, [])
+        streams[i].collect()
+
+    threads = [threading.Thread(target=go, args=(i, *job)) for i, job in enumerate(jobs)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return batcher, streams
+
+
+def test_simultaneous_requests_share_a_batch_and_keep_their_own_results():
+    jobs = [("你好", SamplingParams(max_new_tokens=12, temperature=0.9, seed=1)),
+            ("Hello, how are you?", SamplingParams(max_new_tokens=20, temperature=0)),
+            ("我是一个模型", SamplingParams(max_new_tokens=6, temperature=1.3, top_k=10, seed=2)),
+            ("Hello", SamplingParams(max_new_tokens=16, temperature=0.7, top_p=0.5, repetition_penalty=1.3, seed=3))]
+    alone = []
+    for prompt, params in jobs:
+        stream = batcher_for(registry.get_model("chat")).submit(_prompt(prompt), params, [])
+        alone.append((stream.collect(), stream.usage.completion_tokens))
+    before = batcher_for(registry.get_model("chat")).batches_run
+    batcher, together = _run_together(jobs)
+    assert batcher.batches_run - before < len(jobs), "the requests should have shared a batch"
+    assert batcher.largest_batch >= 2
+    for (text, tokens), stream, (_, params) in zip(alone, together, jobs):
+        assert stream.text == text and stream.usage.completion_tokens == tokens  # seeds hold inside a batch
+        assert stream.usage.completion_tokens <= params.max_new_tokens
+
+
+def test_stopping_one_request_leaves_the_others_running():
+    loaded = registry.get_model("chat")
+    hook = loaded.model.register_forward_pre_hook(lambda *_: time.sleep(0.01) or None)
+    batcher = batcher_for(loaded)
+    try:
+        barrier = threading.Barrier(2)
+        results = {}
+
+        def stopped():
+            barrier.wait()
+            stream = batcher.submit(_prompt("你好"), SamplingParams(max_new_tokens=60, temperature=0), [])
+            for _ in stream:
+                stream.cancel()
+            results["stopped"] = stream.usage
+
+        def kept():
+            barrier.wait()
+            stream = batcher.submit(_prompt("Hello"), SamplingParams(max_new_tokens=60, temperature=0), [])
+            stream.collect()
+            results["kept"] = stream.usage
+
+        threads = [threading.Thread(target=stopped), threading.Thread(target=kept)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    finally:
+        hook.remove()
+    assert results["stopped"].finish_reason == "cancelled" and results["stopped"].completion_tokens < 10
+    assert results["kept"].finish_reason in ("length", "eos")
+    assert results["kept"].completion_tokens > results["stopped"].completion_tokens
+
+
+def test_chat_goes_through_the_batcher():
+    batcher = batcher_for(registry.get_model("chat"))
+    before = batcher.batches_run
+    p.chat("hi", max_new_tokens=4).collect()
+    assert batcher.batches_run == before + 1
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_request_cancelled_while_waiting_costs_nothing(n):
+    batcher = batcher_for(registry.get_model("chat"))
+    streams = [batcher.submit(_prompt("你好"), SamplingParams(max_new_tokens=8, temperature=0), [])
+               for _ in range(n)]
+    for stream in streams:
+        stream.cancel()
+    for stream in streams:
+        stream.collect()
+        assert stream.usage.finish_reason == "cancelled"
