@@ -157,10 +157,6 @@ def _trust_remote_code() -> bool:
 
 
 def _load_classes(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    return _classes_for(task)
-
-
-def _classes_for(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     import transformers as tf
 
     if task == CAUSAL_LM:

@@ -137,3 +137,27 @@ def test_bad_input_is_a_clear_bilingual_error(client, args, api_name, words):
 
 def test_the_app_still_answers_after_errors(client):
     assert client.predict("hello", None, api_name="/classify")
+
+
+def test_preload_loads_the_named_roles_in_the_background(app_module, monkeypatch, fresh_registry):
+    monkeypatch.setenv("MODELDECK_PRELOAD", "classifier, captioner")
+    assert app_module.preload_roles() == ["classifier", "captioner"]
+    thread = app_module.start_preload(app_module.preload_roles())
+    thread.join(timeout=120)
+    assert fresh_registry.is_loaded("classifier") and fresh_registry.is_loaded("captioner")
+    assert not fresh_registry.is_loaded("chat")
+    monkeypatch.setenv("MODELDECK_PRELOAD", "")
+    assert app_module.start_preload(app_module.preload_roles()) is None
+    monkeypatch.setenv("MODELDECK_PRELOAD", "all")
+    assert app_module.preload_roles() == ["all"]
+
+
+def test_launch_settings_follow_the_environment(app_module, monkeypatch):
+    monkeypatch.setenv("PORT", "9999")
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    monkeypatch.setenv("MODELDECK_MAX_UPLOAD_MB", "3")
+    settings = app_module.launch_settings()
+    assert settings["server_port"] == 9999 and settings["server_name"] == "0.0.0.0"
+    assert settings["max_file_size"] == "3mb" and settings["show_error"] is False
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7000")
+    assert app_module.launch_settings()["server_port"] == 7000
