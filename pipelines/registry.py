@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .devices import device_and_dtype
+from .devices import device_and_dtype, quantization, quantize_int8, weight_bytes
 from .errors import InvalidInputError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,7 @@ class LoadedModel:
     @property
     def memory_bytes(self) -> int:
         """Bytes held by the weights and buffers (an estimate of resident memory)."""
-        tensors = list(self.model.parameters()) + list(self.model.buffers())
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return weight_bytes(self.model)
 
 
 def _trust_remote_code() -> bool:
@@ -190,10 +189,14 @@ def _load(spec: ModelSpec) -> LoadedModel:
         log.warning("loading %s failed: %s", spec.source, _short_reason(exc))
         raise ModelUnavailableError(spec.source, spec.variable, _short_reason(exc)) from exc
     model.to(device).eval()
+    quantized = spec.task in (CAUSAL_LM, TEXT_CLASSIFICATION) and quantization(device) == "int8"
+    if quantized:
+        quantize_int8(model)
     tokenizer = getattr(processor, "tokenizer", processor)
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token  # batched generation needs a pad token
-    loaded = LoadedModel(spec, model, processor, device, str(dtype).removeprefix("torch."),
+    loaded = LoadedModel(spec, model, processor, device,
+                         str(dtype).removeprefix("torch.") + (" + int8" if quantized else ""),
                          time.perf_counter() - started)
     log.info("loaded %s on %s (%s) in %.1f s", spec.source, device, loaded.dtype, loaded.load_seconds)
     return loaded

@@ -34,7 +34,9 @@ def _run_together(jobs):
     return batcher, streams
 
 
-def test_simultaneous_requests_share_a_batch_and_keep_their_own_results():
+def test_simultaneous_requests_share_a_batch_and_keep_their_own_results(monkeypatch, fresh_registry):
+    # Exact equality needs float weights: int8's dynamic activation scales are shared by a batch.
+    monkeypatch.setenv("MODELDECK_QUANTIZE", "none")
     jobs = [("你好", SamplingParams(max_new_tokens=12, temperature=0.9, seed=1)),
             ("Hello, how are you?", SamplingParams(max_new_tokens=20, temperature=0)),
             ("我是一个模型", SamplingParams(max_new_tokens=6, temperature=1.3, top_k=10, seed=2)),
@@ -50,6 +52,15 @@ def test_simultaneous_requests_share_a_batch_and_keep_their_own_results():
     for (text, tokens), stream, (_, params) in zip(alone, together, jobs):
         assert stream.text == text and stream.usage.completion_tokens == tokens  # seeds hold inside a batch
         assert stream.usage.completion_tokens <= params.max_new_tokens
+
+
+def test_int8_requests_in_a_batch_each_get_their_own_reply(fresh_registry):
+    assert "int8" in registry.get_model("chat").dtype
+    jobs = [(text, SamplingParams(max_new_tokens=8, temperature=0.8, seed=i)) for i, text in
+            enumerate(["你好", "Hello", "我是", "how are you"])]
+    batcher, streams = _run_together(jobs)
+    assert batcher.largest_batch >= 2
+    assert all(s.usage.completion_tokens <= 8 and s.usage.finish_reason in ("eos", "length") for s in streams)
 
 
 def test_stopping_one_request_leaves_the_others_running():

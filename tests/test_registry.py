@@ -72,7 +72,7 @@ def test_story_shares_the_chat_model(fresh_registry):
     assert fresh_registry.get_model("story") is fresh_registry.get_model("chat")
     rows = fresh_registry.loaded_models()
     assert len(rows) == 1 and set(rows[0]["roles"]) >= {"chat", "story"}
-    assert rows[0]["device"] == "cpu" and rows[0]["dtype"] == "float32" and rows[0]["memory_mib"] > 0
+    assert rows[0]["device"] == "cpu" and rows[0]["dtype"].startswith("float32") and rows[0]["memory_mib"] > 0
 
 
 def test_missing_model_is_a_clear_error_and_is_retried(fresh_registry, monkeypatch, tmp_path):
@@ -120,3 +120,27 @@ def test_first_loads_of_different_models_in_parallel_threads(fresh_registry):
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, capture_output=True,
                          text=True, timeout=300).stdout.strip().splitlines()
     assert out[-1] == "[]"
+
+
+def test_cpu_language_models_and_classifiers_are_int8_by_default(fresh_registry, monkeypatch):
+    import torch
+
+    monkeypatch.delenv("MODELDECK_QUANTIZE", raising=False)
+    chat = fresh_registry.get_model("chat")
+    assert chat.dtype == "float32 + int8"
+    assert not any(type(m) is torch.nn.Linear for m in chat.model.modules())
+    assert fresh_registry.get_model("classifier").dtype == "float32 + int8"
+    assert fresh_registry.get_model("captioner").dtype == "float32"  # vision and translation stay float
+    int8_bytes = chat.memory_bytes
+    fresh_registry.clear()
+    monkeypatch.setenv("MODELDECK_QUANTIZE", "none")
+    plain = fresh_registry.get_model("chat")
+    assert plain.dtype == "float32" and any(type(m) is torch.nn.Linear for m in plain.model.modules())
+    assert int8_bytes < plain.memory_bytes
+    monkeypatch.setenv("MODELDECK_QUANTIZE", "int4")
+    from pipelines.devices import quantization
+
+    with pytest.raises(InvalidInputError):
+        quantization("cpu")
+    monkeypatch.setenv("MODELDECK_QUANTIZE", "int8")
+    assert quantization("cuda") == "none"

@@ -90,7 +90,7 @@ def test_classification_labels_are_readable_and_batched():
         assert abs(sum(scores.values()) - 1) < 1e-5
         assert list(scores.values()) == sorted(scores.values(), reverse=True)
     single = p.classify_text("猫狗")
-    assert single == pytest.approx(results[3])
+    assert single == pytest.approx(results[3], rel=1e-3)  # int8 activation scales follow the batch
 
 
 @pytest.mark.parametrize("raw,readable", [("LABEL_1", "类别 1 (class 1)"), ("negative (stars 1, 2 and 3)", "负面 negative"),
