@@ -66,7 +66,7 @@ def eager_run(length: int) -> dict[str, float]:
 
 def main() -> None:
     args = parser(__doc__).parse_args()
-    os.environ.update(tiny_env() if args.tiny else real_size_env())
+    os.environ.update(tiny_env() if args.tiny else real_size_env(streamed_text=True))
     os.environ["MODELDECK_TTS"] = "espeak"
     os.environ.setdefault("MODELDECK_AUDIO_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "modeldeck-bench-audio"))
     length = 30 if args.tiny else 150

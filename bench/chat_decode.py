@@ -1,0 +1,99 @@
+"""Chat decoding: time to first token and tokens/s for a 200-token prompt and 128 new tokens,
+plain float32 ``model.generate`` versus ModelDeck's path (int8 weights, its own sampler, the batcher),
+with the numeric cost of int8 against float32 on the same prompts."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import threading
+
+from _common import parser, qwen_full_vocab, table, tiny_env
+
+
+class FirstToken:
+    """A streamer that notes when generate hands over its first new token."""
+
+    def __init__(self) -> None:
+        self.calls, self.first = 0, None
+
+    def put(self, value) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            self.first = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    p_len, new = (20, 16) if args.tiny else (200, 128)
+    os.environ.update(tiny_env() if args.tiny else {"MODELDECK_CHAT_MODEL": str(qwen_full_vocab())})
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from pipelines import registry
+    from pipelines.batching import batcher_for
+    from pipelines.streaming import SamplingParams
+
+    torch.set_grad_enabled(False)
+    source = registry.resolve("chat").source
+    plain = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
+    deck = registry.get_model("chat")  # int8 on the CPU by default
+    tokenizer = deck.processor
+    base = tokenizer("Hello, how are you? 你好，我是一个模型。", add_special_tokens=False)["input_ids"]
+    prompts = [(base * p_len)[i:i + p_len] for i in range(args.repeats + 1)]
+    params = SamplingParams(max_new_tokens=new, temperature=0.7, top_p=0.9, seed=1)
+    eos = plain.generation_config.eos_token_id
+
+    def run_plain(prompt: list[int]) -> tuple[float, float, int]:
+        ids = torch.tensor([prompt])
+        streamer = FirstToken()
+        began = time.perf_counter()
+        out = plain.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
+                             do_sample=True, temperature=0.7, top_p=0.9, streamer=streamer, pad_token_id=eos)
+        made = out.shape[1] - ids.shape[1]
+        return streamer.first - began, (made - 1) / (time.perf_counter() - streamer.first), made
+
+    def run_deck(prompt: list[int]) -> tuple[float, float, int]:
+        began = time.perf_counter()
+        stream = batcher_for(deck).submit(prompt, params, [])
+        reader = threading.Thread(target=stream.collect)  # the consumer a UI or client would be
+        reader.start()
+        while stream.usage.completion_tokens == 0 and reader.is_alive():
+            time.sleep(0.001)
+        first = time.perf_counter()
+        reader.join()
+        made = stream.usage.completion_tokens
+        return first - began, (made - 1) / (time.perf_counter() - first), made
+
+    run_plain(prompts[0]), run_deck(prompts[0])  # warm-up
+    results = {"plain": [], "deck": []}
+    for prompt in prompts[1:]:  # alternate, so machine noise hits both alike
+        results["plain"].append(run_plain(prompt))
+        results["deck"].append(run_deck(prompt))
+    med = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in results.items()}
+    print(f"model: {'tiny' if args.tiny else 'Qwen2.5-0.5B-sized random weights'}; {p_len}-token prompt, "
+          f"{new} new tokens, temperature 0.7, top-p 0.9; median of {args.repeats}")
+    print(table(["path", "first token (s)", "decode tokens/s", "tokens", "decode × plain", "first token × plain"],
+                [["plain float32 generate", med["plain"][0], med["plain"][1], med["plain"][2], 1.0, 1.0],
+                 [f"ModelDeck ({deck.dtype})", med["deck"][0], med["deck"][1], med["deck"][2],
+                  med["deck"][1] / med["plain"][1], med["plain"][0] / med["deck"][0]]]))
+    # The numeric cost of int8: next-token logits at every prompt position, against float32.
+    agree, errors = [], []
+    for prompt in prompts:
+        ids = torch.tensor([prompt])
+        f = plain(ids).logits.float()
+        q = deck.model(ids).logits.float()
+        agree.append((f.argmax(-1) == q.argmax(-1)).float().mean().item())
+        errors.append(((q - f).norm() / f.norm()).item())
+    print()
+    print(table(["int8 against float32", "top-1 token agreement", "relative logit error"],
+                [[f"{len(prompts) * p_len} positions", statistics.mean(agree), statistics.mean(errors)]]))
+
+
+if __name__ == "__main__":
+    main()
