@@ -138,16 +138,24 @@ def real_size_env(*, streamed_text: bool = False) -> dict[str, str]:
         processor = BlipProcessor.from_pretrained(folder)
         processor.image_processor = BlipImageProcessorPil(size={"height": 384, "width": 384})
         processor.save_pretrained(folder)
-        BlipForConditionalGeneration(BlipConfig(  # blip-image-captioning-base: ViT-B/16 at 384 px + BERT-base
+        model = BlipForConditionalGeneration(BlipConfig(  # blip-image-captioning-base: ViT-B/16, 384 px, BERT-base
             text_config=dict(vocab_size=30524, bos_token_id=5, eos_token_id=3, sep_token_id=3, pad_token_id=0),
-            vision_config=dict(image_size=384, patch_size=16))).save_pretrained(folder)
+            vision_config=dict(image_size=384, patch_size=16)))
+        # Only ids the tiny tokenizer can decode may come out; the compute is the same.
+        model.text_decoder.cls.predictions.bias.data[len(processor.tokenizer):] = -1e9
+        model.save_pretrained(folder)
 
     def marian(folder: Path) -> None:
         tm.marian(folder)
-        MarianMTModel(MarianConfig(  # opus-mt-en-zh: transformer-base, 6 + 6 layers, 65 001 tokens
+        from transformers import MarianTokenizer
+
+        known = len(MarianTokenizer.from_pretrained(folder))
+        model = MarianMTModel(MarianConfig(  # opus-mt-en-zh: transformer-base, 6 + 6 layers, 65 001 tokens
             vocab_size=65001, d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
             decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_position_embeddings=512,
-            pad_token_id=2, eos_token_id=0, decoder_start_token_id=2, forced_eos_token_id=0)).save_pretrained(folder)
+            pad_token_id=2, eos_token_id=0, decoder_start_token_id=2, forced_eos_token_id=0))
+        model.final_logits_bias[:, known:] = -1e9  # only ids the tiny tokenizer can decode; same compute
+        model.save_pretrained(folder)
 
     return {
         "MODELDECK_CHAT_MODEL": str(qwen_full_vocab() if streamed_text else qwen_real_size()),

@@ -48,8 +48,8 @@ def translate_to_chinese(text: str) -> str:
     return tokenizer.decode(out[0], skip_special_tokens=True).strip()
 
 
-def caption_image(image: Any, *, max_new_tokens: int = 30) -> Caption:
-    """Return the English and Chinese captions of ``image`` (a PIL image or a file path)."""
+def english_caption(image: Any, *, max_new_tokens: int = 30) -> str:
+    """Return the captioner's description of ``image`` (a PIL image or a file path)."""
     import torch
 
     picture = load_image(image)
@@ -59,16 +59,27 @@ def caption_image(image: Any, *, max_new_tokens: int = 30) -> Caption:
     with torch.inference_mode():  # greedy with a short cap: as good as beams here, and faster
         out = loaded.model.generate(pixel_values=pixel_values, max_new_tokens=max_new_tokens, num_beams=1,
                                     do_sample=False)
-    text = loaded.processor.decode(out[0], skip_special_tokens=True).strip()
-    if has_cjk(text):
-        return Caption(en="", zh=text)
-    caption = Caption(en=text, zh="")
-    if not text:
+    return loaded.processor.decode(out[0], skip_special_tokens=True).strip()
+
+
+def add_chinese(caption: Caption) -> Caption:
+    """Fill ``caption.zh`` by translation; an unavailable translator leaves a notice instead."""
+    if caption.zh or not caption.en:
         return caption
     try:
-        caption.zh = translate_to_chinese(text)
+        caption.zh = translate_to_chinese(caption.en)
     except ModelUnavailableError as exc:  # the English caption is still useful
         log.warning("translation unavailable: %s", exc)
         caption.notices.append(f"翻译模型不可用，只显示英文描述。 / The translator is unavailable; showing the "
                                f"English caption only. ({exc.model})")
     return caption
+
+
+def from_text(text: str) -> Caption:
+    """A caption from the captioner's text: Chinese text is kept as the Chinese caption."""
+    return Caption(en="", zh=text) if has_cjk(text) else Caption(en=text, zh="")
+
+
+def caption_image(image: Any) -> Caption:
+    """Return the English and Chinese captions of ``image`` (a PIL image or a file path)."""
+    return add_chinese(from_text(english_caption(image)))

@@ -112,9 +112,10 @@ def test_caption_story_and_speak(client):
 def test_picture_story_end_to_end_shows_caption_first(client):
     outputs = list(client.submit(handle_file(CAT), "童话", 60, 5, "zh", api_name="/picture_story"))
     first_caption, first_story, first_audio = outputs[0]
-    assert first_caption and first_story == "" and first_audio is None
+    assert first_caption and first_story == "" and first_audio is None  # the captioner's text, at once
     caption, story, audio = outputs[-1]
-    assert caption == first_caption and story
+    zh, en = client.predict(handle_file(CAT), api_name="/caption")
+    assert first_caption == en and caption == (zh or en) and story  # then its translation, then the story
     assert Path(audio).read_bytes()[:4] == b"RIFF"
 
 

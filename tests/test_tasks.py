@@ -135,5 +135,7 @@ def test_picture_story_yields_caption_then_story_then_audio():
     assert stages[0] == "caption" and stages[-1] == "done"
     assert stages.index("audio") > max(i for i, s in enumerate(stages) if s == "story")
     assert updates[0].caption is not None and updates[0].story == ""
+    assert updates[0].caption.en and not updates[0].caption.zh  # shown before the translation exists
+    assert updates[1].stage == "caption" and updates[1].caption.zh
     final = updates[-1]
     assert final.story and final.audio and final.audio.endswith(".wav")
