@@ -97,8 +97,8 @@ def quantize_int8(model: "torch.nn.Module") -> "torch.nn.Module":
         warnings.simplefilter("ignore")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
-                                inplace=True)
+        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    return model
 
 
 def weight_bytes(model: "torch.nn.Module") -> int:

@@ -64,7 +64,7 @@ def number(value: Any, *, name: str, lo: float, hi: float, notices: list[str], i
     clamped = min(max(number_, lo), hi)
     if integer:
         clamped = float(round(clamped))
-    if clamped != number_ and not (integer and abs(clamped - number_) < 1 and lo <= number_ <= hi):
+    if not lo <= number_ <= hi:
         shown = int(clamped) if integer else round(clamped, 4)
         notices.append(f"参数 {name}={value} 超出范围 [{_fmt(lo)}, {_fmt(hi)}]，已改为 {shown}。 / "
                        f"{name}={value} is outside [{_fmt(lo)}, {_fmt(hi)}]; used {shown}.")

@@ -51,7 +51,7 @@ def open_tab(page, label: str) -> None:
 
 def test_interface_speaks_chinese_first(page):
     for label in ["💬 对话", "✍️ 文本生成", "🏷️ 文本分类", "🖼️ 看图讲故事"]:
-        assert page.get_by_role("tab", name=label).is_visible()
+        page.get_by_role("tab", name=label).wait_for(state="visible")  # waits for the render, fails after 60 s
 
 
 def test_chat_streams_a_reply_and_shows_token_usage(page):
