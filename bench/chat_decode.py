@@ -37,11 +37,12 @@ def main() -> None:
 
     from pipelines import registry
     from pipelines.batching import batcher_for
+    from pipelines.engine import engine, in_own_thread
     from pipelines.streaming import SamplingParams
 
     torch.set_grad_enabled(False)
     source = registry.resolve("chat").source
-    plain = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
+    plain = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval())
     deck = registry.get_model("chat")  # int8 on the CPU by default
     tokenizer = deck.processor
     base = tokenizer("Hello, how are you? 你好，我是一个模型。", add_special_tokens=False)["input_ids"]
@@ -50,6 +51,10 @@ def main() -> None:
     eos = plain.generation_config.eos_token_id
 
     def run_plain(prompt: list[int]) -> tuple[float, float, int]:
+        # On ModelDeck's engine thread too: torch work on a second thread would slow both (see engine.py).
+        return engine.call(plain_generate, prompt)
+
+    def plain_generate(prompt: list[int]) -> tuple[float, float, int]:
         ids = torch.tensor([prompt])
         streamer = FirstToken()
         began = time.perf_counter()
@@ -86,8 +91,8 @@ def main() -> None:
     agree, errors = [], []
     for prompt in prompts:
         ids = torch.tensor([prompt])
-        f = plain(ids).logits.float()
-        q = deck.model(ids).logits.float()
+        f = engine.call(lambda: plain(ids).logits.float())
+        q = engine.call(lambda: deck.model(ids).logits.float())
         agree.append((f.argmax(-1) == q.argmax(-1)).float().mean().item())
         errors.append(((q - f).norm() / f.norm()).item())
     print()

@@ -18,8 +18,8 @@ def main() -> None:
     else:
         os.environ["MODELDECK_CHAT_MODEL"] = str(qwen_real_size())
     from pipelines import registry
-    from pipelines.batching import batcher_for
-    from pipelines.streaming import SamplingParams, stream_generate
+    from pipelines.batching import batcher_for, stream_generate
+    from pipelines.streaming import SamplingParams
 
     loaded = registry.get_model("chat")
     tokenizer = loaded.processor

@@ -1,82 +1,150 @@
-"""Micro-batching: chat and story requests that arrive close together share one ``generate``.
+"""How requests reach the decode loop: continuous batching for chat and story, solo runs for text generation.
 
 Decoding a small LLM on a CPU is bound by reading the weights once per step; a batch of four rows
-reads them once for all four. Requests wait at most ``MODELDECK_BATCH_WINDOW_MS`` (30) for company,
-at most ``MODELDECK_MAX_BATCH`` (4) rows run together, and each keeps its own settings, seed, stream
-and Stop. A request that arrives while a batch runs waits for the next one (micro-batching, not
-continuous batching).
+reads them once for all four. Each model's ``Batcher`` keeps one ``DecodeBatch`` that the engine steps.
+When it is idle, a request waits at most ``MODELDECK_BATCH_WINDOW_MS`` (30) for company, so requests
+that arrive together are prefilled together; while it runs, a new request joins at the next step
+(after its own prefill) as long as fewer than ``MODELDECK_MAX_BATCH`` (4) requests are running, and
+the others wait in order. Each request keeps its own settings, seed, stream and Stop.
+
+Text generation runs each request on its own (``stream_generate``): int8 layers quantise a whole
+batch's activations with one scale, so a seeded request could differ in company, and that tab
+promises that a seed reproduces its text.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
+import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
+from .decoding import DecodeBatch, Request, SamplingParams, resolve_seed
+from .engine import engine
 from .inputs import env_int
-from .streaming import END_OF_STREAM, Request, SamplingParams, TextStream, consume, resolve_seed, run_batch
+from .streaming import TextStream, consume
+
+log = logging.getLogger(__name__)
+
 
 def max_batch() -> int:
-    """How many requests may share one generate (``MODELDECK_MAX_BATCH``, default 4)."""
+    """How many requests may run together (``MODELDECK_MAX_BATCH``, default 4)."""
     return env_int("MODELDECK_MAX_BATCH", 4)
 
 
-class MicroBatcher:
-    """Collects requests for one model and runs them in batches, one batch at a time."""
+def _request(rows: list[list[int]], params: SamplingParams) -> Request:
+    seed = None if params.temperature <= 0 else resolve_seed(params.seed)
+    return Request(rows, SamplingParams(**{**params.__dict__, "seed": seed}))
+
+
+class Batcher:
+    """Collects requests for one model into one continuously batched ``DecodeBatch`` (an engine decoder)."""
+
+    finished = False  # it serves its model for the life of the process
 
     def __init__(self, loaded: Any) -> None:
         self.loaded = loaded
-        self.pending: queue.Queue[Request] = queue.Queue()
-        self.batches_run = 0
-        self.largest_batch = 0
-        self._thread: threading.Thread | None = None
+        self.batch = DecodeBatch(loaded)
+        self.pending: collections.deque[tuple[float, Request]] = collections.deque()
         self._lock = threading.Lock()
+        self.batches_run = 0  # prefills: groups of requests admitted together
+        self.largest_batch = 0  # most requests decoded at once
+        self.joined_running = 0  # requests admitted while others were generating
 
     def submit(self, prompt: list[int], params: SamplingParams, notices: list[str]) -> TextStream:
-        """Queue one prompt; return its stream (tokens start once its batch runs)."""
-        seed = None if params.temperature <= 0 else resolve_seed(params.seed)
-        request = Request([prompt], SamplingParams(**{**params.__dict__, "seed": seed}))
+        """Queue one prompt; return its stream (tokens start once it is admitted)."""
+        request = _request([prompt], params)
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="modeldeck-batcher", daemon=True)
-                self._thread.start()
-        self.pending.put(request)
+            self.pending.append((time.monotonic(), request))
+        engine.add(self)
         return consume(self.loaded, request, notices=notices)
 
-    def _collect(self) -> list[Request]:
-        batch = [self.pending.get()]
-        window = env_int("MODELDECK_BATCH_WINDOW_MS", 30) / 1000
-        deadline = time.monotonic() + window
-        while len(batch) < max_batch():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self.pending.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+    def ready_in(self, now: float) -> float | None:
+        if self.batch.rows:
+            return 0
+        with self._lock:
+            if not self.pending:
+                return None
+            if len(self.pending) >= max_batch():
+                return 0
+            return self.pending[0][0] + env_int("MODELDECK_BATCH_WINDOW_MS", 30) / 1000 - now
 
-    def _loop(self) -> None:
-        while True:
-            batch = self._collect()
-            live = [r for r in batch if not r.cancel.is_set()]
-            for request in batch:
-                if request not in live:  # stopped while waiting: nothing to compute
-                    request.sink.put(END_OF_STREAM)
-            if live:
+    def step(self) -> None:
+        running = len(self.batch.requests)
+        room = max_batch() - running
+        if room > 0 and self.batch.can_merge():
+            new = self._take(room)
+            if new:
                 self.batches_run += 1
-                self.largest_batch = max(self.largest_batch, len(live))
-                run_batch(self.loaded, live)
+                self.joined_running += len(new) if running else 0
+                try:
+                    self.batch.admit(new)
+                except BaseException as exc:  # only the newcomers fail; the running rows go on
+                    log.error("prefill failed", exc_info=exc)
+                    for request in new:
+                        request.cancel.set()  # rows already merged leave at the next step
+                        request.finish(exc)
+                self.largest_batch = max(self.largest_batch, len(self.batch.requests))
+        if self.batch.rows:
+            self.batch.step()
+
+    def fail(self, error: BaseException) -> None:
+        self.batch.fail(error)
+
+    def _take(self, room: int) -> list[Request]:
+        live: list[Request] = []
+        with self._lock:
+            while self.pending and len(live) < room:
+                _, request = self.pending.popleft()
+                if request.cancel.is_set():  # stopped while waiting: nothing to compute
+                    request.finish()
+                else:
+                    live.append(request)
+        return live
+
+
+class _Solo:
+    """One request decoded on its own (an engine decoder that finishes with it)."""
+
+    def __init__(self, loaded: Any, request: Request) -> None:
+        self.batch, self.request = DecodeBatch(loaded), request
+        self.admitted = self.finished = False
+
+    def ready_in(self, now: float) -> float | None:
+        return 0
+
+    def step(self) -> None:
+        if not self.admitted:
+            self.admitted = True
+            self.batch.admit([self.request])
+        elif self.batch.rows:
+            self.batch.step()
+        self.finished = not self.batch.rows
+
+    def fail(self, error: BaseException) -> None:
+        self.batch.fail(error)
+        self.request.finish(error)
+        self.finished = True
+
+
+def stream_generate(loaded: Any, input_ids: Any, attention_mask: Any, params: SamplingParams, *,
+                    notices: list[str] | None = None,
+                    render: Callable[[list[str]], str] | None = None) -> TextStream:
+    """Generate from a batch of prompts as one request of its own; return the stream of continuations."""
+    rows = [[int(t) for t, m in zip(ids, keep) if m] for ids, keep in zip(input_ids.tolist(),
+                                                                          attention_mask.tolist())]
+    request = _request(rows, params)
+    engine.add(_Solo(loaded, request))
+    return consume(loaded, request, notices=notices, render=render)
 
 
 _guard = threading.Lock()
 
 
-def batcher_for(loaded: Any) -> MicroBatcher:
+def batcher_for(loaded: Any) -> Batcher:
     """The one batcher of a loaded model."""
     with _guard:
         if "batcher" not in loaded.extras:
-            loaded.extras["batcher"] = MicroBatcher(loaded)
+            loaded.extras["batcher"] = Batcher(loaded)
         return loaded.extras["batcher"]

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from . import registry
+from .engine import engine
 from .errors import InvalidInputError
 from .inputs import clean_text, env_int
 
@@ -53,16 +54,18 @@ def classify_texts(texts: list[str], model: str | None = None, *, batch_size: in
     size = batch_size or env_int("MODELDECK_CLASSIFY_BATCH", 32)
     order = sorted(range(len(cleaned)), key=lambda i: len(cleaned[i]))
     results: list[dict[str, float]] = [{} for _ in cleaned]
-    import torch
 
-    with torch.inference_mode():
-        for start in range(0, len(order), size):
-            chunk = order[start:start + size]
-            enc = tokenizer([cleaned[i] for i in chunk], padding=True, truncation=True, max_length=limit,
-                            return_tensors="pt").to(loaded.device)
-            probs = net(**enc).logits.float().softmax(-1).cpu()
-            for row, i in zip(probs.tolist(), chunk):
-                results[i] = dict(sorted(zip(names, row), key=lambda kv: -kv[1]))
+    def probabilities(texts: list[str]) -> list[list[float]]:
+        import torch
+
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt").to(loaded.device)
+        with torch.inference_mode():
+            return net(**enc).logits.float().softmax(-1).cpu().tolist()
+
+    for start in range(0, len(order), size):  # one engine call a batch: generation interleaves between them
+        chunk = order[start:start + size]
+        for row, i in zip(engine.call(probabilities, [cleaned[i] for i in chunk]), chunk):
+            results[i] = dict(sorted(zip(names, row), key=lambda kv: -kv[1]))
     return results
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .devices import device_and_dtype, quantization, quantize_int8, weight_bytes
+from .engine import in_own_thread
 from .errors import InvalidInputError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def get_model(role: str, name: str | None = None) -> LoadedModel:
     with _load_lock:
         cached = _cache.get(spec.key)
         if cached is None:
-            cached = _load(spec)
+            cached = in_own_thread(_load, spec)  # its OpenMP threads end with it: see engine.py
             _cache[spec.key] = cached
             load_count[spec.key] = load_count.get(spec.key, 0) + 1
     return cached

@@ -1,36 +1,31 @@
 """The one token-streaming mechanism, shared by chat, text generation and story.
 
-``run_batch`` runs one ``generate()`` over the rows of one or more requests (a request is one
-caller: one prompt, or the same prompt several times for several sequences). A logits processor
-picks every row's token with that request's own settings and its own ``torch.Generator``, and
-``generate`` runs greedily over the result, so a seed reproduces the same text even when other
-requests share the batch or sample at the same time. A ``StoppingCriteria`` ends each row on its
-request's cancel event or its own token limit, so stopping halts the computation (not only the
-display) and a finished request leaves the rest of the batch running. Each step's tokens go to
-each request's queue; its consumer decodes every sequence as a whole, so a character split across
-byte-level tokens is held back until complete (no U+FFFD), and the spaces a WordPiece vocabulary
-puts between Chinese characters are removed.
+The tokens come from ``decoding`` (one request is one caller: one prompt, or the same prompt several
+times for several sequences); each step's tokens arrive on the request's queue. Its consumer here
+decodes every sequence as a whole, so a character split across byte-level tokens is held back until
+complete (no U+FFFD), and the spaces a WordPiece vocabulary puts between Chinese characters are
+removed. Closing the stream (Stop, a closed tab) sets the request's cancel event, which the decode
+loop checks before every step.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import queue
 import re
-import secrets
 import threading
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from .decoding import END_OF_STREAM, Request, SamplingParams, Usage, _tokenizer, resolve_seed
 from .errors import PipelineError
+
+__all__ = ["SamplingParams", "TextStream", "Usage", "consume", "has_cjk", "remove_cjk_spaces",
+           "resolve_seed", "spaces_between_cjk"]
 
 log = logging.getLogger(__name__)
 
 _CJK = (r"\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff"
         r"\uf900-\ufaff\uff00-\uffef")
 _SPACE_NEXT_TO_CJK = re.compile(rf"(?<=[{_CJK}]) +| +(?=[{_CJK}])")
-MAX_SEED = 2**31 - 1
 
 
 def remove_cjk_spaces(text: str) -> str:
@@ -47,31 +42,6 @@ def spaces_between_cjk(tokenizer: Any) -> bool:
     """Return True when the tokenizer decodes Chinese with spaces between characters (WordPiece)."""
     ids = tokenizer("你好", add_special_tokens=False)["input_ids"]
     return " " in tokenizer.decode(ids, skip_special_tokens=True).strip()
-
-
-@dataclass
-class SamplingParams:
-    """How to pick tokens. ``temperature == 0`` means greedy decoding."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-
-
-@dataclass
-class Usage:
-    """Token counts of one generation, and why it ended ("eos", "length", "cancelled" or "stopped")."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = ""
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 class TextStream:
@@ -116,181 +86,8 @@ class TextStream:
         return self.text
 
 
-def resolve_seed(seed: int | None) -> int:
-    """The seed a sampled request uses: its own, else ``MODELDECK_SEED``, else a random one."""
-    if seed is not None:
-        return int(seed)
-    fixed = os.environ.get("MODELDECK_SEED", "").strip()
-    return int(fixed) % (MAX_SEED + 1) if fixed.lstrip("-").isdigit() else secrets.randbelow(MAX_SEED)
-
-
-@dataclass
-class Request:
-    """One caller's rows in a batch: prompts, settings, cancel event, and where its tokens go."""
-
-    rows: list[list[int]]
-    params: SamplingParams
-    cancel: threading.Event = field(default_factory=threading.Event)
-    usage: Usage = field(default_factory=Usage)
-    sink: "queue.Queue[Any]" = field(default_factory=queue.Queue)
-    generated: list[int] = field(default_factory=list)
-    done: list[bool] = field(default_factory=list)
-    hit_length: bool = False
-
-    def __post_init__(self) -> None:
-        self.generated = [0] * len(self.rows)
-        self.done = [False] * len(self.rows)
-        self.usage.prompt_tokens = max(len(r) for r in self.rows)
-
-
-END_OF_STREAM = object()
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    return [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-
-
-def _tokenizer(loaded: Any) -> Any:
-    return getattr(loaded.processor, "tokenizer", loaded.processor)
-
-
-def run_batch(loaded: Any, requests: list[Request]) -> None:
-    """Generate for every row of ``requests`` in one batch, feeding each request's queue; never raises."""
-    try:
-        _run_batch(loaded, requests)
-    except BaseException as exc:  # handed to every consumer, which re-raises it
-        for request in requests:
-            request.sink.put(exc)
-    finally:
-        for request in requests:
-            request.sink.put(END_OF_STREAM)
-
-
-def _run_batch(loaded: Any, requests: list[Request]) -> None:
-    import torch
-    from transformers import GenerationConfig, LogitsProcessor, StoppingCriteria
-
-    model, tokenizer = loaded.model, _tokenizer(loaded)
-    eos_ids = set(_eos_ids(model, tokenizer))
-    slots = [(request, i) for request in requests for i in range(len(request.rows))]
-    width = max(len(request.rows[i]) for request, i in slots)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
-    # Left padding: every row's next token follows its own last prompt token.
-    input_ids = torch.full((len(slots), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(slots), width), dtype=torch.long)
-    for b, (request, i) in enumerate(slots):
-        row = request.rows[i]
-        input_ids[b, width - len(row):] = torch.tensor(row)
-        mask[b, width - len(row):] = 1
-    device = loaded.device
-    groups = []
-    for request in requests:
-        index = torch.tensor([b for b, (r, _) in enumerate(slots) if r is request], device=device)
-        generator = None
-        if request.params.temperature > 0:
-            generator = torch.Generator(device="cpu" if str(device) == "mps" else device)
-            generator.manual_seed(int(request.params.seed or 0))
-        groups.append((request, index, generator))
-
-    class RowSampler(LogitsProcessor):
-        """Each request's repetition penalty, temperature, top-k, top-p and private generator."""
-
-        def __call__(self, ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-            out = torch.full_like(scores, float("-inf"))
-            for request, index, generator in groups:
-                p = request.params
-                logits = scores[index].float()
-                if p.repetition_penalty != 1.0:
-                    seen = ids[index]
-                    prior = logits.gather(1, seen)
-                    prior = torch.where(prior < 0, prior * p.repetition_penalty, prior / p.repetition_penalty)
-                    logits = logits.scatter(1, seen, prior)
-                if generator is None:
-                    chosen = logits.argmax(-1, keepdim=True)
-                else:
-                    chosen = _sample(logits, p, generator)
-                out[index] = out[index].scatter(-1, chosen, 0.0)
-            return out
-
-    class RowStop(StoppingCriteria):
-        """A row ends on its request's cancel event, its own token limit, or its end token."""
-
-        def __call__(self, ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-            flags = []
-            for request, i in slots:
-                if not request.done[i] and request.generated[i] >= request.params.max_new_tokens:
-                    request.done[i] = request.hit_length = True
-                flags.append(request.done[i] or request.cancel.is_set())
-            return torch.tensor(flags, dtype=torch.bool, device=ids.device)
-
-    class Dispatcher:
-        """Receives each step's tokens from generate (the prompt first) and hands them out."""
-
-        prompt_seen = False
-
-        def put(self, value: torch.Tensor) -> None:
-            if not self.prompt_seen:
-                self.prompt_seen = True
-                return
-            tokens = value.reshape(len(slots), -1)[:, -1].tolist()
-            items: dict[int, list[list[int]]] = {}
-            for b, (request, i) in enumerate(slots):
-                item = items.setdefault(id(request), [[] for _ in request.rows])
-                if request.done[i] or request.cancel.is_set():
-                    continue
-                if tokens[b] in eos_ids:
-                    request.done[i] = True
-                else:
-                    request.generated[i] += 1  # counted where the computation happens
-                    item[i].append(tokens[b])
-            for request in requests:
-                request.usage.completion_tokens = max(request.generated)
-                item = items.get(id(request))
-                if item and any(item):
-                    request.sink.put(item)
-
-        def end(self) -> None:
-            pass
-
-    config = GenerationConfig(
-        max_new_tokens=max(r.params.max_new_tokens for r in requests) + 1, do_sample=False, num_beams=1,
-        repetition_penalty=1.0, eos_token_id=sorted(eos_ids) or None, pad_token_id=pad,
-        bos_token_id=getattr(model.generation_config, "bos_token_id", None),
-        decoder_start_token_id=getattr(model.generation_config, "decoder_start_token_id", None))
-    with torch.inference_mode():
-        model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), generation_config=config,
-                       logits_processor=[RowSampler()], stopping_criteria=[RowStop()], streamer=Dispatcher())
-
-
-TOP_P_CANDIDATES = 1024  # top-p looks at this many most likely tokens: a full sort of 152k costs 15 ms a row
-
-
-def _sample(logits: Any, p: SamplingParams, generator: Any) -> Any:
-    """Draw one token per row after temperature, top-k and top-p, from ``generator``."""
-    import torch
-
-    logits = logits / p.temperature
-    if p.top_k or p.top_p < 1.0:
-        values, index = torch.topk(logits, min(logits.shape[-1], p.top_k or TOP_P_CANDIDATES), dim=-1)
-        if p.top_p < 1.0:  # values are sorted, most likely first
-            probs = values.softmax(-1)
-            values = values.masked_fill(probs.cumsum(-1) - probs > p.top_p, float("-inf"))  # keeps the top one
-        probs = values.softmax(-1)
-        if generator.device != probs.device:
-            probs, index = probs.to(generator.device), index.to(generator.device)
-        return index.gather(-1, torch.multinomial(probs, 1, generator=generator)).to(logits.device)
-    probs = logits.softmax(-1)
-    if generator.device != probs.device:
-        probs = probs.to(generator.device)
-    return torch.multinomial(probs, 1, generator=generator).to(logits.device)
-
-
 def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
-            render: Callable[[list[str]], str] | None = None,
-            on_close: Callable[[], None] | None = None) -> TextStream:
+            render: Callable[[list[str]], str] | None = None) -> TextStream:
     """Return the stream of ``request``'s decoded texts as its tokens arrive."""
     tokenizer = _tokenizer(loaded)
     if "cjk_spaces" not in loaded.extras:
@@ -329,26 +126,9 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
             else:
                 usage.finish_reason = "length" if request.hit_length else "eos"
             request.cancel.set()
-            if on_close is not None:
-                on_close()
 
     return TextStream(texts(), cancel_event=request.cancel, usage=usage, seed=request.params.seed,
                       notices=notices, render=render)
-
-
-def stream_generate(loaded: Any, input_ids: Any, attention_mask: Any, params: SamplingParams, *,
-                    notices: list[str] | None = None,
-                    render: Callable[[list[str]], str] | None = None,
-                    cancel_event: threading.Event | None = None) -> TextStream:
-    """Generate from a batch of prompts in a thread of its own; return the stream of continuations."""
-    seed = None if params.temperature <= 0 else resolve_seed(params.seed)
-    rows = [[int(t) for t, m in zip(ids, keep) if m] for ids, keep in zip(input_ids.tolist(),
-                                                                          attention_mask.tolist())]
-    request = Request(rows, SamplingParams(**{**params.__dict__, "seed": seed}),
-                      cancel=cancel_event or threading.Event())
-    worker = threading.Thread(target=run_batch, args=(loaded, [request]), name="modeldeck-generate", daemon=True)
-    worker.start()
-    return consume(loaded, request, notices=notices, render=render, on_close=lambda: worker.join(timeout=60))
 
 
 def _as_pipeline_error(exc: BaseException) -> BaseException:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from . import registry
 from .errors import InvalidInputError
 from .inputs import clean_text, env_int, number, seed as parse_seed
-from .streaming import SamplingParams, TextStream, stream_generate
+from .batching import stream_generate
+from .streaming import SamplingParams, TextStream
 
 MAX_SEQUENCES = 8
 

@@ -111,3 +111,77 @@ def test_a_request_cancelled_while_waiting_costs_nothing(n):
     for stream in streams:
         stream.collect()
         assert stream.usage.finish_reason == "cancelled"
+
+
+def _slow(loaded, seconds=0.01):
+    """Slow every forward pass down to a realistic pace, and record each one's batch size."""
+    sizes: list[int] = []
+
+    def hook(module, args, kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        time.sleep(seconds)
+
+    return sizes, loaded.model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_a_request_arriving_mid_generation_joins_the_running_batch(monkeypatch, fresh_registry):
+    monkeypatch.setenv("MODELDECK_QUANTIZE", "none")  # exact equality with the solo run needs float weights
+    loaded = registry.get_model("chat")
+    batcher = batcher_for(loaded)
+    late = ("我是一个模型", SamplingParams(max_new_tokens=10, temperature=0.9, seed=5))
+    alone = batcher.submit(_prompt(late[0]), late[1], []).collect()
+    sizes, hook = _slow(loaded)
+    try:
+        early = batcher.submit(_prompt("Hello, how are you?"), SamplingParams(max_new_tokens=40, temperature=0), [])
+        first = iter(early)
+        next(first)  # the early request is generating
+        joined = batcher.submit(_prompt(late[0]), late[1], [])
+        assert joined.collect() == alone, "a seed gives the same text inside a running batch"
+        for _ in first:
+            pass
+    finally:
+        hook.remove()
+    assert batcher.joined_running == 1
+    assert 2 in sizes, "both requests should have shared forward passes"
+    assert early.usage.completion_tokens == 40 or early.usage.finish_reason == "eos"
+
+
+def test_finished_rows_leave_the_batch(fresh_registry):
+    loaded = registry.get_model("chat")
+    batcher = batcher_for(loaded)
+    sizes, hook = _slow(loaded, 0.005)
+    try:
+        _run_together([("你好", SamplingParams(max_new_tokens=2, temperature=0)),
+                       ("Hello", SamplingParams(max_new_tokens=30, temperature=0))])
+    finally:
+        hook.remove()
+    assert batcher.largest_batch == 2
+    assert sizes.count(2) <= 3, "the short request's row should stop costing after its last token"
+    assert sizes[-1] == 1
+
+
+def test_a_failing_prefill_fails_only_the_newcomer(monkeypatch):
+    loaded = registry.get_model("chat")
+    batcher = batcher_for(loaded)
+    sizes, hook = _slow(loaded)
+    real_admit = batcher.batch.admit
+
+    def admit(requests):
+        if any(r.params.max_new_tokens == 7 for r in requests):
+            raise RuntimeError("simulated failure")
+        return real_admit(requests)
+
+    monkeypatch.setattr(batcher.batch, "admit", admit)
+    try:
+        running = batcher.submit(_prompt("Hello"), SamplingParams(max_new_tokens=30, temperature=0), [])
+        first = iter(running)
+        next(first)
+        doomed = batcher.submit(_prompt("你好"), SamplingParams(max_new_tokens=7, temperature=0), [])
+        with pytest.raises(p.PipelineError, match="Generation failed"):
+            doomed.collect()
+        for _ in first:
+            pass
+    finally:
+        hook.remove()
+    assert running.usage.finish_reason in ("length", "eos")
+    assert running.usage.completion_tokens > 1

@@ -4,33 +4,31 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from pipelines import registry
-from pipelines.streaming import SamplingParams, remove_cjk_spaces, spaces_between_cjk, stream_generate
+from pipelines.batching import Batcher, stream_generate
+from pipelines.engine import engine
+from pipelines.streaming import SamplingParams, remove_cjk_spaces, spaces_between_cjk
 
 
 class ScriptedModel(torch.nn.Module):
-    """A model whose generate() emits a fixed token sequence through the streamer (the real interface)."""
+    """A causal LM (the real forward interface) whose next token follows a fixed script, then its end token."""
 
-    def __init__(self, tokens: list[int], eos: int) -> None:
+    def __init__(self, tokens: list[int], vocab_size: int) -> None:
         super().__init__()
-        self.tokens = tokens
-        self.generation_config = type("G", (), {"eos_token_id": eos, "bos_token_id": None,
-                                                "decoder_start_token_id": None})()
+        self.tokens, self.vocab_size, self.calls = tokens, vocab_size, 0
+        self.generation_config = SimpleNamespace(eos_token_id=vocab_size - 1)
 
-    def generate(self, input_ids, streamer, stopping_criteria, **kwargs):
-        streamer.put(input_ids)
-        sequence = input_ids
-        for token in self.tokens:
-            step = torch.tensor([token])
-            streamer.put(step)
-            sequence = torch.cat([sequence, step[None]], dim=-1)
-            if all(c(sequence, None).all() for c in stopping_criteria):
-                break
-        streamer.end()
+    def forward(self, input_ids, logits_to_keep=0, **kwargs):
+        token = self.tokens[self.calls] if self.calls < len(self.tokens) else self.vocab_size - 1
+        self.calls += 1
+        logits = torch.zeros((input_ids.shape[0], 1, self.vocab_size))
+        logits[..., token] = 1.0
+        return SimpleNamespace(logits=logits)
 
 
 def test_byte_level_character_split_across_tokens_never_yields_replacement_char():
@@ -38,7 +36,7 @@ def test_byte_level_character_split_across_tokens_never_yields_replacement_char(
     ids = tokenizer("猫狗，好", add_special_tokens=False)["input_ids"]
     pieces = [tokenizer.decode([i]) for i in ids]
     assert any("\ufffd" in p for p in pieces), "the tiny tokenizer should split a character into bytes"
-    loaded = registry.LoadedModel(registry.resolve("chat"), ScriptedModel(ids, eos=-1), tokenizer, "cpu", "float32", 0)
+    loaded = registry.LoadedModel(registry.resolve("chat"), ScriptedModel(ids, len(tokenizer)), tokenizer, "cpu", "float32", 0)
     prompt = torch.tensor([[ids[0]]])
     seen = list(stream_generate(loaded, prompt, torch.ones_like(prompt), SamplingParams(temperature=0)))
     assert seen and all("\ufffd" not in text for text in seen)
@@ -51,7 +49,7 @@ def test_wordpiece_spaces_between_chinese_characters_are_removed():
     ids = tokenizer("我是猫，你好", add_special_tokens=False)["input_ids"]
     assert spaces_between_cjk(tokenizer)
     assert tokenizer.decode(ids) != "我是猫，你好"
-    loaded = registry.LoadedModel(registry.resolve("textgen"), ScriptedModel(ids, eos=-1), tokenizer, "cpu",
+    loaded = registry.LoadedModel(registry.resolve("textgen"), ScriptedModel(ids, len(tokenizer)), tokenizer, "cpu",
                                   "float32", 0)
     prompt = torch.tensor([[ids[0]]])
     assert list(stream_generate(loaded, prompt, torch.ones_like(prompt), SamplingParams(temperature=0)))[-1] \
@@ -126,7 +124,7 @@ def test_cancel_halts_the_computation_not_only_the_display(slow_textgen):
     assert full.usage.completion_tokens == 60, "uncancelled, the tiny model runs to the cap"
 
 
-def test_closing_a_stream_early_stops_its_thread(slow_textgen):
+def test_closing_a_stream_early_stops_its_computation(slow_textgen):
     _, ids, mask = _prompt("textgen", "天气")
     stream = stream_generate(slow_textgen, ids, mask, SamplingParams(max_new_tokens=60, temperature=0))
     iterator = iter(stream)
@@ -137,7 +135,7 @@ def test_closing_a_stream_early_stops_its_thread(slow_textgen):
     assert stream.usage.completion_tokens - at_close <= 3
     time.sleep(0.1)
     assert stream.usage.completion_tokens - at_close <= 3, "the worker kept generating after close"
-    assert not [t for t in threading.enumerate() if t.name == "modeldeck-generate"]
+    assert not [d for d in engine.decoders() if not isinstance(d, Batcher)], "its decoder is still on the engine"
 
 
 def test_batch_rows_sample_independently():

@@ -23,7 +23,7 @@ def concurrency_limit(concurrency_id: str) -> int:
     """How many requests of one kind run at once.
 
     Chat-model requests run up to ``MODELDECK_MAX_BATCH`` at once because they meet in the
-    micro-batcher, which still runs one ``generate`` at a time; speech waits on the network.
+    batcher, which runs one decode loop per model; speech waits on the network.
     """
     if concurrency_id == LLM:
         return max_batch()
