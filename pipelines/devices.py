@@ -80,34 +80,3 @@ def quantization(device: str) -> str:
         raise InvalidInputError(f"MODELDECK_QUANTIZE={value!r} 无效，可选 int8、none。",
                                 f"MODELDECK_QUANTIZE={value!r} is not valid; use int8 or none.")
     return "int8" if device == "cpu" else "none"
-
-
-def quantize_int8(model: "torch.nn.Module") -> "torch.nn.Module":
-    """Replace the model's ``nn.Linear`` layers by dynamic int8 ones (per-channel weights), in place.
-
-    Done once at load; the float weights of replaced layers are released. A tied output layer
-    (Qwen2's lm_head shares the embedding) gets its own int8 copy and the embedding stays float,
-    since lookups need it.
-    """
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():  # torch.ao.quantization announces a future move; it works in 2.13
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
-    return model
-
-
-def weight_bytes(model: "torch.nn.Module") -> int:
-    """Bytes held by a model's weights and buffers, int8-packed layers included."""
-    total = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
-    for module in model.modules():
-        packed = getattr(module, "_packed_params", None)
-        if packed is not None and hasattr(packed, "_weight_bias"):
-            weight, bias = packed._weight_bias()
-            total += weight.numel() * weight.element_size() + (bias.numel() * bias.element_size() if bias is not None
-                                                               else 0)
-    return total
