@@ -16,6 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+from configs import (BLIP_IMAGE_CAPTIONING_BASE, GPT2_CHINESE_CLUECORPUSSMALL, OPUS_MT_EN_ZH,  # noqa: E402
+                     QWEN2_5_0_5B_INSTRUCT, ROBERTA_JD_BINARY_CHINESE)
+
 CACHE = Path(os.environ.get("MODELDECK_BENCH_CACHE", ROOT / "bench" / ".cache"))
 
 
@@ -34,9 +37,33 @@ def tiny_env() -> dict[str, str]:
     return build_all(Path(tempfile.mkdtemp(prefix="modeldeck-bench-")))
 
 
+def machine() -> str:
+    """The processor, its vector extensions that matter here, and torch's thread count: one line."""
+    import platform
+
+    import torch
+
+    flags, name = set(), platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
+                    name = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"]
+    features = "+".join(f for f in wanted if f in flags) or "no AVX2"
+    return f"machine: {name}, {os.cpu_count()} CPUs ({features}); torch {torch.__version__}, " \
+           f"{torch.get_num_threads()} threads"
+
+
 def qwen_real_size(folder: Path | None = None) -> Path:
-    """A random-weight model with Qwen2.5-0.5B-Instruct's published configuration, saved once."""
-    folder = folder or CACHE / "qwen2.5-0.5b-random"
+    """A random-weight model with Qwen2.5-0.5B-Instruct's published configuration, saved once.
+
+    Saved in bfloat16 like the real checkpoint, so loading converts to float32 as it does for the real one.
+    """
+    folder = folder or CACHE / "qwen2.5-0.5b-random-bf16"
     if (folder / "config.json").exists():
         return folder
     import torch
@@ -45,11 +72,9 @@ def qwen_real_size(folder: Path | None = None) -> Path:
 
     qwen2_chat(folder)  # its tokenizer and chat template; the model is replaced below
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                         num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
-                         rope_theta=1_000_000.0, tie_word_embeddings=True, rms_norm_eps=1e-6,
-                         eos_token_id=2, pad_token_id=0)
-    model = Qwen2ForCausalLM(config)
+    # The tiny tokenizer's special ids, so that its chat template and the model agree.
+    config = Qwen2Config(**{**QWEN2_5_0_5B_INSTRUCT, "eos_token_id": 2, "pad_token_id": 0, "bos_token_id": None})
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
     model.generation_config = GenerationConfig(eos_token_id=2, pad_token_id=0)
     model.save_pretrained(folder)
     return folder
@@ -61,7 +86,7 @@ def qwen_full_vocab() -> Path:
     The tiny tokenizer knows 297 tokens; the model samples from 151 936. Placeholder tokens ("词123")
     fill the gap. They make this tokenizer load in ~7 s (Qwen's real one: ~1 s).
     """
-    folder = CACHE / "qwen2.5-0.5b-random-fullvocab"
+    folder = CACHE / "qwen2.5-0.5b-random-bf16-fullvocab"
     if (folder / "config.json").exists():
         return folder
     from transformers import AutoTokenizer
@@ -120,15 +145,12 @@ def real_size_env(*, streamed_text: bool = False) -> dict[str, str]:
 
     def gpt2(folder: Path) -> None:
         tm.gpt2_zh(folder)
-        GPT2LMHeadModel(GPT2Config(vocab_size=21128, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
-                                   bos_token_id=2, eos_token_id=3, pad_token_id=0)).save_pretrained(folder)
+        GPT2LMHeadModel(GPT2Config(**{**GPT2_CHINESE_CLUECORPUSSMALL, "bos_token_id": 2, "eos_token_id": 3,
+                                       "pad_token_id": 0})).save_pretrained(folder)
 
     def bert(folder: Path) -> None:
-        tm.bert_cls(folder, ("negative (stars 1, 2 and 3)", "positive (stars 4 and 5)"))
-        BertForSequenceClassification(BertConfig(
-            vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-            id2label={0: "negative (stars 1, 2 and 3)", 1: "positive (stars 4 and 5)"},
-            label2id={"negative (stars 1, 2 and 3)": 0, "positive (stars 4 and 5)": 1})).save_pretrained(folder)
+        tm.bert_cls(folder, tuple(ROBERTA_JD_BINARY_CHINESE["id2label"].values()))
+        BertForSequenceClassification(BertConfig(**ROBERTA_JD_BINARY_CHINESE)).save_pretrained(folder)
 
     def blip(folder: Path) -> None:
         tm.blip(folder)
@@ -138,9 +160,10 @@ def real_size_env(*, streamed_text: bool = False) -> dict[str, str]:
         processor = BlipProcessor.from_pretrained(folder)
         processor.image_processor = BlipImageProcessorPil(size={"height": 384, "width": 384})
         processor.save_pretrained(folder)
-        model = BlipForConditionalGeneration(BlipConfig(  # blip-image-captioning-base: ViT-B/16, 384 px, BERT-base
-            text_config=dict(vocab_size=30524, bos_token_id=5, eos_token_id=3, sep_token_id=3, pad_token_id=0),
-            vision_config=dict(image_size=384, patch_size=16)))
+        # The tiny tokenizer's special ids, so that captions end where its vocabulary says.
+        text = {**BLIP_IMAGE_CAPTIONING_BASE["text_config"], "bos_token_id": 5, "eos_token_id": 3, "sep_token_id": 3,
+                "pad_token_id": 0}
+        model = BlipForConditionalGeneration(BlipConfig(**{**BLIP_IMAGE_CAPTIONING_BASE, "text_config": text}))
         # Only ids the tiny tokenizer can decode may come out; the compute is the same.
         model.text_decoder.cls.predictions.bias.data[len(processor.tokenizer):] = -1e9
         model.save_pretrained(folder)
@@ -150,10 +173,8 @@ def real_size_env(*, streamed_text: bool = False) -> dict[str, str]:
         from transformers import MarianTokenizer
 
         known = len(MarianTokenizer.from_pretrained(folder))
-        model = MarianMTModel(MarianConfig(  # opus-mt-en-zh: transformer-base, 6 + 6 layers, 65 001 tokens
-            vocab_size=65001, d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
-            decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_position_embeddings=512,
-            pad_token_id=2, eos_token_id=0, decoder_start_token_id=2, forced_eos_token_id=0))
+        # The tiny tokenizer's pad id (2) where the real one has 65000.
+        model = MarianMTModel(MarianConfig(**{**OPUS_MT_EN_ZH, "pad_token_id": 2, "decoder_start_token_id": 2}))
         model.final_logits_bias[:, known:] = -1e9  # only ids the tiny tokenizer can decode; same compute
         model.save_pretrained(folder)
 

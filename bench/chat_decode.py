@@ -10,7 +10,7 @@ import time
 
 import threading
 
-from _common import parser, qwen_full_vocab, table, tiny_env
+from _common import machine, parser, qwen_full_vocab, table, tiny_env
 
 
 class FirstToken:
@@ -83,6 +83,7 @@ def main() -> None:
     med = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in results.items()}
     print(f"model: {'tiny' if args.tiny else 'Qwen2.5-0.5B-sized random weights'}; {p_len}-token prompt, "
           f"{new} new tokens, temperature 0.7, top-p 0.9; median of {args.repeats}")
+    print(machine())
     print(table(["path", "first token (s)", "decode tokens/s", "tokens", "decode × plain", "first token × plain"],
                 [["plain float32 generate", med["plain"][0], med["plain"][1], med["plain"][2], 1.0, 1.0],
                  [f"ModelDeck ({deck.dtype})", med["deck"][0], med["deck"][1], med["deck"][2],

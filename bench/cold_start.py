@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from _common import ROOT, parser, real_size_env, table, tiny_env
+from _common import machine, ROOT, parser, real_size_env, table, tiny_env
 
 EAGER = ("import pipelines, runpy; problems = pipelines.preload('all'); assert not problems, problems; "
          "runpy.run_path('app.py', run_name='__main__')")
@@ -82,6 +82,7 @@ def main() -> None:
         proc.wait()
     lazy, eager = statistics.median(page["lazy"]), statistics.median(page["eager"])
     print(f"models: {'tiny' if args.tiny else 'default-model sizes, random weights'}; median of {args.repeats}")
+    print(machine())
     print(table(["design", "page answers after (s)", "× sooner than eager"],
                 [["eager: every model loaded first (reference app)", eager, 1.0],
                  ["ModelDeck: lazy", lazy, eager / lazy]]))

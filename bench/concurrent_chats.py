@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from _common import median_time, parser, qwen_real_size, table, tiny_env
+from _common import machine, median_time, parser, qwen_real_size, table, tiny_env
 
 
 def main() -> None:
@@ -65,6 +65,7 @@ def main() -> None:
     print(f"model: {'tiny' if args.tiny else 'Qwen2.5-0.5B-sized random weights'}, dtype {loaded.dtype}, "
           f"{p_len}-token prompts, {new} new tokens each, median of {args.repeats} "
           f"({time.perf_counter() - started:.0f} s); largest batch seen: {batcher.largest_batch}")
+    print(machine())
     print(table(["serving", "tokens", "seconds", "tokens/s", "× sequential"], rows))
 
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from _common import ROOT, parser, real_size_env, table, tiny_env
+from _common import machine, ROOT, parser, real_size_env, table, tiny_env
 
 CHILD = """
 import json, os, psutil, sys
@@ -44,6 +44,7 @@ def main() -> None:
         m = measure({**env, "MODELDECK_QUANTIZE": setting})
         rows.append([label, m["models"], round(m["weights"]), round(m["rss"] / 2**20), m["story_shares_chat"]])
     print(f"models: {'tiny' if args.tiny else 'default-model sizes, random weights'}; one process each")
+    print(machine())
     print(table(["weights", "models loaded", "weights (MiB)", "resident memory (MiB)", "story shares chat"], rows))
     print(f"\nresident memory, int8 / float32: {rows[1][3] / rows[0][3]:.2f}")
 
