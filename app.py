@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 # huggingface_hub 2.x downloads through hf_xet (hf_transfer is ignored); its high-performance mode
 # uses every core and more memory for faster first downloads on a Space.
@@ -68,8 +69,10 @@ def start_preload(roles: list[str]) -> threading.Thread | None:
         return None
 
     def work() -> None:
+        started = time.perf_counter()
         for problem in preload(roles if roles != ["all"] else "all"):
             log.warning("preload: %s", problem)
+        log.info("preload finished in %.1f s", time.perf_counter() - started)
 
     thread = threading.Thread(target=work, name="modeldeck-preload", daemon=True)
     thread.start()

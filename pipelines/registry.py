@@ -210,20 +210,38 @@ def _load(spec: ModelSpec) -> LoadedModel:
 _cache: dict[tuple[str, str, str | None], LoadedModel] = {}
 _load_lock = threading.Lock()
 load_count: dict[tuple[str, str, str | None], int] = {}  # how often each model was really loaded
+_turns = threading.Condition()
+_requests_waiting = 0  # requests waiting for a load; background loads let them go first
 
 
-def get_model(role: str, name: str | None = None) -> LoadedModel:
-    """Return the loaded model for ``role`` (and ``name``), loading it once on first use."""
+def get_model(role: str, name: str | None = None, *, background: bool = False) -> LoadedModel:
+    """Return the loaded model for ``role`` (and ``name``), loading it once on first use.
+
+    ``background`` loads (preloading) wait while a request is waiting for a load, so a visitor who
+    arrives during preloading waits for at most the one load in progress, not for the whole list.
+    """
+    global _requests_waiting
     spec = resolve(role, name)
     cached = _cache.get(spec.key)
     if cached is not None:
         return cached
-    with _load_lock:
-        cached = _cache.get(spec.key)
-        if cached is None:
-            cached = in_own_thread(_load, spec)  # its OpenMP threads end with it: see engine.py
-            _cache[spec.key] = cached
-            load_count[spec.key] = load_count.get(spec.key, 0) + 1
+    with _turns:
+        if background:
+            _turns.wait_for(lambda: _requests_waiting == 0)
+        else:
+            _requests_waiting += 1
+    try:
+        with _load_lock:
+            cached = _cache.get(spec.key)
+            if cached is None:
+                cached = in_own_thread(_load, spec)  # its OpenMP threads end with it: see engine.py
+                _cache[spec.key] = cached
+                load_count[spec.key] = load_count.get(spec.key, 0) + 1
+    finally:
+        if not background:
+            with _turns:
+                _requests_waiting -= 1
+                _turns.notify_all()
     return cached
 
 
@@ -258,7 +276,7 @@ def preload(roles: list[str] | str) -> list[str]:
     for role in wanted:
         for spec in specs(role):
             try:
-                get_model(role, spec.name)
+                get_model(role, spec.name, background=True)
             except Exception as exc:  # preloading is best effort; the tab reports it again on use
                 problems.append(str(exc))
     return problems

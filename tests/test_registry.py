@@ -144,3 +144,26 @@ def test_cpu_language_models_and_classifiers_are_int8_by_default(fresh_registry,
         quantization("cpu")
     monkeypatch.setenv("MODELDECK_QUANTIZE", "int8")
     assert quantization("cuda") == "none"
+
+
+def test_a_request_during_preloading_waits_for_one_load_at_most(fresh_registry, monkeypatch):
+    import threading
+    import time
+
+    order = []
+    real = fresh_registry._load
+
+    def slow_load(spec):
+        order.append(spec.role)
+        time.sleep(0.3)
+        return real(spec)
+
+    monkeypatch.setattr(fresh_registry, "_load", slow_load)
+    preloading = threading.Thread(target=fresh_registry.preload, args=(["classifier", "captioner", "textgen"],))
+    preloading.start()
+    while not order:
+        time.sleep(0.01)
+    fresh_registry.get_model("translator")  # a visitor's request, while the first classifier loads
+    preloading.join()
+    assert order[:2] == ["classifier", "translator"]
+    assert set(order[2:]) == {"classifier", "captioner", "textgen"}
