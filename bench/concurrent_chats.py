@@ -60,7 +60,7 @@ def main() -> None:
     tokens_seq = produced["sequential"] / args.repeats
     tokens_bat = produced["batched"] / args.repeats
     rows = [["4 chats one after another", round(tokens_seq), t_seq, tokens_seq / t_seq, 1.0],
-            ["4 chats at once (micro-batched)", round(tokens_bat), t_bat, tokens_bat / t_bat,
+            ["4 chats at once (continuous batching)", round(tokens_bat), t_bat, tokens_bat / t_bat,
              (tokens_bat / t_bat) / (tokens_seq / t_seq)]]
     print(f"model: {'tiny' if args.tiny else 'Qwen2.5-0.5B-sized random weights'}, dtype {loaded.dtype}, "
           f"{p_len}-token prompts, {new} new tokens each, median of {args.repeats} "

@@ -16,6 +16,7 @@ several models interleave step by step. Models load on short-lived threads of th
 
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures
 import logging
@@ -51,6 +52,7 @@ class Engine:
         self._decoders: list[Decoder] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -67,17 +69,17 @@ class Engine:
             return fn(*args, **kwargs)
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._wake:
-            self._calls.append((lambda: fn(*args, **kwargs), future))
             self._start()
+            self._calls.append((lambda: fn(*args, **kwargs), future))
             self._wake.notify()
         return future.result()
 
     def add(self, decoder: Decoder) -> None:
         """Have the engine step ``decoder`` until it is finished."""
         with self._wake:
+            self._start()
             if decoder not in self._decoders:
                 self._decoders.append(decoder)
-            self._start()
             self._wake.notify()
 
     def wake(self) -> None:
@@ -85,7 +87,18 @@ class Engine:
         with self._wake:
             self._wake.notify()
 
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let the step in progress finish, then end the thread (at exit: a torch kernel still running on a
+        daemon thread while the interpreter shuts down aborts the process)."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
     def _start(self) -> None:
+        if self._stopping:
+            raise RuntimeError("the engine has stopped: the process is shutting down")
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
             self._thread.start()
@@ -93,6 +106,8 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._wake:
+                if self._stopping:
+                    return
                 now = time.monotonic()
                 self._decoders = [d for d in self._decoders if not d.finished]
                 waits = [(d, d.ready_in(now)) for d in self._decoders]
@@ -117,6 +132,7 @@ class Engine:
 
 
 engine = Engine()
+atexit.register(engine.stop)
 
 
 def run_on_engine(fn: Callable[..., T]) -> Callable[..., T]:

@@ -59,3 +59,35 @@ def test_in_own_thread_returns_and_raises():
 def test_the_shared_engine_is_one_thread():
     names = {engine.call(lambda: threading.current_thread().ident) for _ in range(3)}
     assert len(names) == 1
+
+
+def test_stopping_lets_the_step_in_progress_finish_and_ends_the_thread():
+    import time
+
+    local = Engine("modeldeck-test-stop")
+
+    class Slow:
+        finished = False
+        steps = 0
+        completed = 0
+
+        def ready_in(self, now):
+            return 0
+
+        def step(self):
+            self.steps += 1
+            time.sleep(0.2)
+            self.completed += 1
+
+        def fail(self, error):
+            raise AssertionError(error)
+
+    slow = Slow()
+    local.add(slow)
+    while not slow.steps:
+        time.sleep(0.01)
+    local.stop()
+    assert not local.thread.is_alive()
+    assert slow.completed == slow.steps, "a step was cut off"
+    with pytest.raises(RuntimeError, match="shutting down"):
+        local.call(lambda: None)
