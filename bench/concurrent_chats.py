@@ -1,4 +1,4 @@
-"""Four simultaneous conversations: total tokens/s through ModelDeck's micro-batcher versus the same
+"""Four simultaneous conversations: total tokens/s through ModelDeck's continuous batcher versus the same
 four requests served one after another (what a one-request-at-a-time Gradio app does)."""
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ about to be placed.
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
            "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -71,12 +74,18 @@ def device_and_dtype() -> tuple[str, "torch.dtype"]:
     return device, getattr(torch, dtype)
 
 
-def quantization(device: str) -> str:
-    """"int8" or "none": ``MODELDECK_QUANTIZE``, else int8 on the CPU and none elsewhere."""
+def quantization(device: str, dtype: str = "float32") -> str:
+    """"int8" or "none": ``MODELDECK_QUANTIZE``, else int8 for float32 models on the CPU and none elsewhere.
+
+    The dynamic int8 kernels run on the CPU only and take float32 activations, so a model placed on a GPU
+    or in half precision is never quantised (an explicit ``int8`` is then ignored with a warning).
+    """
     value = os.environ.get("MODELDECK_QUANTIZE", "").strip().lower()
-    if value in ("int8", "none"):
-        return value if device == "cpu" or value == "none" else "none"  # int8 kernels here are CPU-only
-    if value:
+    if value and value not in ("int8", "none"):
         raise InvalidInputError(f"MODELDECK_QUANTIZE={value!r} 无效，可选 int8、none。",
                                 f"MODELDECK_QUANTIZE={value!r} is not valid; use int8 or none.")
-    return "int8" if device == "cpu" else "none"
+    possible = device == "cpu" and dtype == "float32"
+    if value == "int8" and not possible:
+        log.warning("MODELDECK_QUANTIZE=int8 ignored: int8 needs float32 weights on the CPU (here %s on %s)",
+                    dtype, device)
+    return "int8" if possible and value != "none" else "none"

@@ -183,7 +183,8 @@ def _load(spec: ModelSpec) -> LoadedModel:
     device, dtype = device_and_dtype()
     load_processor, load_model = _load_classes(spec.task)
     common = {"revision": spec.revision, "trust_remote_code": _trust_remote_code()}
-    quantized = spec.task in (CAUSAL_LM, TEXT_CLASSIFICATION) and quantization(device) == "int8"
+    quantized = (spec.task in (CAUSAL_LM, TEXT_CLASSIFICATION)
+                 and quantization(device, str(dtype).removeprefix("torch.")) == "int8")
     # A memory-mapped float32 checkpoint stays mapped after quantisation, and quantising reads every
     # page: those pages stay resident (Qwen-sized: 2.0 GB on top of the int8 model). Read it instead.
     reading = {"disable_mmap": True} if quantized else {}

@@ -144,6 +144,16 @@ def test_cpu_language_models_and_classifiers_are_int8_by_default(fresh_registry,
         quantization("cpu")
     monkeypatch.setenv("MODELDECK_QUANTIZE", "int8")
     assert quantization("cuda") == "none"
+    assert quantization("cpu", "bfloat16") == "none"
+
+
+def test_half_precision_on_the_cpu_runs_unquantised(monkeypatch, fresh_registry):
+    import pipelines as p
+
+    monkeypatch.setenv("MODELDECK_DTYPE", "bfloat16")  # int8 here used to break every chat with a RuntimeError
+    assert isinstance(p.chat("你好", max_new_tokens=4).collect(), str)
+    assert fresh_registry.get_model("chat").dtype == "bfloat16"
+    assert p.classify_text("很好")
 
 
 def test_a_request_during_preloading_waits_for_one_load_at_most(fresh_registry, monkeypatch):
