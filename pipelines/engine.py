@@ -53,6 +53,7 @@ class Engine:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._working = False
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -81,6 +82,13 @@ class Engine:
             if decoder not in self._decoders:
                 self._decoders.append(decoder)
             self._wake.notify()
+
+    def busy(self) -> bool:
+        """True while the engine computes, has calls queued, or has decoders with work now or soon."""
+        with self._wake:
+            now = time.monotonic()
+            return (self._working or bool(self._calls)
+                    or any(d.ready_in(now) is not None for d in self._decoders if not d.finished))
 
     def wake(self) -> None:
         """Tell the engine that a decoder may have new work."""
@@ -114,8 +122,10 @@ class Engine:
                 ready = [d for d, wait in waits if wait is not None and wait <= 0]
                 call = self._calls.popleft() if self._calls else None
                 if call is None and not ready:
+                    self._working = False
                     self._wake.wait(min((w for _, w in waits if w is not None), default=None))
                     continue
+                self._working = True
             if call is not None:  # one call, then one step of every ready decoder: neither starves
                 fn, future = call
                 if future.set_running_or_notify_cancel():

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .devices import device_and_dtype, quantization
-from .engine import in_own_thread
+from .engine import engine, in_own_thread
 from .errors import InvalidInputError, ModelUnavailableError
 from .quantize import quantize_int8, weight_bytes
 
@@ -218,8 +218,9 @@ _requests_waiting = 0  # requests waiting for a load; background loads let them 
 def get_model(role: str, name: str | None = None, *, background: bool = False) -> LoadedModel:
     """Return the loaded model for ``role`` (and ``name``), loading it once on first use.
 
-    ``background`` loads (preloading) wait while a request is waiting for a load, so a visitor who
-    arrives during preloading waits for at most the one load in progress, not for the whole list.
+    ``background`` loads (preloading) use idle time only: they wait while a request is waiting for a
+    load (a visitor who arrives during preloading waits for at most the one load in progress, not for
+    the whole list) and while the engine is generating (a load beside it would take half the CPU).
     """
     global _requests_waiting
     spec = resolve(role, name)
@@ -228,7 +229,8 @@ def get_model(role: str, name: str | None = None, *, background: bool = False) -
         return cached
     with _turns:
         if background:
-            _turns.wait_for(lambda: _requests_waiting == 0)
+            while _requests_waiting or engine.busy():
+                _turns.wait(0.1)
         else:
             _requests_waiting += 1
     try:

@@ -177,3 +177,35 @@ def test_a_request_during_preloading_waits_for_one_load_at_most(fresh_registry, 
     preloading.join()
     assert order[:2] == ["classifier", "translator"]
     assert set(order[2:]) == {"classifier", "captioner", "textgen"}
+
+
+def test_preloading_waits_while_the_engine_generates(fresh_registry, monkeypatch):
+    import threading
+    import time
+
+    from pipelines.engine import engine
+
+    loads = []
+    real = fresh_registry._load
+    monkeypatch.setattr(fresh_registry, "_load", lambda spec: loads.append(time.monotonic()) or real(spec))
+
+    class Busy:  # a generation that takes 0.5 s
+        finished = False
+        until = time.monotonic() + 0.5
+
+        def ready_in(self, now):
+            return 0
+
+        def step(self):
+            time.sleep(0.05)
+            self.finished = time.monotonic() >= self.until
+
+        def fail(self, error):
+            raise AssertionError(error)
+
+    busy = Busy()
+    engine.add(busy)
+    preloading = threading.Thread(target=fresh_registry.preload, args=(["classifier"],))
+    preloading.start()
+    preloading.join()
+    assert loads and min(loads) >= busy.until
