@@ -20,6 +20,7 @@ import atexit
 import collections
 import concurrent.futures
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable, Protocol, TypeVar
@@ -143,6 +144,9 @@ class Engine:
 
 engine = Engine()
 atexit.register(engine.stop)
+# A forked child (ZeroGPU runs @spaces.GPU functions in one) has no engine thread and may have copied a
+# held lock: it starts afresh.
+os.register_at_fork(after_in_child=engine.__init__)
 
 
 def run_on_engine(fn: Callable[..., T]) -> Callable[..., T]:

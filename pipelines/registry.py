@@ -215,6 +215,15 @@ _turns = threading.Condition()
 _requests_waiting = 0  # requests waiting for a load; background loads let them go first
 
 
+def _after_fork() -> None:
+    """A forked child keeps the loaded models but not the threads that held these locks."""
+    global _load_lock, _turns, _requests_waiting
+    _load_lock, _turns, _requests_waiting = threading.Lock(), threading.Condition(), 0
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def get_model(role: str, name: str | None = None, *, background: bool = False) -> LoadedModel:
     """Return the loaded model for ``role`` (and ``name``), loading it once on first use.
 

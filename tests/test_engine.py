@@ -91,3 +91,19 @@ def test_stopping_lets_the_step_in_progress_finish_and_ends_the_thread():
     assert slow.completed == slow.steps, "a step was cut off"
     with pytest.raises(RuntimeError, match="shutting down"):
         local.call(lambda: None)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_an_engine_of_its_own():
+    import os
+    import signal
+
+    assert engine.call(lambda: 1) == 1  # the parent's engine thread exists
+    with engine._wake:  # fork while the engine's lock is held: the child must not inherit it held
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)  # a child stuck on an inherited lock dies instead of hanging the test
+            code = 0 if engine.call(lambda: threading.current_thread().name) == "modeldeck-engine" else 1
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
