@@ -74,6 +74,31 @@ def quantize_int8(model: "torch.nn.Module", *, per_channel: bool = True,
     return model
 
 
+def compact_input_embedding(model: "torch.nn.Module") -> bool:
+    """Store the input embedding in bfloat16 when that changes no value; return True when it did.
+
+    Checkpoints saved in bfloat16 (Qwen2.5's) hold nothing that float32 adds, so their embedding table,
+    the largest float tensor left after int8 (Qwen2.5-0.5B: 519 MiB), takes half the memory with the
+    same lookups: the rows read are widened back to float32. An embedding still shared with a float
+    output layer is left alone.
+    """
+    import torch
+
+    embedding = model.get_input_embeddings()
+    weight = getattr(embedding, "weight", None)
+    head = model.get_output_embeddings()
+    if (not isinstance(embedding, torch.nn.Embedding) or weight is None or weight.dtype != torch.float32
+            or (head is not None and getattr(head, "weight", None) is weight)):
+        return False
+    compact = weight.detach().to(torch.bfloat16)
+    if not torch.equal(compact.float(), weight):
+        return False
+    embedding.weight = torch.nn.Parameter(compact, requires_grad=False)
+    embedding.register_forward_hook(lambda module, args, output: output.float())
+    log.info("input embedding kept in bfloat16 (exact: the checkpoint holds bfloat16 values)")
+    return True
+
+
 def _packed_bytes(module: Any) -> int:
     """Bytes of one dynamic-quantised linear layer, from its shape (unpacking the 152k-row head takes ~2 s)."""
     import torch

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from .devices import device_and_dtype, quantization
 from .engine import engine, in_own_thread
 from .errors import InvalidInputError, ModelUnavailableError
-from .quantize import quantize_int8, weight_bytes
+from .quantize import compact_input_embedding, quantize_int8, weight_bytes
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ def _load(spec: ModelSpec) -> LoadedModel:
     model.to(device).eval()
     if quantized:
         quantize_int8(model)
+        compact_input_embedding(model)
     tokenizer = getattr(processor, "tokenizer", processor)
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token  # batched generation needs a pad token

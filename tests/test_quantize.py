@@ -66,3 +66,34 @@ def test_a_quantised_model_keeps_no_mapping_of_its_float_checkpoint(monkeypatch,
     with open("/proc/self/maps") as maps:
         held = any(w in line for line in maps for w in weights)
     assert held == mapped
+
+
+def test_a_bfloat16_checkpoints_embedding_stays_bfloat16_with_the_same_results(qwen, tmp_path):
+    from pipelines.quantize import compact_input_embedding
+
+    qwen().to(torch.bfloat16).save_pretrained(tmp_path)  # as the real Qwen2.5 checkpoint is stored
+    source = registry.resolve("chat").source
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (Path(source) / name).exists():
+            (tmp_path / name).write_bytes((Path(source) / name).read_bytes())
+
+    def load():
+        return quantize_int8(AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval())
+
+    ids = torch.arange(3, 40)[None]
+    wide, compact = load(), load()
+    assert compact_input_embedding(compact)
+    assert compact.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert weight_bytes(compact) < weight_bytes(wide)
+    with torch.inference_mode():
+        assert torch.equal(compact(ids).logits, wide(ids).logits)
+
+
+def test_a_float32_embedding_with_float32_values_is_kept(qwen):
+    from pipelines.quantize import compact_input_embedding
+
+    model = quantize_int8(qwen())  # random float32 values: bfloat16 would change them
+    assert not compact_input_embedding(model)
+    assert model.get_input_embeddings().weight.dtype == torch.float32
+    tied = qwen()  # the embedding is still the float output layer's weight
+    assert not compact_input_embedding(tied)
