@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 
 from _common import machine, median_time, parser, real_size_env, table, tiny_env
 

@@ -258,8 +258,9 @@ class DecodeBatch:
             return
         old, new = self.mask.shape[1], mask.shape[1]
         width = max(old, new)
-        for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, width - old, 0)), F.pad(theirs.keys, (0, 0, width - new, 0))])
+        for mine, theirs in zip(self.cache.layers, cache.layers):  # (batch, heads, length, head size)
+            mine.keys = torch.cat([F.pad(mine.keys, (0, 0, width - old, 0)),
+                                   F.pad(theirs.keys, (0, 0, width - new, 0))])
             mine.values = torch.cat([F.pad(mine.values, (0, 0, width - old, 0)),
                                      F.pad(theirs.values, (0, 0, width - new, 0))])
         self.mask = torch.cat([F.pad(self.mask, (width - old, 0)), F.pad(mask, (width - new, 0))])

@@ -35,7 +35,7 @@ def remove_cjk_spaces(text: str) -> str:
 
 def has_cjk(text: str) -> bool:
     """Return True when ``text`` contains a CJK character."""
-    return re.search(rf"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", text) is not None
+    return re.search(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", text) is not None
 
 
 def spaces_between_cjk(tokenizer: Any) -> bool:

@@ -36,7 +36,8 @@ def test_byte_level_character_split_across_tokens_never_yields_replacement_char(
     ids = tokenizer("猫狗，好", add_special_tokens=False)["input_ids"]
     pieces = [tokenizer.decode([i]) for i in ids]
     assert any("\ufffd" in p for p in pieces), "the tiny tokenizer should split a character into bytes"
-    loaded = registry.LoadedModel(registry.resolve("chat"), ScriptedModel(ids, len(tokenizer)), tokenizer, "cpu", "float32", 0)
+    loaded = registry.LoadedModel(registry.resolve("chat"), ScriptedModel(ids, len(tokenizer)), tokenizer, "cpu",
+                                  "float32", 0)
     prompt = torch.tensor([[ids[0]]])
     seen = list(stream_generate(loaded, prompt, torch.ones_like(prompt), SamplingParams(temperature=0)))
     assert seen and all("\ufffd" not in text for text in seen)
