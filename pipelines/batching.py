@@ -20,9 +20,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from .decoding import DecodeBatch, Request, SamplingParams, resolve_seed
+from .decoding import DecodeBatch, Request
 from .engine import engine
 from .inputs import env_int
+from .sampling import SamplingParams, resolve_seed
 from .streaming import TextStream, consume
 
 log = logging.getLogger(__name__)

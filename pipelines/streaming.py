@@ -15,8 +15,9 @@ import re
 import threading
 from typing import Any, Callable, Iterator
 
-from .decoding import END_OF_STREAM, Request, SamplingParams, Usage, _tokenizer, resolve_seed
+from .decoding import END_OF_STREAM, Request, Usage, _tokenizer
 from .errors import PipelineError
+from .sampling import SamplingParams, resolve_seed
 
 __all__ = ["SamplingParams", "TextStream", "Usage", "consume", "has_cjk", "remove_cjk_spaces",
            "resolve_seed", "spaces_between_cjk"]
