@@ -46,7 +46,7 @@ class Batcher:
 
     def __init__(self, loaded: Any) -> None:
         self.loaded = loaded
-        self.batch = DecodeBatch(loaded)
+        self.batch = DecodeBatch(loaded, reuse_prefixes=True)
         self.pending: collections.deque[tuple[float, Request]] = collections.deque()
         self._lock = threading.Lock()
         self.batches_run = 0  # prefills: groups of requests admitted together

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from .prefix_cache import PrefixCache, budget as prefix_budget
 from .sampling import Sampler, SamplingParams
 
 END_OF_STREAM = object()
@@ -84,9 +85,13 @@ def _tokenizer(loaded: Any) -> Any:
 
 
 class DecodeBatch:
-    """The rows being generated with one model, and their KV cache. Used by one thread at a time."""
+    """The rows being generated with one model, and their KV cache. Used by one thread at a time.
 
-    def __init__(self, loaded: Any) -> None:
+    With ``reuse_prefixes``, single-row requests leave their keys and values in a ``PrefixCache`` and
+    new prompts that start with kept tokens are prefilled from where they part.
+    """
+
+    def __init__(self, loaded: Any, *, reuse_prefixes: bool = False) -> None:
         self.model, self.device = loaded.model, loaded.device
         tokenizer = _tokenizer(loaded)
         self.eos = _eos_ids(self.model, tokenizer)
@@ -102,6 +107,8 @@ class DecodeBatch:
         self.mask: Any = None  # 1 for every cached token that is real, 0 for left padding
         self.positions: Any = None  # each row's position of its last cached token
         self.pending: Any = None  # each row's chosen token, fed at the next step
+        self.chosen: dict[tuple[int, int], list[int]] = {}  # every token chosen for a row, the unfed last too
+        self.prefixes = PrefixCache(prefix_budget()) if reuse_prefixes and self._plain_layers() else None
 
     @property
     def rows(self) -> int:
@@ -112,8 +119,29 @@ class DecodeBatch:
         return list({id(r): r for r, _ in self.slots}.values())
 
     def admit(self, requests: list[Request]) -> None:
-        """Prefill ``requests`` together and add their rows; each gets its first token."""
+        """Prefill ``requests`` and add their rows; each gets its first token.
+
+        Requests whose prompt starts with kept tokens are prefilled alone, from where they part; the
+        others together.
+        """
+        fresh = []
+        for request in requests:
+            shared, entry = (0, None)
+            if self.prefixes is not None and len(request.rows) == 1:
+                shared, entry = self.prefixes.match(request.rows[0])
+            if entry is None:
+                fresh.append(request)
+            else:
+                self._prefill([request], entry.tokens[:shared], [(k[:, :, :shared], v[:, :, :shared])
+                                                                 for k, v in entry.layers])
+        if fresh:
+            self._prefill(fresh, [], [])
+
+    def _prefill(self, requests: list[Request], prefix: list[int], kept: list[tuple[Any, Any]]) -> None:
+        """Run the prompts of ``requests`` after ``prefix`` (whose keys and values are ``kept``); merge them in."""
         import torch
+
+        from transformers import DynamicCache
 
         slots = [(request, i) for request in requests for i in range(len(request.rows))]
         width = max(len(request.rows[i]) for request, i in slots)
@@ -125,8 +153,12 @@ class DecodeBatch:
             mask[b, width - len(row):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = self._new_cache()
-        logits = self._forward(ids, mask, positions, cache)
+        if kept:  # one row whose first len(prefix) tokens are already computed
+            cache = DynamicCache(kept, config=getattr(self.model, "config", None))
+            logits = self._forward(ids[:, len(prefix):], mask, positions[:, len(prefix):], cache)
+        else:
+            cache = self._new_cache()
+            logits = self._forward(ids, mask, positions, cache)
         for request in requests:
             self.samplers[id(request)] = Sampler(request, self.device)
         start = self.rows
@@ -150,7 +182,7 @@ class DecodeBatch:
         """Hand ``error`` to every request in the batch and empty it."""
         for request in self.requests:
             request.finish(error)
-        self.slots, self.samplers = [], {}
+        self.slots, self.samplers, self.chosen = [], {}, {}
         self.cache = self.mask = self.positions = self.pending = None
 
     def _new_cache(self) -> Any:
@@ -191,9 +223,13 @@ class DecodeBatch:
 
     def can_merge(self) -> bool:
         """True when new rows can join this batch's cache (plain full-attention layers only)."""
+        return self.cache is None or self._plain_layers(self.cache)
+
+    def _plain_layers(self, cache: Any = None) -> bool:
         from transformers.cache_utils import DynamicLayer
 
-        return self.cache is None or all(type(layer) is DynamicLayer for layer in self.cache.layers)
+        layers = (cache if cache is not None else self._new_cache()).layers
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
     def _choose(self, logits: Any, start: int) -> None:
         """Pick tokens for the rows from ``start`` on (``logits`` holds theirs), hand them out, drop the finished."""
@@ -215,6 +251,7 @@ class DecodeBatch:
     def _hand_out(self, tokens: list[int], start: int) -> None:
         items: dict[int, list[list[int]]] = {}
         for token, (request, i) in zip(tokens, self.slots[start:]):
+            self.chosen.setdefault((id(request), i), []).append(token)
             item = items.setdefault(id(request), [[] for _ in request.rows])
             if request.done[i] or request.cancel.is_set():
                 continue
@@ -232,12 +269,27 @@ class DecodeBatch:
                 request.sink.put(item)
         self._drop_finished()
 
+    def _keep_prefix(self, b: int) -> None:
+        """Hand row ``b``'s keys and values (its prompt and every token fed after it) to the prefix cache."""
+        request, i = self.slots[b]
+        chosen = self.chosen.pop((id(request), i), [])
+        if self.prefixes is None or len(request.rows) != 1:
+            return
+        tokens = request.rows[i] + chosen[:-1]  # the last token chosen was never fed
+        if int(self.mask[b].sum()) != len(tokens):  # cannot happen; never keep a mismatched cache
+            return
+        n = len(tokens)
+        self.prefixes.store(tokens, [(layer.keys[b:b + 1, :, -n:].clone(), layer.values[b:b + 1, :, -n:].clone())
+                                     for layer in self.cache.layers])
+
     def _drop_finished(self) -> None:
         import torch
 
         keep = [b for b, (request, i) in enumerate(self.slots) if not (request.done[i] or request.cancel.is_set())]
         if len(keep) == self.rows:
             return
+        for b in set(range(self.rows)) - set(keep):
+            self._keep_prefix(b)
         leaving = {id(r): r for r, _ in self.slots}
         self.slots = [self.slots[b] for b in keep]
         for request in {id(r): r for r, _ in self.slots}.values():
