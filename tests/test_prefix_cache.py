@@ -98,3 +98,30 @@ def test_a_chats_second_turn_reuses_the_first(fresh_registry):
     history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
     p.chat("谢谢！", history, max_new_tokens=6).collect()
     assert batcher_for(registry.get_model("chat")).batch.prefixes.hits >= 1
+
+
+def test_a_reused_prefix_joins_a_running_batch_with_the_same_reply(monkeypatch, fresh_registry):
+    import time
+
+    monkeypatch.setenv("MODELDECK_QUANTIZE", "none")  # exact equality in company needs float weights
+    loaded = registry.get_model("chat")
+    tokenizer = loaded.processor
+    first = tokenizer("从前有一座山，山里有一座庙，庙里有个老和尚。" * 3, add_special_tokens=False)["input_ids"]
+    follow = first + tokenizer("后来呢？", add_special_tokens=False)["input_ids"]
+    _generate(first)
+    alone, _ = _generate(follow)  # reuses the first prompt's keys and values, alone
+    _generate(first)  # keep the first prompt's keys and values for the next reuse
+    batcher = batcher_for(loaded)
+    hook = loaded.model.register_forward_pre_hook(lambda *_: time.sleep(0.01))
+    try:
+        other = batcher.submit(tokenizer("Hello", add_special_tokens=False)["input_ids"],
+                               SamplingParams(max_new_tokens=40, temperature=0), [])
+        running = iter(other)
+        next(running)
+        joined = batcher.submit(follow, SamplingParams(max_new_tokens=10, temperature=0), []).collect()
+        for _ in running:
+            pass
+    finally:
+        hook.remove()
+    assert batcher.joined_running >= 1 and batcher.batch.prefixes.hits >= 2
+    assert joined == alone
