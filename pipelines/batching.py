@@ -42,8 +42,6 @@ def _request(rows: list[list[int]], params: SamplingParams) -> Request:
 class Batcher:
     """Collects requests for one model into one continuously batched ``DecodeBatch`` (an engine decoder)."""
 
-    finished = False  # it serves its model for the life of the process
-
     def __init__(self, loaded: Any) -> None:
         self.loaded = loaded
         self.batch = DecodeBatch(loaded, reuse_prefixes=True)
@@ -60,6 +58,12 @@ class Batcher:
             self.pending.append((time.monotonic(), request))
         engine.add(self)
         return consume(self.loaded, request, notices=notices)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing running or waiting: the engine forgets it until ``submit`` adds it again."""
+        with self._lock:
+            return not self.batch.rows and not self.pending
 
     def ready_in(self, now: float) -> float | None:
         if self.batch.rows:

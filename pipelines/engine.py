@@ -32,7 +32,7 @@ T = TypeVar("T")
 class Decoder(Protocol):
     """Work the engine advances one step at a time."""
 
-    finished: bool  # True once it will never have work again: the engine then forgets it
+    finished: bool  # True when it has nothing to do: the engine forgets it until it is added again
 
     def ready_in(self, now: float) -> float | None:
         """Seconds until it has work (0: now), or None when it waits for something from outside."""
@@ -77,7 +77,7 @@ class Engine:
         return future.result()
 
     def add(self, decoder: Decoder) -> None:
-        """Have the engine step ``decoder`` until it is finished."""
+        """Have the engine step ``decoder`` until it is finished (adding it twice changes nothing)."""
         with self._wake:
             self._start()
             if decoder not in self._decoders:
@@ -90,11 +90,6 @@ class Engine:
             now = time.monotonic()
             return (self._working or bool(self._calls)
                     or any(d.ready_in(now) is not None for d in self._decoders if not d.finished))
-
-    def wake(self) -> None:
-        """Tell the engine that a decoder may have new work."""
-        with self._wake:
-            self._wake.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Let the step in progress finish, then end the thread (at exit: a torch kernel still running on a
@@ -147,17 +142,6 @@ atexit.register(engine.stop)
 # A forked child (ZeroGPU runs @spaces.GPU functions in one) has no engine thread and may have copied a
 # held lock: it starts afresh.
 os.register_at_fork(after_in_child=engine.__init__)
-
-
-def run_on_engine(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorate ``fn`` so that it always runs on the engine thread."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        return engine.call(fn, *args, **kwargs)
-
-    return wrapper
 
 
 def in_own_thread(fn: Callable[..., T], *args: Any, name: str = "modeldeck-load") -> T:
