@@ -185,3 +185,13 @@ def test_a_failing_prefill_fails_only_the_newcomer(monkeypatch):
         hook.remove()
     assert running.usage.finish_reason in ("length", "eos")
     assert running.usage.completion_tokens > 1
+
+
+def test_requests_with_the_same_settings_share_filtering_but_not_their_draws(monkeypatch, fresh_registry):
+    monkeypatch.setenv("MODELDECK_QUANTIZE", "none")  # exact equality in company needs float weights
+    jobs = [(text, SamplingParams(max_new_tokens=12, temperature=1.1, top_p=0.8, seed=seed))
+            for text, seed in (("你好", 1), ("Hello there", 2), ("我是一个模型", 3))]
+    alone = [batcher_for(registry.get_model("chat")).submit(_prompt(t), params, []).collect() for t, params in jobs]
+    batcher, together = _run_together(jobs)
+    assert batcher.largest_batch >= 2
+    assert [s.text for s in together] == alone
