@@ -2,7 +2,7 @@
 
 Task functions talk to a ``ChatBackend``: it renders messages, fits them into its context window
 and streams a reply. ``LocalChatBackend`` runs a transformers model through its chat template and the
-model's micro-batcher; a remote OpenAI-compatible server (vLLM, TGI, Ollama) can implement the same
+model's continuous batcher; a remote OpenAI-compatible server (vLLM, TGI, Ollama) can implement the same
 members later without touching ``chat.py`` or ``story.py``.
 """
 

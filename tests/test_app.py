@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+
+from pipelines.batching import Batcher
+from pipelines.engine import engine
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT = str(ROOT / "example_images" / "cat.jpg")
@@ -83,7 +86,7 @@ def test_cancelled_generation_stops_computing_and_frees_the_slot(client, app_mod
         assert len(steps) >= 3, f"generation did not start: {job.status()}"
         job.cancel()
         deadline = time.time() + 10
-        while any(t.name == "modeldeck-generate" for t in threading.enumerate()) and time.time() < deadline:
+        while any(not isinstance(d, Batcher) for d in engine.decoders()) and time.time() < deadline:
             time.sleep(0.05)
         produced = len(steps)
         time.sleep(0.3)
