@@ -4,6 +4,7 @@ Importing this package loads no model and imports neither torch nor transformers
 first use through ``registry``.
 """
 
+from .batch_classify import RowResult, classify_rows
 from .caption import Caption, caption_image, translate_to_chinese
 from .chat import DEFAULT_SYSTEM_PROMPT, chat
 from .classify import classify_text, classify_texts, readable_label
@@ -20,8 +21,8 @@ from .textgen import generate_text
 
 __all__ = [
     "Caption", "DEFAULT_SYSTEM_PROMPT", "InvalidInputError", "ModelUnavailableError", "PictureStoryUpdate",
-    "PipelineError", "STYLES", "SamplingParams", "Speech", "SpeechUnavailableError", "StorageError",
-    "TextStream", "Usage", "caption_image", "chat", "classify_text", "classify_texts", "device_and_dtype_names",
+    "PipelineError", "RowResult", "STYLES", "SamplingParams", "Speech", "SpeechUnavailableError", "StorageError",
+    "TextStream", "Usage", "caption_image", "chat", "classify_rows", "classify_text", "classify_texts", "device_and_dtype_names",
     "generate_text", "get_model", "load_image", "loaded_models", "model_names", "picture_story", "preload",
     "readable_label", "synthesize_speech", "translate_to_chinese", "write_story",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from . import registry
 from .engine import engine
@@ -36,12 +36,17 @@ def labels_of(model: Any) -> list[str]:
     return names
 
 
-def classify_texts(texts: list[str], model: str | None = None, *, batch_size: int | None = None
-                   ) -> list[dict[str, float]]:
+def input_limit(model: Any) -> int:
+    """The most tokens the classifier reads of one text; longer texts are truncated to it."""
+    return min(int(getattr(model.config, "max_position_embeddings", 512) or 512), 512)
+
+
+def classify_texts(texts: list[str], model: str | None = None, *, batch_size: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
     """Return, for each text, every label with its probability, highest first.
 
     Texts are sorted by length and batched with dynamic padding; each is truncated to the model's
-    maximum input length.
+    maximum input length. ``progress(done, total)`` is called after each batch.
     """
     if not isinstance(texts, list) or not texts:
         raise InvalidInputError("请至少输入一段文本。", "Give at least one text.")
@@ -50,7 +55,7 @@ def classify_texts(texts: list[str], model: str | None = None, *, batch_size: in
     loaded = registry.get_model("classifier", model)
     tokenizer, net = loaded.processor, loaded.model
     names = labels_of(net)
-    limit = min(int(getattr(net.config, "max_position_embeddings", 512) or 512), 512)
+    limit = input_limit(net)
     size = batch_size or env_int("MODELDECK_CLASSIFY_BATCH", 32)
     order = sorted(range(len(cleaned)), key=lambda i: len(cleaned[i]))
     results: list[dict[str, float]] = [{} for _ in cleaned]
@@ -66,6 +71,8 @@ def classify_texts(texts: list[str], model: str | None = None, *, batch_size: in
         chunk = order[start:start + size]
         for row, i in zip(engine.call(probabilities, [cleaned[i] for i in chunk]), chunk):
             results[i] = dict(sorted(zip(names, row), key=lambda kv: -kv[1]))
+        if progress is not None:
+            progress(min(start + size, len(order)), len(order))
     return results
 
 

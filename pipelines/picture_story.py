@@ -26,6 +26,7 @@ class PictureStoryUpdate:
     story: str = ""
     audio: str | None = None
     notices: list[str] = field(default_factory=list)
+    seed: int | None = None  # the story's sampling seed (it reproduces the story)
 
 
 def _warm(role: str) -> None:
@@ -56,6 +57,7 @@ def picture_story(image: Any, style: str = "温馨", length: int = 300, creativi
     stream = write_story(caption.zh if language in ("zh", "中文") and caption.zh else caption.en or caption.zh,
                          style, length, creativity, language, seed=seed)
     update.notices += stream.notices
+    update.seed = stream.seed
     try:
         for text in stream:
             update.stage, update.story = "story", text

@@ -41,6 +41,7 @@ def test_endpoints_have_stable_names_and_parameters(client):
         "/generate": ["prompt", "model", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
                       "num_return_sequences", "seed"],
         "/classify": ["text", "model"],
+        "/classify_batch": ["texts", "model"],
         "/caption": ["image"],
         "/story": ["caption", "style", "length", "creativity", "language"],
         "/speak": ["text", "language"],

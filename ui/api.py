@@ -70,6 +70,16 @@ def classify(text: str, model: Optional[str] = None) -> dict[str, float]:
 
 @gpu
 @edge
+def classify_batch(texts: list[str], model: Optional[str] = None) -> list[dict[str, float]]:
+    """Return one {label: probability} per text, in order ({} for a text that was skipped, with a warning)."""
+    results = pipelines.classify_rows(texts, model)
+    noted = [f"{r.row}: {r.note}" for r in results if r.note]
+    warn(noted[:5] + ([f"… +{len(noted) - 5}"] if len(noted) > 5 else []))
+    return [r.scores for r in results]
+
+
+@gpu
+@edge
 def caption(image: FileData) -> tuple[str, str]:
     """Return (Chinese caption, English caption) of an uploaded picture."""
     result = pipelines.caption_image(file_path(image))
@@ -112,6 +122,6 @@ def picture_story(image: FileData, style: str = "温馨", length: int = 300, cre
 def register() -> None:
     """Add the API endpoints to the Blocks being built."""
     for fn, concurrency_id in [(chat, LLM), (story, LLM), (picture_story, LLM), (generate, TEXTGEN),
-                               (classify, CLASSIFIER), (caption, CAPTIONER), (speak, SPEECH)]:
+                               (classify, CLASSIFIER), (classify_batch, CLASSIFIER), (caption, CAPTIONER), (speak, SPEECH)]:
         gr.api(fn, api_name=fn.__name__, concurrency_limit=concurrency_limit(concurrency_id),
                concurrency_id=concurrency_id)

@@ -1,4 +1,5 @@
-"""The chat tab: streamed replies, stop, regenerate, undo, clear, trimming notices, token usage."""
+"""The chat tab: streamed replies, stop, regenerate, edit an earlier message, undo, clear, trimming notices,
+token usage; saved conversations, export and import come from ``chat_saved``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import gradio as gr
 import pipelines
 from pipelines.inputs import normalize_messages
 
+from . import chat_saved
 from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, t, usage_md
 
 EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）和 top-p 有什么区别？",
@@ -49,6 +51,16 @@ def drop_last_reply(history: list[dict]) -> list[dict]:
     return history
 
 
+def edit_message(history: list[dict], edit: gr.EditData) -> list[dict]:
+    """Keep the conversation up to the edited user message, which takes its new text."""
+    index = edit.index[0] if isinstance(edit.index, (list, tuple)) else edit.index
+    parts = normalize_messages([{"role": "user", "content": edit.value}]) if edit.value else []
+    text = parts[0]["content"] if parts else ""
+    if not text:
+        raise gr.Error("消息不能为空。 / The message cannot be empty.", print_exception=False)
+    return list(history or [])[:index] + [{"role": "user", "content": text}]
+
+
 def undo(history: list[dict]) -> tuple[list[dict], str]:
     """Remove the last exchange and put its question back in the box."""
     history = drop_last_reply(history)
@@ -60,7 +72,8 @@ def undo(history: list[dict]) -> tuple[list[dict], str]:
 
 def build() -> None:
     """Lay out the chat tab inside the current Blocks."""
-    chatbot = gr.Chatbot(label=t("md_chatbot"), height=420, buttons=["copy", "copy_all"], elem_id="chatbot")
+    chatbot = gr.Chatbot(label=t("md_chatbot"), height=420, buttons=["copy", "copy_all"],
+                         editable="user", elem_id="chatbot")
     status = gr.Markdown(elem_id="chat-status")
     with gr.Row():
         box = gr.Textbox(placeholder=t("md_message_ph"), show_label=False, scale=8, elem_id="chat-input")
@@ -74,8 +87,10 @@ def build() -> None:
         system = gr.Textbox(label=t("md_system_prompt"), value=pipelines.DEFAULT_SYSTEM_PROMPT, lines=2)
         temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=t("md_temperature"), info=t("md_temperature_info"))
         top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label=t("md_top_p"), info=t("md_top_p_info"))
-        max_new = gr.Slider(16, 1024, value=512, step=16, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"))
+        max_new = gr.Slider(16, 1024, value=512, step=16, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"),
+                            elem_id="chat-max-new")
     examples([[e] for e in EXAMPLES], [box], ["示例 Example"])
+    saved = chat_saved.build(chatbot, [system, temperature, top_p, max_new])
 
     settings = [chatbot, system, temperature, top_p, max_new]
     private = {"api_visibility": "private"}
@@ -84,6 +99,12 @@ def build() -> None:
     runs = [box.submit(add_user_message, [box, chatbot], [box, chatbot], **private).success(**answer),
             send.click(add_user_message, [box, chatbot], [box, chatbot], **private).success(**answer)]
     runs.append(regenerate.click(drop_last_reply, chatbot, chatbot, **private).then(**answer))
-    stop.click(None, None, None, cancels=runs, **private)
-    undo_btn.click(undo, chatbot, [chatbot, box], cancels=runs, **private)
-    clear.click(lambda: ([], ""), None, [chatbot, status], cancels=runs, **private)
+    runs.append(chatbot.retry(drop_last_reply, chatbot, chatbot, **private).then(**answer))
+    runs.append(chatbot.edit(edit_message, chatbot, chatbot, **private).success(**answer))
+    for run in runs:
+        saved.save_after(run)
+    saved.save_after(stop.click(None, None, None, cancels=runs, **private))
+    saved.save_after(undo_btn.click(undo, chatbot, [chatbot, box], cancels=runs, **private))
+    for cleared in (clear.click(lambda: ([], ""), None, [chatbot, status], cancels=runs, **private),
+                    chatbot.clear(lambda: "", None, status, cancels=runs, **private)):  # the chat's 🗑 icon
+        cleared.then(chat_saved.start_new, saved.store, [saved.current, saved.store], **private)

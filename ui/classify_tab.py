@@ -1,4 +1,4 @@
-"""The classification tab: every label's score as bars."""
+"""The classification tab: every label's score as bars; many texts at once from ``classify_batch``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import gradio as gr
 import pipelines
 from pipelines import registry
 
+from . import classify_batch
 from .common import CLASSIFIER, edge, examples, gpu, t
 
 EXAMPLES = ["这家店的服务太好了，下次还来！", "快递太慢了，包装也破了，很失望。",
@@ -34,3 +35,4 @@ def build() -> None:
              ["文本 Text", "模型 Model"])
     for trigger in (go.click, text.submit):
         trigger(run, [text, model], labels, concurrency_id=CLASSIFIER, concurrency_limit=1, api_visibility="private")
+    classify_batch.build(model)

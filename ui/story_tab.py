@@ -9,6 +9,7 @@ import gradio as gr
 
 import pipelines
 from pipelines import STYLES
+from pipelines.bundle import StorySettings, story_bundle
 
 from .api import file_path
 from .common import CAPTIONER, LLM, SPEECH, concurrency_limit, edge, examples, gpu, notices_md, picture_input, t
@@ -22,14 +23,14 @@ LANGUAGE_CHOICES = [("中文", "zh"), ("English", "en")]
 @gpu
 @edge
 def run_all(image: Any, style: str, length: int, creativity: float,
-            language: str) -> Iterator[tuple[str, str, str, Any, str]]:
-    """Caption, then story, then audio, each yielded as soon as it exists."""
+            language: str) -> Iterator[tuple[str, str, str, Any, str, Any]]:
+    """Caption, then story, then audio, each yielded as soon as it exists; last, the story's seed."""
     notes: list[str] = []
     for update in pipelines.picture_story(file_path(image), style, length, creativity, language):
         notes = update.notices
         caption = update.caption
         yield (caption.best if caption else "", caption.en if caption else "", update.story, update.audio,
-               notices_md(notes))
+               notices_md(notes), update.seed)
 
 
 @gpu
@@ -42,12 +43,13 @@ def caption_only(image: Any) -> tuple[str, str, str]:
 
 @gpu
 @edge
-def rewrite(caption: str, style: str, length: int, creativity: float, language: str) -> Iterator[tuple[str, str]]:
+def rewrite(caption: str, style: str, length: int, creativity: float,
+            language: str) -> Iterator[tuple[str, str, Any]]:
     """Write a new story from the (possibly edited) caption, keeping the picture's caption as is."""
     stream = pipelines.write_story(caption, style, length, creativity, language)
     notes = notices_md(stream.notices)
     for text in stream:
-        yield text, notes
+        yield text, notes, stream.seed
 
 
 @edge
@@ -55,6 +57,15 @@ def revoice(story: str, language: str) -> tuple[str, str]:
     """Read the (possibly edited) story aloud again."""
     speech = pipelines.synthesize_speech(story, language)
     return speech.path, notices_md(speech.notices)
+
+
+@edge
+def download_all(image: Any, caption: str, caption_en: str, story: str, audio: Any, style: str, length: int,
+                 creativity: float, language: str, seed: Any) -> Any:
+    """Pack the picture, captions, story, audio and settings into one zip to download."""
+    settings = StorySettings(style, int(length), float(creativity), language, seed if isinstance(seed, int) else None)
+    return gr.update(value=story_bundle(file_path(image), caption, caption_en, story, file_path(audio), settings),
+                     visible=True)
 
 
 def build() -> None:
@@ -82,14 +93,18 @@ def build() -> None:
             audio = gr.Audio(label=t("md_audio"), type="filepath", interactive=False, buttons=["download"],
                              elem_id="story-audio")
             status = gr.Markdown(elem_id="story-status")
+            bundle_btn = gr.Button("📦 下载全部 · Download all", elem_id="story-bundle")
+            bundle = gr.File(label="图片、描述、故事、音频和 story.json · picture, captions, story, audio, story.json",
+                             interactive=False, visible=False, elem_id="story-bundle-file")
+    seed = gr.State(None)
     settings = [style, length, creativity, language]
     private = {"api_visibility": "private"}
     runs = [
-        go.click(run_all, [image, *settings], [caption, caption_en, story, audio, status], concurrency_id=LLM,
+        go.click(run_all, [image, *settings], [caption, caption_en, story, audio, status, seed], concurrency_id=LLM,
                  concurrency_limit=concurrency_limit(LLM), **private),
         caption_btn.click(caption_only, image, [caption, caption_en, status], concurrency_id=CAPTIONER,
                           concurrency_limit=1, **private),
-        rewrite_btn.click(rewrite, [caption, *settings], [story, status], concurrency_id=LLM,
+        rewrite_btn.click(rewrite, [caption, *settings], [story, status, seed], concurrency_id=LLM,
                           concurrency_limit=concurrency_limit(LLM),
                           **private),
         revoice_btn.click(revoice, [story, language], [audio, status], concurrency_id=SPEECH,
@@ -97,5 +112,6 @@ def build() -> None:
                           **private),
     ]
     stop.click(None, None, None, cancels=runs, **private)
+    bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)
     examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
              ["图片 Picture", "风格 Style", "长度 Length", "创意 Creativity", "语言 Language"])

@@ -1,0 +1,120 @@
+"""The chat tab's lasting work, used in headless Chromium the way a person would: edit an earlier message,
+reload and find the chat again, reopen and delete past chats, export and import."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_browser import CHROMIUM, browser, page, shot  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
+
+USER = "#chatbot .message-row.user-row"
+BOT = "#chatbot .message-row.bot-row"
+
+
+def texts(page, selector: str) -> list[str]:
+    return [t.strip() for t in page.locator(selector).all_inner_texts()]
+
+
+def send(page, message: str, title: str | None = None) -> None:
+    """Send a message, wait for its finished reply and for the chat to be saved (listed by ``title``)."""
+    replies = page.locator(BOT).count() + 1
+    page.locator("#chat-input textarea").fill(message)
+    page.locator("#chat-input textarea").press("Enter")
+    page.wait_for_function("([bot, n]) => document.querySelectorAll(bot).length === n && "
+                           "!document.querySelector('#chat-status .generating')", arg=[BOT, replies])
+    wait_saved(page, title or message)
+
+
+def wait_saved(page, title: str) -> None:
+    page.wait_for_function("t => document.querySelector('#chat-saved input').value.startsWith(t)", arg=title)
+
+
+@pytest.fixture(autouse=True)
+def short_replies(page):
+    """The chat tab with short replies (16 tokens) and patient waits: the machine running the tests may be busy."""
+    page.set_default_timeout(180_000)
+    page.get_by_text("⚙️ 生成参数").click()
+    box = page.locator("#chat-max-new input[type=number]")
+    box.fill("16")
+    box.press("Enter")
+    page.get_by_text("⚙️ 生成参数").click()
+
+
+def test_edit_an_earlier_message_and_the_answer_is_regenerated_from_there(page):
+    send(page, "第一个问题")
+    send(page, "第二个问题", title="第一个问题")
+    assert texts(page, USER) == ["第一个问题", "第二个问题"]
+    page.locator(USER).first.hover()
+    page.locator("#chatbot button[aria-label='编辑']").first.click()
+    page.locator("#chatbot textarea.edit-textarea").fill("改过的问题")
+    page.locator("#chatbot button[aria-label='发送']").click()
+    wait_saved(page, "改过的问题")  # saved once the new answer is complete
+    assert texts(page, USER) == ["改过的问题"]  # the later turns are gone, the edit is the question now
+    assert len(texts(page, BOT)) == 1 and texts(page, BOT)[0]
+    page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+
+
+def test_a_reload_keeps_the_chat_and_past_chats_can_be_reopened_and_deleted(page):
+    send(page, "记住这段对话")
+    page.reload()
+    page.locator(USER, has_text="记住这段对话").wait_for()  # the open chat is back after the reload
+    assert len(texts(page, BOT)) == 1
+    page.locator("#chat-clear").click()
+    page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
+    send(page, "另一个话题")
+    page.reload()
+    page.locator(USER, has_text="另一个话题").wait_for()
+    page.locator("#chat-saved input").click()
+    page.locator("ul.options li", has_text="记住这段对话").wait_for()
+    assert page.locator("ul.options li").count() == 2  # both chats are listed
+    page.locator("ul.options li", has_text="记住这段对话").click()
+    page.locator("#chat-open").click()
+    page.locator(USER, has_text="记住这段对话").wait_for()
+    assert texts(page, USER) == ["记住这段对话"]
+    shot(page, "chat_saved")
+    page.locator("#chat-delete").click()  # delete the open one: the view clears, the list keeps the other
+    page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
+    page.reload()
+    page.locator("#chat-saved input").click()
+    options = page.locator("ul.options li")
+    options.first.wait_for()
+    assert [o.strip() for o in options.all_inner_texts() if o.strip()][0].startswith("另一个话题")
+    assert options.count() == 1
+
+
+def test_export_then_import_gives_the_same_chat_and_a_hostile_file_changes_nothing(page, tmp_path):
+    send(page, "导出我")
+    page.locator("#chat-export-json").click()
+    link = page.locator("#chat-exported a[href*='/gradio_api/file=']")
+    link.wait_for()
+    exported = json.loads(page.request.get(link.get_attribute("href")).body())
+    assert [m["role"] for m in exported["messages"]] == ["system", "user", "assistant"]
+    assert exported["messages"][1]["content"] == "导出我" and exported["settings"]["max_new_tokens"] == 16
+    assert exported["model"]
+    page.locator("#chat-export-md").click()
+    page.wait_for_function("document.querySelector('#chat-exported a').href.includes('.md')")
+    markdown = page.request.get(page.locator("#chat-exported a").first.get_attribute("href")).text()
+    assert "### 🧑 用户 User" in markdown and "导出我" in markdown
+
+    exported["messages"][1]["content"] = "导入的问题"
+    good = tmp_path / "chat.json"
+    good.write_text(json.dumps(exported, ensure_ascii=False), encoding="utf-8")
+    page.locator("#chat-clear").click()
+    page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
+    page.locator("#chat-import input[type=file]").set_input_files(str(good))
+    page.locator(USER, has_text="导入的问题").wait_for()
+    assert texts(page, BOT) == [exported["messages"][2]["content"].strip()]
+    wait_saved(page, "导入的问题")
+
+    hostile = tmp_path / "evil.json"
+    hostile.write_text(json.dumps({"messages": [{"role": "tool", "content": "<img src=x onerror=alert(1)>"}]}))
+    page.locator("#chat-import input[type=file]").set_input_files(str(hostile))
+    page.get_by_text("only system, user and assistant").first.wait_for()
+    assert texts(page, USER) == ["导入的问题"]  # nothing changed
+    page.reload()
+    page.locator(USER, has_text="导入的问题").wait_for()

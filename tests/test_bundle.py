@@ -1,0 +1,71 @@
+"""The picture-story zip: every piece inside, the settings and models in story.json, only served files read,
+and the zip kept where the audio cleanup bounds disk use."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import pipelines as p
+from pipelines import speech
+from pipelines.bundle import StorySettings, story_bundle
+from pipelines.errors import InvalidInputError
+
+CAT = Path(__file__).resolve().parent.parent / "example_images" / "cat.jpg"
+SETTINGS = StorySettings("科幻", 300, 7.0, "zh", 1234)
+
+
+@pytest.fixture
+def upload(tmp_path):
+    """A picture where gradio keeps uploads (under the temp folder)."""
+    path = tmp_path / "upload" / "cat.jpg"
+    path.parent.mkdir()
+    shutil.copy(CAT, path)
+    return str(path)
+
+
+def test_the_zip_holds_picture_captions_story_audio_and_settings(upload):
+    audio = speech.synthesize_speech("一只猫在窗台上晒太阳。", "zh").path if speech.espeak_binary() else None
+    path = story_bundle(upload, "一只猫", "a cat", "从前有一只猫。", audio, SETTINGS)
+    assert os.path.dirname(path) == speech.audio_dir() and path.endswith(".zip")
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        record = json.loads(archive.read("story.json"))
+        assert archive.read("picture.jpg") == CAT.read_bytes()
+        assert archive.read("story.txt").decode() == "从前有一只猫。"
+        assert archive.read("caption_zh.txt").decode() == "一只猫" and archive.read("caption_en.txt") == b"a cat"
+    assert {"picture.jpg", "caption_zh.txt", "caption_en.txt", "story.txt", "story.json"} <= names
+    assert {k: record[k] for k in ("style", "length", "creativity", "language", "seed")} == {
+        "style": "科幻", "length": 300, "creativity": 7.0, "language": "zh", "seed": 1234}
+    assert set(record["models"]) >= {"captioner", "translator", "story"}
+    assert record["models"]["story"] == p.registry.resolve("chat").source
+    if audio:
+        assert "story.wav" in names and record["models"]["speech"] == "espeak-ng"
+
+
+def test_files_outside_the_served_folders_are_never_read(tmp_path):
+    path = story_bundle(str(CAT), "c", "c", "s", "/etc/passwd", SETTINGS)  # the repository is not served
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(archive.namelist()) == ["caption_en.txt", "caption_zh.txt", "story.json", "story.txt"]
+
+
+def test_no_story_no_zip(upload):
+    with pytest.raises(InvalidInputError, match="no story"):
+        story_bundle(upload, "一只猫", "a cat", "  ", None, SETTINGS)
+
+
+def test_the_audio_cleanup_removes_old_zips(upload):
+    path = story_bundle(upload, "一只猫", "a cat", "故事。", None, SETTINGS)
+    assert speech.cleanup(now=time.time() + 30 * 86400) >= 1
+    assert not os.path.exists(path)
+
+
+def test_picture_story_reports_the_seed_that_made_the_story():
+    *_, done = p.picture_story(str(CAT), "温馨", 50, 5, "zh", speak=False, seed=4321)
+    assert done.stage == "done" and done.seed == 4321 and done.story

@@ -1,0 +1,123 @@
+"""Saved chats: exports that round-trip, imports that refuse hostile files whole, the browser store's rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines import conversations as conv
+from pipelines.conversations import Conversation
+from pipelines.errors import InvalidInputError
+
+MESSAGES = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！有什么可以帮你？"},
+            {"role": "user", "content": "Tell me a joke."}, {"role": "assistant", "content": "Why did…"}]
+
+
+def sample() -> Conversation:
+    return Conversation([dict(m) for m in MESSAGES], "Be brief. 简短回答。",
+                        {"temperature": 0.3, "top_p": 0.8, "max_new_tokens": 128}, "Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def test_json_export_is_openai_messages_and_round_trips():
+    text = conv.to_json(sample())
+    doc = json.loads(text)
+    assert doc["messages"][0] == {"role": "system", "content": "Be brief. 简短回答。"}
+    assert doc["messages"][1:] == MESSAGES
+    assert doc["model"] == "Qwen/Qwen2.5-0.5B-Instruct" and doc["settings"]["temperature"] == 0.3
+    back = conv.parse_export(text.encode("utf-8"))
+    assert (back.messages, back.system_prompt, back.settings, back.model) == (
+        MESSAGES, "Be brief. 简短回答。", {"temperature": 0.3, "top_p": 0.8, "max_new_tokens": 128},
+        "Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def test_markdown_export_lists_every_turn_and_the_settings():
+    md = conv.to_markdown(sample())
+    assert md.startswith("# 你好\n")
+    assert md.count("### 🧑 用户 User") == 2 and md.count("### 🤖 助手 Assistant") == 2
+    assert "Tell me a joke." in md and "temperature 0.3" in md and "Be brief." in md
+
+
+def test_a_bare_message_list_and_text_parts_are_accepted_with_defaults():
+    data = json.dumps([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                       {"role": "assistant", "content": "c"}]).encode("utf-8-sig")
+    back = conv.parse_export(data)
+    assert back.messages == [{"role": "user", "content": "ab"}, {"role": "assistant", "content": "c"}]
+    assert back.settings == {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 512}
+
+
+def test_out_of_range_settings_are_clamped_to_the_sliders():
+    data = json.dumps({"messages": MESSAGES, "settings": {"temperature": 99, "max_new_tokens": -5}}).encode()
+    assert conv.parse_export(data).settings == {"temperature": 2.0, "top_p": 0.9, "max_new_tokens": 16}
+
+
+@pytest.mark.parametrize("data, says", [
+    (b"\xff\xfe not utf-8", "not UTF-8"),
+    (b"{not json", "not valid JSON"),
+    (b"[" * 100000 + b"]" * 100000, "not valid JSON"),  # nesting deep enough to blow the parser's stack
+    (b'"just a string"', "must be an object"),
+    (b'{"messages": []}', "no list of messages"),
+    (b'{"messages": "hi"}', "no list of messages"),
+    (json.dumps({"messages": [{"role": "tool", "content": "x"}]}).encode(), "only system, user and assistant"),
+    (json.dumps({"messages": [{"role": "user"}]}).encode(), "needs a role and a content"),
+    (json.dumps({"messages": ["hello"]}).encode(), "needs a role and a content"),
+    (json.dumps({"messages": [{"role": "user", "content": {"$ref": 1}}]}).encode(), "not text"),
+    (json.dumps({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "http://x"}]}]}
+                ).encode(), "not text"),
+    (json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]}).encode(),
+     "may only come first"),
+    (json.dumps({"messages": [{"role": "system", "content": "only a system prompt"}]}).encode(),
+     "no user or assistant"),
+    (json.dumps({"messages": MESSAGES, "settings": [1, 2]}).encode(), "settings must be an object"),
+    (json.dumps({"messages": MESSAGES, "settings": {"top_p": "lots"}}).encode(), "top_p is not a number"),
+    (json.dumps({"messages": [{"role": "user", "content": "x"}] * (conv.MAX_MESSAGES + 1)}).encode(),
+     "more than"),
+    (b" " * (conv.MAX_IMPORT_BYTES + 1), "larger than"),
+])
+def test_a_bad_import_is_refused_with_a_message_that_names_the_problem(data, says):
+    with pytest.raises(InvalidInputError) as err:
+        conv.parse_export(data)
+    assert says in str(err.value) and "Nothing was changed" in str(err.value) and "无法导入" in str(err.value)
+
+
+def test_an_over_long_message_is_refused(monkeypatch):
+    monkeypatch.setenv("MODELDECK_MAX_INPUT_CHARS", "100")
+    with pytest.raises(InvalidInputError, match="longer than 100 characters"):
+        conv.parse_export(json.dumps({"messages": [{"role": "user", "content": "x" * 101}]}).encode())
+
+
+def test_control_characters_are_removed_on_import():
+    data = json.dumps({"messages": [{"role": "user", "content": "a\x00b\u200bc"}]}).encode()
+    assert conv.parse_export(data).messages == [{"role": "user", "content": "abc"}]
+
+
+def test_the_store_keeps_the_latest_first_replaces_by_id_and_is_capped():
+    store: dict = {}
+    first = sample()
+    store = conv.remember(store, first)
+    second = Conversation([{"role": "user", "content": "第二个"}])
+    store = conv.remember(store, second)
+    assert [c.id for c in conv.saved_list(store)] == [second.id, first.id] and store["current"] == second.id
+    first.messages.append({"role": "user", "content": "more"})
+    store = conv.remember(store, first)
+    listed = conv.saved_list(store)
+    assert [c.id for c in listed] == [first.id, second.id] and len(listed[0].messages) == 5
+    for i in range(conv.MAX_SAVED + 5):
+        store = conv.remember(store, Conversation([{"role": "user", "content": f"chat {i}"}]))
+    assert len(conv.saved_list(store)) == conv.MAX_SAVED
+    assert conv.saved_list(store)[0].title == f"chat {conv.MAX_SAVED + 4}"
+
+
+def test_forgetting_the_open_conversation_clears_current_and_damaged_entries_are_skipped():
+    one, two = sample(), Conversation([{"role": "user", "content": "b"}])
+    store = conv.remember(conv.remember({}, one), two)
+    store = conv.forget(store, two.id)
+    assert store["current"] is None and [c.id for c in conv.saved_list(store)] == [one.id]
+    store["chats"] += [{"id": "x", "messages": [{"role": "evil", "content": 1}]}, "junk", {"no": "id"}]
+    assert [c.id for c in conv.saved_list(store)] == [one.id]
+    assert conv.saved_list("tampered") == [] and conv.find(None, one.id) is None
+
+
+def test_titles_are_the_first_question_shortened():
+    assert Conversation([{"role": "user", "content": "x" * 100}]).title == "x" * 40 + "…"
+    assert Conversation([{"role": "assistant", "content": "hi"}]).title == "（空对话 empty chat）"

@@ -1,0 +1,166 @@
+"""The chat tab's saved conversations: kept in the browser across reloads, reopened, deleted,
+exported as JSON or Markdown and imported from JSON. The rules live in ``pipelines.conversations``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from gradio.context import Context
+
+from pipelines import conversations, registry
+from pipelines.conversations import Conversation
+from pipelines.downloads import save_download
+from pipelines.inputs import normalize_messages
+
+from .api import file_path
+from .common import edge
+
+EMPTY_STORE: dict[str, Any] = {"current": None, "chats": []}
+# The browser stores the chats; gradio's BrowserState "encrypts" them with a key it also sends to the
+# page. A fixed key keeps saved chats readable after the server restarts (a random one would not).
+STORE_SECRET = "modeldeck-saved-chats-v1"
+
+
+@dataclass
+class SavedChats:
+    """The components other chat events need: the browser store and the open conversation's id."""
+
+    store: gr.BrowserState
+    current: gr.State
+    listing: gr.Dropdown
+    settings: list[Any]
+
+    def save_after(self, event: Any) -> Any:
+        """Chain saving the open conversation after ``event``."""
+        return event.then(save, [self.current, *self.settings, self.store], [self.current, self.store, self.listing],
+                          api_visibility="private", queue=False)
+
+
+def _choices(store: Any, selected: str | None = None) -> dict[str, Any]:
+    chats = conversations.saved_list(store)
+    choices = [(f"{c.title} · {time.strftime('%m-%d %H:%M', time.localtime(c.updated))}", c.id) for c in chats]
+    ids = [c.id for c in chats]
+    return gr.update(choices=choices, value=selected if selected in ids else None)
+
+
+def _conversation(conversation_id: str | None, history: list[dict], system: str, temperature: float,
+                  top_p: float, max_new_tokens: int) -> Conversation:
+    messages = [m for m in normalize_messages(history) if m["role"] in ("user", "assistant")]
+    settings = {"temperature": float(temperature), "top_p": float(top_p), "max_new_tokens": int(max_new_tokens)}
+    model = registry.resolve("chat").source
+    conversation = Conversation(messages, system or "", settings, model)
+    if conversation_id:
+        conversation.id = conversation_id
+    return conversation
+
+
+def _shown(conversation: Conversation | None) -> tuple[Any, ...]:
+    """The chat view, id, system prompt and sliders for ``conversation`` (all cleared for None)."""
+    if conversation is None:
+        return [], None, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    s = conversation.settings
+    return ([dict(m) for m in conversation.messages], conversation.id, conversation.system_prompt,
+            s.get("temperature", 0.7), s.get("top_p", 0.9), s.get("max_new_tokens", 512))
+
+
+@edge
+def save(conversation_id: str | None, history: list[dict], system: str, temperature: float, top_p: float,
+         max_new_tokens: int, store: Any) -> tuple[Any, Any, Any]:
+    """Keep the open conversation in the browser (a chat without messages is not kept)."""
+    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens)
+    if not conversation.messages:
+        return conversation_id, gr.skip(), gr.skip()
+    store = conversations.remember(store, conversation)
+    return conversation.id, store, _choices(store, conversation.id)
+
+
+def restore(store: Any, history: list[dict], conversation_id: str | None) -> tuple[Any, ...]:
+    """After a reload, show the conversation that was open (only into an empty, unsaved chat view)."""
+    listing = _choices(store, store.get("current") if isinstance(store, dict) else None)
+    if history or conversation_id:
+        return (gr.skip(),) * 6 + (listing,)
+    current = conversations.find(store, store.get("current") if isinstance(store, dict) else None)
+    if current is None:
+        return (gr.skip(),) * 6 + (listing,)
+    return (*_shown(current), listing)
+
+
+def open_saved(selected: str | None, store: Any) -> tuple[Any, ...]:
+    """Show the chosen saved conversation."""
+    conversation = conversations.find(store, selected)
+    if conversation is None:
+        raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
+    store = {**store, "current": conversation.id}
+    return (*_shown(conversation), store)
+
+
+def delete_saved(selected: str | None, conversation_id: str | None, store: Any) -> tuple[Any, ...]:
+    """Delete the chosen saved conversation; deleting the open one clears the chat view."""
+    if not selected:
+        raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
+    store = conversations.forget(store, selected)
+    view = ([], None) if selected == conversation_id else (gr.skip(), gr.skip())
+    return (*view, store, _choices(store))
+
+
+def start_new(store: Any) -> tuple[Any, Any]:
+    """Forget which conversation is open (the old one stays in the list)."""
+    return None, {**(store if isinstance(store, dict) else EMPTY_STORE), "current": None}
+
+
+@edge
+def export(kind: str, conversation_id: str | None, history: list[dict], system: str, temperature: float,
+           top_p: float, max_new_tokens: int) -> Any:
+    """Write the open conversation as a JSON or Markdown file and offer it for download."""
+    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens)
+    if not conversation.messages:
+        raise gr.Error("对话是空的，没有可导出的内容。 / The chat is empty: there is nothing to export.",
+                       print_exception=False)
+    if kind == "json":
+        path = save_download(conversations.to_json(conversation).encode("utf-8"), "modeldeck-chat", "json")
+    else:
+        path = save_download(conversations.to_markdown(conversation).encode("utf-8"), "modeldeck-chat", "md")
+    return gr.update(value=path, visible=True)
+
+
+@edge
+def import_file(upload: Any, store: Any) -> tuple[Any, ...]:
+    """Open a JSON export as a new saved conversation; a bad file changes nothing."""
+    path = file_path(upload)
+    if not path:
+        raise gr.Error("请选择一个 JSON 文件。 / Choose a JSON file.", print_exception=False)
+    with open(path, "rb") as f:  # a path gradio gave us inside its upload folder
+        conversation = conversations.parse_export(f.read(conversations.MAX_IMPORT_BYTES + 1))
+    store = conversations.remember(store, conversation)
+    gr.Info("已导入对话。 / The conversation was imported.")
+    return (*_shown(conversation), store, _choices(store, conversation.id))
+
+
+def build(chatbot: gr.Chatbot, settings: list[Any]) -> SavedChats:
+    """Lay out the saved-chats row and the export/import row; wire everything that needs no model."""
+    store = gr.BrowserState(EMPTY_STORE, storage_key="modeldeck-chats", secret=STORE_SECRET)
+    current = gr.State(None)
+    with gr.Row(equal_height=True):
+        listing = gr.Dropdown([], label="历史对话 Past chats", scale=4, elem_id="chat-saved")
+        open_btn = gr.Button("📂 打开 Open", scale=1, elem_id="chat-open")
+        delete_btn = gr.Button("🗑️ 删除 Delete", scale=1, elem_id="chat-delete")
+    with gr.Row(equal_height=True):
+        json_btn = gr.Button("⬇️ 导出 JSON · Export JSON", elem_id="chat-export-json")
+        md_btn = gr.Button("⬇️ 导出 Markdown · Export Markdown", elem_id="chat-export-md")
+        upload = gr.UploadButton("⬆️ 导入 JSON · Import JSON", file_types=[".json"], elem_id="chat-import")
+    exported = gr.File(label="导出的文件 Exported file", interactive=False, visible=False, elem_id="chat-exported")
+
+    private = {"api_visibility": "private", "queue": False}
+    view = [chatbot, current, *settings]  # settings: system prompt, temperature, top_p, max_new_tokens
+    root = Context.root_block
+    if root is not None:  # restore once the page has read the browser's store (either may come first)
+        gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], **private)
+    open_btn.click(open_saved, [listing, store], [*view, store], **private)
+    delete_btn.click(delete_saved, [listing, current, store], [chatbot, current, store, listing], **private)
+    for button, kind in ((json_btn, "json"), (md_btn, "md")):
+        button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings], exported, **private)
+    upload.upload(import_file, [upload, store], [*view, store, listing], **private)
+    return SavedChats(store, current, listing, [chatbot, *settings])
