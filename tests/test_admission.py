@@ -7,6 +7,7 @@ Timing is controlled by gates (a task function held until the test opens it), ne
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -123,7 +124,7 @@ def test_the_total_bound_refuses_in_both_languages_too(crowded, monkeypatch):
         wait_until(lambda: in_line(waiting), "one classification in line")
         with pytest.raises(AppError) as refused:
             visitor(url).predict("三", None, api_name="/classify")
-        assert has_chinese(str(refused.value)) and "The Space is very busy: 1 requests" in str(refused.value)
+        assert has_chinese(str(refused.value)) and "The Space is very busy: 1 request is waiting" in str(refused.value)
     finally:
         held.opened.set()
     assert running.result(timeout=DEADLINE) and waiting.result(timeout=DEADLINE)
@@ -205,3 +206,44 @@ def test_line_lengths_and_waits_follow_the_settings(monkeypatch):
     assert admission.wait_text(200) == ("约 4 分钟", "about 4 min")
     error = admission.busy_error("speech", 12, 30)
     assert isinstance(error, pipelines.BusyError) and error.zh.startswith("「语音合成」") and "12 requests" in error.en
+
+
+@pytest.mark.browser
+def test_the_page_shows_the_place_in_line_and_a_full_line_in_both_languages(crowded, monkeypatch):
+    from test_browser import CHROMIUM, FLAGS, SHOTS
+
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    url, _ = crowded(MODELDECK_QUEUE_CLASSIFY="1")
+    held = gate(monkeypatch, "classify_text")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            def classify(text: str) -> Any:
+                page = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900}).new_page()
+                page.set_default_timeout(DEADLINE * 1000)
+                page.goto(url)
+                page.get_by_role("tab", name="🏷️ 文本分类").click()
+                page.locator("#classify-text textarea").fill(text)
+                page.locator("#classify-run").click()
+                return page
+
+            classify("第一位访客")
+            wait_until(lambda: held.arrived == 1, "the first classification to start")
+            second = classify("第二位访客")
+            status = second.locator("#classify-labels").get_by_text("queue: 1/1")
+            status.wait_for()  # gradio's own display: place in line | seconds waited/expected wait
+            assert re.fullmatch(r"queue: 1/1 \| [\d.]+/[\d.]+s", status.inner_text().strip()), status.inner_text()
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            second.screenshot(path=str(SHOTS / "queue.png"))
+            third = classify("第三位访客")
+            third.get_by_text("「文本分类」的排队已满").wait_for()
+            assert third.get_by_text("The line for classification is full").count() == 1
+            third.screenshot(path=str(SHOTS / "queue-full.png"))
+            held.opened.set()
+            second.locator("#classify-labels").get_by_text("正面 positive").first.wait_for()
+        finally:
+            held.opened.set()
+            browser.close()

@@ -32,6 +32,8 @@ from pipelines.inputs import env_int
 from .common import CAPTIONER, CLASSIFIER, LLM, SPEECH, TEXTGEN
 
 log = logging.getLogger("modeldeck.ui")
+# Gradio 6.31's page titles every error toast "Error" (its frontend reads a field its client never sets);
+# clients that read the title get this one. The message itself starts by saying what happened.
 TITLE = "排队已满 / The line is full"
 
 
@@ -80,14 +82,15 @@ def wait_text(seconds: float) -> tuple[str, str]:
 def busy_error(group: str | None, waiting: int, seconds: float) -> BusyError:
     """The refusal for a full line (``group``) or a full Space (``None``), saying when to come back."""
     zh_wait, en_wait = wait_text(seconds)
+    requests = f"{waiting} request is" if waiting == 1 else f"{waiting} requests are"
     if group in LINES:
         line = LINES[group]
         return BusyError(f"「{line.zh}」的排队已满：已有 {waiting} 个请求在等，{zh_wait}后会轮完。"
                          f"请到时再试，或先用其他功能。",
-                         f"The line for {line.en} is full: {waiting} requests are waiting, and they should be "
-                         f"served in {en_wait}. Please try again then, or use another tab meanwhile.")
+                         f"The line for {line.en} is full: {requests} waiting, to be served "
+                         f"in {en_wait}. Please try again then, or use another tab meanwhile.")
     return BusyError(f"现在访问的人太多：共有 {waiting} 个请求在排队。请{zh_wait}后再试。",
-                     f"The Space is very busy: {waiting} requests are waiting in all. Please try again in "
+                     f"The Space is very busy: {requests} waiting in all. Please try again in "
                      f"{en_wait}.")
 
 
