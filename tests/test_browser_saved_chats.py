@@ -45,6 +45,12 @@ def short_replies(page):
     page.get_by_text("⚙️ 生成参数").click()
 
 
+def import_file(page, path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.locator("#chat-import").click()
+    chooser.value.set_files(str(path))
+
+
 def test_edit_an_earlier_message_and_the_answer_is_regenerated_from_there(page):
     send(page, "第一个问题")
     send(page, "第二个问题", title="第一个问题")
@@ -70,9 +76,9 @@ def test_a_reload_keeps_the_chat_and_past_chats_can_be_reopened_and_deleted(page
     page.reload()
     page.locator(USER, has_text="另一个话题").wait_for()
     page.locator("#chat-saved input").click()
-    page.locator("ul.options li", has_text="记住这段对话").wait_for()
-    assert page.locator("ul.options li").count() == 2  # both chats are listed
-    page.locator("ul.options li", has_text="记住这段对话").click()
+    page.get_by_role("option", name="记住这段对话").wait_for()
+    assert page.get_by_role("option").count() == 2  # both chats are listed
+    page.get_by_role("option", name="记住这段对话").click()
     page.locator("#chat-open").click()
     page.locator(USER, has_text="记住这段对话").wait_for()
     assert texts(page, USER) == ["记住这段对话"]
@@ -81,10 +87,8 @@ def test_a_reload_keeps_the_chat_and_past_chats_can_be_reopened_and_deleted(page
     page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
     page.reload()
     page.locator("#chat-saved input").click()
-    options = page.locator("ul.options li")
-    options.first.wait_for()
-    assert [o.strip() for o in options.all_inner_texts() if o.strip()][0].startswith("另一个话题")
-    assert options.count() == 1
+    page.get_by_role("option", name="另一个话题").wait_for()
+    assert page.get_by_role("option").count() == 1  # the deleted chat is gone for good
 
 
 def test_export_then_import_gives_the_same_chat_and_a_hostile_file_changes_nothing(page, tmp_path):
@@ -106,14 +110,14 @@ def test_export_then_import_gives_the_same_chat_and_a_hostile_file_changes_nothi
     good.write_text(json.dumps(exported, ensure_ascii=False), encoding="utf-8")
     page.locator("#chat-clear").click()
     page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
-    page.locator("#chat-import input[type=file]").set_input_files(str(good))
+    import_file(page, good)
     page.locator(USER, has_text="导入的问题").wait_for()
     assert texts(page, BOT) == [exported["messages"][2]["content"].strip()]
     wait_saved(page, "导入的问题")
 
     hostile = tmp_path / "evil.json"
     hostile.write_text(json.dumps({"messages": [{"role": "tool", "content": "<img src=x onerror=alert(1)>"}]}))
-    page.locator("#chat-import input[type=file]").set_input_files(str(hostile))
+    import_file(page, hostile)
     page.get_by_text("only system, user and assistant").first.wait_for()
     assert texts(page, USER) == ["导入的问题"]  # nothing changed
     page.reload()

@@ -1,0 +1,82 @@
+"""Whole files in and out, in headless Chromium as a person uses them: a CSV of reviews classified and
+downloaded, a finished picture story downloaded as one zip."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+
+import pytest
+
+from test_browser import CHROMIUM, ROOT, browser, open_tab, page, shot  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
+
+REVIEWS = [["编号", "评论", "日期"], ["1", "这家店的服务太好了，下次还来！", "2026-11-01"], ["2", "", "2026-11-02"],
+           ["3", "快递太慢了，包装也破了，很失望。", "2026-11-03"], ["4", "还可以", "2026-11-04"]]
+
+
+@pytest.fixture(autouse=True)
+def patient(page):
+    page.set_default_timeout(180_000)  # the machine running the tests may be busy
+
+
+def test_a_gbk_csv_is_classified_into_a_table_and_downloads_as_utf8_with_bom(page, tmp_path):
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(REVIEWS)
+    upload = tmp_path / "reviews.csv"
+    upload.write_bytes(buffer.getvalue().encode("gbk"))  # as a Chinese spreadsheet program saves it
+    open_tab(page, "🏷️ 文本分类")
+    page.locator("#classify-batch-file input[type=file]").set_input_files(str(upload))
+    status = page.locator("#classify-batch-status")
+    status.get_by_text("GBK").wait_for()  # 4 rows, 3 columns, encoding found
+    assert "4 行" in status.inner_text()
+    assert page.locator("#classify-batch-column input").input_value() == "评论"  # the text column is guessed
+    page.locator("#classify-batch-run").click()
+    status.get_by_text("已分类").wait_for()
+    page.wait_for_function("document.querySelector('#classify-batch-table').innerText.includes('快递太慢了')")
+    assert "空行" in page.locator("#classify-batch-table").inner_text()  # the empty row is noted in its own row
+    assert "3 / 4" in status.inner_text()  # three classified, one skipped
+    link = page.locator("#classify-batch-download a[href*='/gradio_api/file=']")
+    link.wait_for()
+    data = page.request.get(link.get_attribute("href")).body()
+    assert data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["行 row", "文本 text", "标签 label"] and len(rows) == 5
+    assert [r[1] for r in rows[1:]] == [r[1] for r in REVIEWS[1:]]
+    assert rows[2][2] == "" and "空行" in rows[2][-1] and rows[1][2] in ("正面 positive", "负面 negative")
+    shot(page, "classify_batch")
+
+
+def test_pasted_lines_are_classified_too(page):
+    open_tab(page, "🏷️ 文本分类")
+    page.locator("#classify-batch-text textarea").fill("很好\n\n很差\n一般")
+    page.locator("#classify-batch-run").click()
+    page.locator("#classify-batch-status").get_by_text("已分类").wait_for()
+    page.wait_for_function("document.querySelector('#classify-batch-table').innerText.includes('一般')")
+
+
+def test_picture_story_download_all_gives_a_zip_with_every_piece(page):
+    open_tab(page, "🖼️ 看图讲故事")
+    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
+    page.locator("#story-image img").first.wait_for()
+    page.locator("#story-length input[type=number]").fill("50")
+    page.locator("#story-length input[type=number]").press("Enter")
+    page.locator("#story-run").click()
+    page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()  # the last step is done
+    story = page.locator("#story-text textarea").input_value()
+    page.locator("#story-bundle").click()
+    link = page.locator("#story-bundle-file a[href*='/gradio_api/file=']")
+    link.wait_for()
+    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
+    names = set(archive.namelist())
+    assert {"caption_zh.txt", "caption_en.txt", "story.txt", "story.json"} <= names
+    assert any(n.startswith("picture.") for n in names) and ("story.wav" in names or "story.mp3" in names)
+    assert archive.read("story.txt").decode() == story
+    record = json.loads(archive.read("story.json"))
+    assert record["length"] == 50 and record["style"] == "温馨" and record["language"] == "zh"
+    assert isinstance(record["seed"], int) and record["models"]["captioner"]
+    shot(page, "story_bundle")
