@@ -9,6 +9,7 @@ from . import registry
 from .engine import engine
 from .errors import InvalidInputError
 from .inputs import clean_text, env_int
+from .windows import input_window
 
 _SENTIMENT = {"negative": "负面 negative", "neg": "负面 negative", "positive": "正面 positive",
               "pos": "正面 positive", "neutral": "中性 neutral"}
@@ -50,7 +51,7 @@ def classify_texts(texts: list[str], model: str | None = None, *, batch_size: in
     loaded = registry.get_model("classifier", model)
     tokenizer, net = loaded.processor, loaded.model
     names = labels_of(net)
-    limit = min(int(getattr(net.config, "max_position_embeddings", 512) or 512), 512)
+    limit = input_window(loaded)
     size = batch_size or env_int("MODELDECK_CLASSIFY_BATCH", 32)
     order = sorted(range(len(cleaned)), key=lambda i: len(cleaned[i]))
     results: list[dict[str, float]] = [{} for _ in cleaned]

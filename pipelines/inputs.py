@@ -105,6 +105,16 @@ def choice(value: Any, options: dict[str, str], *, name_zh: str, name_en: str) -
                             f"Unsupported {name_en}: {key!r}. Choose one of: {', '.join(dict.fromkeys(options.values()))}")
 
 
+# The one language table: story, speech and picture story accept the same names for the same language.
+LANGUAGES = {"zh": "zh", "中文": "zh", "chinese": "zh", "zh-cn": "zh", "zh-hans": "zh", "en": "en", "english": "en"}
+
+
+def language(value: Any, *, allow_auto: bool = False) -> str:
+    """Return "zh" or "en" for any accepted name of the language (or "auto" where ``allow_auto``)."""
+    options = {**LANGUAGES, "auto": "auto"} if allow_auto else LANGUAGES
+    return choice(value, options, name_zh="语言", name_en="language")
+
+
 _ROLES = {"user", "assistant", "system"}
 
 

@@ -14,6 +14,7 @@ from . import registry
 from .inputs import env_int
 from .batching import batcher_for
 from .streaming import SamplingParams, TextStream
+from .windows import model_window
 
 
 class ChatBackend(Protocol):
@@ -37,8 +38,7 @@ class LocalChatBackend:
         self.loaded = loaded
         self.tokenizer = loaded.processor
         self.name = loaded.spec.name
-        positions = getattr(loaded.model.config, "max_position_embeddings", None) or 2048
-        self.context_window = min(int(positions), env_int("MODELDECK_MAX_CONTEXT_TOKENS", 4096))
+        self.context_window = min(model_window(loaded), env_int("MODELDECK_MAX_CONTEXT_TOKENS", 4096))
         # The model's own recommendation (Qwen2.5 ships 1.05), used by chat and story.
         self.repetition_penalty = float(getattr(loaded.model.generation_config, "repetition_penalty", None) or 1.0)
 

@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import InvalidInputError, SpeechUnavailableError, StorageError
-from .inputs import choice, clean_text, env_int
+from .inputs import clean_text, env_int, language as parse_language
 from .streaming import has_cjk
 
 log = logging.getLogger(__name__)
 
-LANGUAGES = {"zh": "zh", "中文": "zh", "chinese": "zh", "zh-cn": "zh", "en": "en", "english": "en", "auto": "auto"}
 GTTS_LANG = {"zh": "zh-CN", "en": "en"}
 ESPEAK_VOICE = {"zh": "cmn", "en": "en"}
 ENGINES = ("auto", "gtts", "espeak", "off")
@@ -162,11 +161,11 @@ def _storage_error(exc: OSError) -> StorageError:
 def synthesize_speech(text: str, language: str = "auto") -> Speech:
     """Return a finished audio file of ``text`` read in ``language`` ("zh", "en" or "auto")."""
     notices: list[str] = []
+    lang = parse_language(language, allow_auto=True)
     spoken = clean_text(text, field_zh="要朗读的文本", field_en="text to read", notices=notices,
                         max_chars=env_int("MODELDECK_MAX_SPEECH_CHARS", 3000)).strip()
     if not any(ch.isalnum() for ch in spoken):
         raise InvalidInputError("文本里没有可以朗读的文字。", "The text has nothing that can be read aloud.")
-    lang = choice(language, LANGUAGES, name_zh="语言", name_en="language")
     if lang == "auto":
         lang = "zh" if has_cjk(spoken) else "en"
     setting = _engine_setting()

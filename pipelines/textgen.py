@@ -7,6 +7,7 @@ from .errors import InvalidInputError
 from .inputs import clean_text, env_int, number, seed as parse_seed
 from .batching import stream_generate
 from .streaming import SamplingParams, TextStream
+from .windows import model_window
 
 MAX_SEQUENCES = 8
 
@@ -31,9 +32,7 @@ def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int 
     text = clean_text(prompt, field_zh="提示文本", field_en="prompt", notices=notices)
     loaded = registry.get_model("textgen", model)
     tokenizer = loaded.processor
-    window = min(int(getattr(loaded.model.config, "max_position_embeddings", 0)
-                     or getattr(loaded.model.config, "n_positions", 1024)),
-                 env_int("MODELDECK_MAX_CONTEXT_TOKENS", 4096))
+    window = min(model_window(loaded), env_int("MODELDECK_MAX_CONTEXT_TOKENS", 4096))
     cap = max(1, min(env_int("MODELDECK_MAX_NEW_TOKENS", 1024), window // 2))
     params = SamplingParams(
         max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=1, hi=cap, notices=notices,

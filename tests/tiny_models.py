@@ -83,7 +83,7 @@ def blip(d: Path) -> None:
     proc.save_pretrained(d)
 
 
-def marian(d: Path) -> None:
+def marian(d: Path, max_positions: int = 64) -> None:
     import sentencepiece as spm
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
@@ -105,7 +105,7 @@ def marian(d: Path) -> None:
                           target_lang="zh")
     MarianMTModel(MarianConfig(
         vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+        decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=max_positions,
         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id,
         forced_eos_token_id=tok.eos_token_id)).save_pretrained(d)
     tok.save_pretrained(d)
