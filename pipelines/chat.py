@@ -6,6 +6,7 @@ from typing import Any
 
 from .inputs import clean_text, normalize_messages, number, seed as parse_seed
 from .llm import chat_backend, max_new_tokens_cap
+from .sampling import TEMPERATURE_RANGE, TOP_P_RANGE
 from .streaming import SamplingParams, TextStream
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人的助手。"
@@ -33,8 +34,9 @@ def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAU
     params = SamplingParams(
         max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=1, hi=max_new_tokens_cap(backend),
                               notices=notices, integer=True, default=512),
-        temperature=number(temperature, name="temperature", lo=0.0, hi=2.0, notices=notices, default=0.7),
-        top_p=number(top_p, name="top_p", lo=0.01, hi=1.0, notices=notices, default=0.9),
+        temperature=number(temperature, name="temperature", lo=TEMPERATURE_RANGE[0], hi=TEMPERATURE_RANGE[1],
+                           notices=notices, default=0.7),
+        top_p=number(top_p, name="top_p", lo=TOP_P_RANGE[0], hi=TOP_P_RANGE[1], notices=notices, default=0.9),
         repetition_penalty=backend.repetition_penalty,
         seed=parse_seed(seed),
     )

@@ -1,7 +1,11 @@
 """How each request picks its tokens: repetition penalty, temperature, top-k, top-p, and its own generator.
 
-Every request samples from a ``torch.Generator`` of its own, seeded with the request's seed, so a seed
-reproduces a text whatever else shares the batch or samples at the same time.
+Every request samples from a ``torch.Generator`` of its own, seeded with the request's seed, so other
+requests' draws never shift its own. Under int8 weights the logits still depend on the batch (one
+activation scale per batch), so a seed reproduces a text exactly only when it runs alone or in
+float32: see ``batching.py``.
+
+The ranges below are the ones every task clamps to and every slider offers.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from .inputs import MAX_SEED
 if TYPE_CHECKING:
     from .decoding import Request
 
+TEMPERATURE_RANGE = (0.0, 2.0)  # 0 = greedy; above 2 a small model's text is noise
+TOP_P_RANGE = (0.01, 1.0)  # 0 would keep no token at all; 1 = no limit
+TOP_K_RANGE = (0, 200)  # 0 = no limit; beyond 200 top-k no longer removes anything a small model would pick
+REPETITION_PENALTY_RANGE = (1.0, 2.0)  # below 1 rewards repeating; above 2 bans ordinary words
 TOP_P_CANDIDATES = 1024  # top-p looks at this many most likely tokens: a full sort of 152k costs 15 ms a row
 
 

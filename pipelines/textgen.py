@@ -6,6 +6,7 @@ from . import registry
 from .errors import InvalidInputError
 from .inputs import clean_text, env_int, number, seed as parse_seed
 from .batching import stream_generate
+from .sampling import REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE
 from .streaming import SamplingParams, TextStream
 from .windows import model_window
 
@@ -37,11 +38,13 @@ def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int 
     params = SamplingParams(
         max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=1, hi=cap, notices=notices,
                               integer=True, default=100),
-        temperature=number(temperature, name="temperature", lo=0.0, hi=2.0, notices=notices, default=0.8),
-        top_k=number(top_k, name="top_k", lo=0, hi=1000, notices=notices, integer=True, default=50),
-        top_p=number(top_p, name="top_p", lo=0.01, hi=1.0, notices=notices, default=0.95),
-        repetition_penalty=number(repetition_penalty, name="repetition_penalty", lo=1.0, hi=2.0,
-                                  notices=notices, default=1.1),
+        temperature=number(temperature, name="temperature", lo=TEMPERATURE_RANGE[0], hi=TEMPERATURE_RANGE[1],
+                           notices=notices, default=0.8),
+        top_k=number(top_k, name="top_k", lo=TOP_K_RANGE[0], hi=TOP_K_RANGE[1], notices=notices, integer=True,
+                     default=50),
+        top_p=number(top_p, name="top_p", lo=TOP_P_RANGE[0], hi=TOP_P_RANGE[1], notices=notices, default=0.95),
+        repetition_penalty=number(repetition_penalty, name="repetition_penalty", lo=REPETITION_PENALTY_RANGE[0],
+                                  hi=REPETITION_PENALTY_RANGE[1], notices=notices, default=1.1),
         seed=parse_seed(seed),
     )
     n = number(num_return_sequences, name="num_return_sequences", lo=1, hi=MAX_SEQUENCES, notices=notices,

@@ -69,7 +69,7 @@ def test_chat_streams_a_reply_and_shows_token_usage(page):
 def test_text_generation_shows_output_and_the_seed(page):
     open_tab(page, "✍️ 文本生成")
     page.locator("#textgen-prompt textarea").fill("今天天气很好，我们一起去")
-    page.locator("#textgen-seed input").fill("1234")
+    page.locator("#textgen-seed input, #textgen-seed textarea").first.fill("1234")
     page.locator("#textgen-run").click()
     page.locator("#textgen-status").get_by_text("1234").wait_for()
     assert page.locator("#textgen-output textarea").input_value().startswith("今天天气很好")

@@ -117,3 +117,30 @@ def test_one_language_table_for_story_speech_and_picture_story(name, monkeypatch
     final = list(p.picture_story(PICTURE, "温馨", 50, 5, name, speak=False))[-1]
     assert seen["language"] == expected
     assert seen["caption"] == (final.caption.zh if expected == "zh" else final.caption.en)
+
+
+def test_the_endpoint_and_the_tab_show_the_same_caption_when_translation_fails(url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from ui import story_tab
+
+    picture = tmp_path / "orange.png"
+    PICTURE.save(picture)
+    client = Client(url, verbose=False, download_files=str(tmp_path))
+    with failing("translator", RuntimeError("translator broke")):
+        shown, english = client.predict(handle_file(str(picture)), api_name="/caption")
+        in_tab, english_in_tab, notes = story_tab.caption_only(str(picture))
+    assert shown and shown == english == in_tab == english_in_tab  # the English caption, not an empty one
+    assert "translation failed" in notes
+
+
+def test_the_picture_story_endpoint_keeps_the_caption_when_the_story_fails(url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    picture = tmp_path / "orange.png"
+    PICTURE.save(picture)
+    client = Client(url, verbose=False, download_files=str(tmp_path))
+    with failing("story", RuntimeError("story model broke")):
+        caption, story, audio = client.predict(handle_file(str(picture)), "童话", 50, 5, "zh",
+                                               api_name="/picture_story")
+    assert caption and story == "" and audio is None  # no error: the caption is delivered

@@ -8,14 +8,14 @@ means several outputs), and it reads the annotation object itself, so this modul
 ``from __future__ import annotations``.
 """
 
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import gradio as gr
 from gradio import FileData
 
-import pipelines
 from pipelines import DEFAULT_SYSTEM_PROMPT
 
+from . import adapters
 from .common import CAPTIONER, CLASSIFIER, LLM, SPEECH, TEXTGEN, concurrency_limit, edge, gpu
 
 
@@ -25,22 +25,12 @@ def warn(notices: list[str]) -> None:
         gr.Warning(notice)
 
 
-def file_path(value: Any) -> Optional[str]:
-    """The server-side path of an uploaded file, whatever shape gradio hands it in."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return value.get("path")
-    return getattr(value, "path", value)
-
-
 @gpu
 @edge
 def chat(message: str, history: Optional[list[dict]] = None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
          temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 512) -> str:
     """Stream the assistant's reply to `message` after `history` (a list of role/content dicts)."""
-    stream = pipelines.chat(message, history, system_prompt=system_prompt, temperature=temperature, top_p=top_p,
-                            max_new_tokens=max_new_tokens)
+    stream = adapters.chat(message, history, system_prompt, temperature, top_p, max_new_tokens)
     warn(stream.notices)
     yield ""
     yield from stream
@@ -52,9 +42,8 @@ def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = 100
              top_k: int = 50, top_p: float = 0.95, repetition_penalty: float = 1.1, num_return_sequences: int = 1,
              seed: Union[int, str, None] = None) -> tuple[str, Optional[int]]:
     """Stream (text, seed): the prompt and its continuation(s), and the seed that reproduces them."""
-    stream = pipelines.generate_text(prompt, model, max_new_tokens=max_new_tokens, temperature=temperature,
-                                     top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                                     num_return_sequences=num_return_sequences, seed=seed)
+    stream = adapters.generate(prompt, model, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
+                               num_return_sequences, seed)
     warn(stream.notices)
     yield prompt, stream.seed
     for text in stream:
@@ -65,16 +54,16 @@ def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = 100
 @edge
 def classify(text: str, model: Optional[str] = None) -> dict[str, float]:
     """Return every label of `text` with its probability, highest first."""
-    return pipelines.classify_text(text, model)
+    return adapters.classify(text, model)
 
 
 @gpu
 @edge
 def caption(image: FileData) -> tuple[str, str]:
-    """Return (Chinese caption, English caption) of an uploaded picture."""
-    result = pipelines.caption_image(file_path(image))
-    warn(result.notices)
-    return result.zh, result.en
+    """Return (caption, English caption): the caption in Chinese, or in English when translation failed."""
+    shown = adapters.caption(image)
+    warn(shown.notices)
+    return shown.caption, shown.english
 
 
 @gpu
@@ -82,7 +71,7 @@ def caption(image: FileData) -> tuple[str, str]:
 def story(caption: str, style: str = "温馨", length: int = 300, creativity: float = 5,
           language: str = "zh") -> str:
     """Stream a story about `caption` in `style`, about `length` characters (zh) or words (en)."""
-    stream = pipelines.write_story(caption, style, length, creativity, language)
+    stream = adapters.story(caption, style, length, creativity, language)
     warn(stream.notices)
     yield ""
     yield from stream
@@ -91,7 +80,7 @@ def story(caption: str, style: str = "温馨", length: int = 300, creativity: fl
 @edge
 def speak(text: str, language: str = "auto") -> FileData:
     """Return an audio file of `text` read aloud ("zh", "en" or "auto")."""
-    result = pipelines.synthesize_speech(text, language)
+    result = adapters.speak(text, language)
     warn(result.notices)
     return FileData(path=result.path)
 
@@ -102,11 +91,10 @@ def picture_story(image: FileData, style: str = "温馨", length: int = 300, cre
                   language: str = "zh") -> tuple[str, str, Optional[FileData]]:
     """Stream (caption, story, audio): the caption first, then the story, then the audio file."""
     warned = 0
-    for update in pipelines.picture_story(file_path(image), style, length, creativity, language):
-        warn(update.notices[warned:])
-        warned = len(update.notices)
-        audio = FileData(path=update.audio) if update.audio else None
-        yield update.caption.best if update.caption else "", update.story, audio
+    for shown in adapters.picture_story(image, style, length, creativity, language):
+        warn(shown.notices[warned:])
+        warned = len(shown.notices)
+        yield shown.caption, shown.story, FileData(path=shown.audio) if shown.audio else None
 
 
 def register() -> None:

@@ -8,7 +8,9 @@ import gradio as gr
 
 import pipelines
 from pipelines.inputs import normalize_messages
+from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE
 
+from . import adapters
 from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, t, usage_md
 
 EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）和 top-p 有什么区别？",
@@ -16,7 +18,7 @@ EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）
 
 
 def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict]]:
-    """Move the typed message into the chat; an empty box changes nothing."""
+    """Move the typed message into the chat; an empty box leaves the chat as it is and says what to do."""
     if not message or not message.strip():
         raise gr.Error("请先输入消息。 / Enter a message first.", print_exception=False)
     return "", list(history or []) + [{"role": "user", "content": message}]
@@ -31,8 +33,8 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
     if not messages or messages[-1]["role"] != "user":
         return
     shown = list(history)
-    stream = pipelines.chat(messages[-1]["content"], messages[:-1], system_prompt=system_prompt,
-                            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    stream = adapters.chat(messages[-1]["content"], messages[:-1], system_prompt, temperature, top_p,
+                           max_new_tokens)
     notes = notices_md(stream.notices)
     yield shown + [{"role": "assistant", "content": ""}], notes
     for text in stream:
@@ -70,11 +72,13 @@ def build() -> None:
         regenerate = gr.Button(t("md_regenerate"), elem_id="chat-regenerate")
         undo_btn = gr.Button(t("md_undo"), elem_id="chat-undo")
         clear = gr.Button(t("md_clear"), elem_id="chat-clear")
-    with gr.Accordion(t("md_settings"), open=False):
+    with gr.Accordion(t("md_settings"), open=False, elem_id="chat-settings"):
         system = gr.Textbox(label=t("md_system_prompt"), value=pipelines.DEFAULT_SYSTEM_PROMPT, lines=2)
-        temperature = gr.Slider(0, 2, value=0.7, step=0.05, label=t("md_temperature"), info=t("md_temperature_info"))
-        top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label=t("md_top_p"), info=t("md_top_p_info"))
-        max_new = gr.Slider(16, 1024, value=512, step=16, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"))
+        temperature = gr.Slider(*TEMPERATURE_RANGE, value=0.7, step=0.05, label=t("md_temperature"),
+                                info=t("md_temperature_info"))
+        top_p = gr.Slider(*TOP_P_RANGE, value=0.9, step=0.01, label=t("md_top_p"), info=t("md_top_p_info"))
+        max_new = gr.Slider(16, 1024, value=512, step=16, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"),
+                            elem_id="chat-max-new")
     examples([[e] for e in EXAMPLES], [box], ["示例 Example"])
 
     settings = [chatbot, system, temperature, top_p, max_new]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-import pipelines
 from pipelines import registry
 
+from . import adapters
 from .common import CLASSIFIER, edge, examples, gpu, t
 
 EXAMPLES = ["这家店的服务太好了，下次还来！", "快递太慢了，包装也破了，很失望。",
@@ -17,7 +17,7 @@ EXAMPLES = ["这家店的服务太好了，下次还来！", "快递太慢了，
 @edge
 def run(text: str, model: str) -> dict[str, float]:
     """Return every label with its probability."""
-    return pipelines.classify_text(text, model)
+    return adapters.classify(text, model)
 
 
 def build() -> None:

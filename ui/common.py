@@ -129,7 +129,8 @@ ZH = {
     "md_max_new_tokens": "最多生成词元数", "md_max_new_tokens_info": "回答/续写最多生成多少个词元（token）。",
     "md_repetition_penalty": "重复惩罚", "md_repetition_penalty_info": "大于 1 时降低已出现词的概率，减少车轱辘话。",
     "md_num_sequences": "生成条数", "md_num_sequences_info": "用同一提示一次生成几段不同的续写。",
-    "md_seed": "随机种子", "md_seed_info": "留空 = 随机；填上用过的种子可以复现同样的结果。",
+    "md_seed": "随机种子", "md_seed_info": "留空 = 每次随机（用到的种子显示在结果下方）；填入那个种子可以复现同样的结果。",
+    "md_seed_ph": "🎲 留空 = 每次随机", "md_seed_reuse": "♻️ 复用上次的种子", "md_seed_random": "🎲 改回每次随机",
     "md_prompt": "提示文本（开头）", "md_prompt_ph": "写一个开头，模型接着往下写", "md_generate": "🚀 生成",
     "md_model": "模型", "md_output": "生成结果", "md_examples": "示例",
     "md_text": "文本", "md_text_ph": "输入一段评论或句子", "md_classify": "🏷️ 分类", "md_labels": "各标签得分",
@@ -157,7 +158,10 @@ EN = {
     "md_repetition_penalty": "Repetition penalty", "md_repetition_penalty_info": "Above 1 makes repeated words less "
                                                                            "likely.",
     "md_num_sequences": "Number of sequences", "md_num_sequences_info": "How many different continuations to write.",
-    "md_seed": "Seed", "md_seed_info": "Empty = random; reuse a shown seed to reproduce a result.",
+    "md_seed": "Seed", "md_seed_info": "Empty = a new random seed each time (shown under the output); enter that "
+                                       "seed to reproduce the result.",
+    "md_seed_ph": "🎲 empty = random each time", "md_seed_reuse": "♻️ Reuse last seed",
+    "md_seed_random": "🎲 Back to random",
     "md_prompt": "Prompt (the beginning)", "md_prompt_ph": "Write a beginning; the model continues it",
     "md_generate": "🚀 Generate", "md_model": "Model", "md_output": "Output", "md_examples": "Examples",
     "md_text": "Text", "md_text_ph": "Type a review or a sentence", "md_classify": "🏷️ Classify", "md_labels": "Scores",

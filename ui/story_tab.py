@@ -7,10 +7,10 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-import pipelines
 from pipelines import STYLES
+from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
 
-from .api import file_path
+from . import adapters
 from .common import CAPTIONER, LLM, SPEECH, concurrency_limit, edge, examples, gpu, notices_md, picture_input, t
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
@@ -24,27 +24,23 @@ LANGUAGE_CHOICES = [("中文", "zh"), ("English", "en")]
 def run_all(image: Any, style: str, length: int, creativity: float,
             language: str) -> Iterator[tuple[str, str, str, Any, str]]:
     """Caption, then story, then audio, each yielded as soon as it exists."""
-    notes: list[str] = []
-    for update in pipelines.picture_story(file_path(image), style, length, creativity, language):
-        notes = update.notices
-        caption = update.caption
-        yield (caption.best if caption else "", caption.en if caption else "", update.story, update.audio,
-               notices_md(notes))
+    for shown in adapters.picture_story(image, style, length, creativity, language):
+        yield shown.caption, shown.english, shown.story, shown.audio, notices_md(shown.notices)
 
 
 @gpu
 @edge
 def caption_only(image: Any) -> tuple[str, str, str]:
     """Caption the picture without writing a story."""
-    result = pipelines.caption_image(file_path(image))
-    return result.best, result.en, notices_md(result.notices)
+    shown = adapters.caption(image)
+    return shown.caption, shown.english, notices_md(shown.notices)
 
 
 @gpu
 @edge
 def rewrite(caption: str, style: str, length: int, creativity: float, language: str) -> Iterator[tuple[str, str]]:
     """Write a new story from the (possibly edited) caption, keeping the picture's caption as is."""
-    stream = pipelines.write_story(caption, style, length, creativity, language)
+    stream = adapters.story(caption, style, length, creativity, language)
     notes = notices_md(stream.notices)
     for text in stream:
         yield text, notes
@@ -53,7 +49,7 @@ def rewrite(caption: str, style: str, length: int, creativity: float, language: 
 @edge
 def revoice(story: str, language: str) -> tuple[str, str]:
     """Read the (possibly edited) story aloud again."""
-    speech = pipelines.synthesize_speech(story, language)
+    speech = adapters.speak(story, language)
     return speech.path, notices_md(speech.notices)
 
 
@@ -64,8 +60,8 @@ def build() -> None:
             image = picture_input(label=t("md_image"), height=280, elem_id="story-image")
             style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value="温馨",
                                 label=t("md_style"), elem_id="story-style")
-            length = gr.Slider(50, 1000, value=300, step=10, label=t("md_length"), elem_id="story-length")
-            creativity = gr.Slider(0, 10, value=5, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
+            length = gr.Slider(MIN_LENGTH, MAX_LENGTH, value=300, step=10, label=t("md_length"), elem_id="story-length")
+            creativity = gr.Slider(MIN_CREATIVITY, MAX_CREATIVITY, value=5, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
             language = gr.Radio(LANGUAGE_CHOICES, value="zh", label=t("md_language"), elem_id="story-language")
             go = gr.Button(t("md_run_all"), variant="primary", size="lg", elem_id="story-run")
             with gr.Row():
