@@ -15,7 +15,9 @@ from .picture_story import PictureStoryUpdate, picture_story
 from .registry import get_model, loaded_models, model_names, preload
 from .speech import Speech, synthesize_speech
 from .story import STYLES, write_story
-from .streaming import SamplingParams, TextStream, Usage
+from .decoding import Usage
+from .sampling import SamplingParams
+from .streaming import TextStream
 from .textgen import generate_text
 
 __all__ = [

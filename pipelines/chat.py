@@ -6,8 +6,8 @@ from typing import Any
 
 from .inputs import clean_text, normalize_messages, number, seed as parse_seed
 from .llm import chat_backend, max_new_tokens_cap
-from .sampling import TEMPERATURE_RANGE, TOP_P_RANGE
-from .streaming import SamplingParams, TextStream
+from .sampling import TEMPERATURE_RANGE, TOP_P_RANGE, SamplingParams
+from .streaming import TextStream
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人的助手。"
 

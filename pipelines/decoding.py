@@ -3,7 +3,8 @@
 A ``DecodeBatch`` holds the rows being generated with one model: their KV cache, attention mask and
 positions. ``step()`` runs one forward pass for every row at once (decoding a small LLM on a CPU is bound
 by reading the weights, so four rows cost little more than one), picks each row's next token with its own
-request's settings and ``torch.Generator`` (a seed reproduces a text whatever else shares the batch),
+request's settings and ``torch.Generator`` (other rows' draws never shift its own; see ``sampling.py`` for
+when int8 makes the batch matter),
 hands the tokens to each request's queue, and drops the rows that are finished or cancelled: Stop halts
 the computation, and a finished request stops costing anything. ``admit()`` prefills new requests on
 their own and merges their cache into the running one, left-padded, so a request that arrives while
@@ -80,7 +81,8 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return {e for e in (eos if isinstance(eos, list) else [eos]) if e is not None}
 
 
-def _tokenizer(loaded: Any) -> Any:
+def tokenizer_of(loaded: Any) -> Any:
+    """The text tokenizer of a loaded model (a processor's own tokenizer, or the tokenizer itself)."""
     return getattr(loaded.processor, "tokenizer", loaded.processor)
 
 
@@ -93,7 +95,7 @@ class DecodeBatch:
 
     def __init__(self, loaded: Any, *, reuse_prefixes: bool = False) -> None:
         self.model, self.device = loaded.model, loaded.device
-        tokenizer = _tokenizer(loaded)
+        tokenizer = tokenizer_of(loaded)
         self.eos = _eos_ids(self.model, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad = pad if pad is not None else min(self.eos, default=0)

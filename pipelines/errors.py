@@ -1,7 +1,8 @@
 """The exceptions a user can act on.
 
 Every message is bilingual (Chinese first) and says what to do next. The UI edge turns a
-``PipelineError`` into ``gradio.Error`` unchanged; nothing else in the app invents messages.
+``PipelineError`` into ``gradio.Error`` unchanged. The UI writes only messages about its own
+widgets (an empty chat box, an upload gradio cannot open, an unexpected error).
 
     PipelineError
     ├── InvalidInputError       the request itself is wrong: fix the input

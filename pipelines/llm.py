@@ -13,7 +13,8 @@ from typing import Any, Protocol
 from . import registry
 from .inputs import env_int
 from .batching import batcher_for
-from .streaming import SamplingParams, TextStream
+from .sampling import SamplingParams
+from .streaming import TextStream
 from .windows import model_window
 
 

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import hub
 from .devices import device_and_dtype, quantization
 from .engine import engine, in_own_thread
 from .errors import InvalidInputError, ModelUnavailableError
@@ -79,10 +80,6 @@ class ModelSpec:
     @property
     def key(self) -> tuple[str, str, str | None]:
         return (self.task, self.source, self.revision)
-
-    @property
-    def is_local(self) -> bool:
-        return os.path.isdir(self.source)
 
 
 def _parse_entry(role: str, entry: str, defaults: RoleDefaults) -> ModelSpec:
@@ -180,6 +177,7 @@ def _short_reason(exc: BaseException) -> str:
 
 
 def _load(spec: ModelSpec) -> LoadedModel:
+    hub.install()  # an unreachable Hub fails in seconds, not after minutes of retries
     device, dtype = device_and_dtype()
     load_processor, load_model = _load_classes(spec.task)
     common = {"revision": spec.revision, "trust_remote_code": _trust_remote_code()}

@@ -8,7 +8,8 @@ from typing import Any, Iterator
 
 from .inputs import choice, clean_text, language as parse_language, number, seed as parse_seed
 from .llm import chat_backend, max_new_tokens_cap
-from .streaming import SamplingParams, TextStream
+from .sampling import SamplingParams
+from .streaming import TextStream
 
 # The reference app's eleven styles, plus a fable; each with its English name.
 STYLES: dict[str, str] = {

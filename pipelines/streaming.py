@@ -15,12 +15,10 @@ import re
 import threading
 from typing import Any, Callable, Iterator
 
-from .decoding import END_OF_STREAM, Request, Usage, _tokenizer
+from .decoding import END_OF_STREAM, Request, Usage, tokenizer_of
 from .errors import PipelineError
-from .sampling import SamplingParams, resolve_seed
 
-__all__ = ["SamplingParams", "TextStream", "Usage", "consume", "has_cjk", "remove_cjk_spaces",
-           "resolve_seed", "spaces_between_cjk"]
+__all__ = ["TextStream", "consume", "has_cjk", "remove_cjk_spaces", "spaces_between_cjk"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +88,7 @@ class TextStream:
 def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
             render: Callable[[list[str]], str] | None = None) -> TextStream:
     """Return the stream of ``request``'s decoded texts as its tokens arrive."""
-    tokenizer = _tokenizer(loaded)
+    tokenizer = tokenizer_of(loaded)
     if "cjk_spaces" not in loaded.extras:
         loaded.extras["cjk_spaces"] = spaces_between_cjk(tokenizer)
     clean = remove_cjk_spaces if loaded.extras["cjk_spaces"] else (lambda s: s)

@@ -6,8 +6,9 @@ from . import registry
 from .errors import InvalidInputError
 from .inputs import clean_text, env_int, number, seed as parse_seed
 from .batching import stream_generate
-from .sampling import REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE
-from .streaming import SamplingParams, TextStream
+from .sampling import (REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE,
+                       SamplingParams)
+from .streaming import TextStream
 from .windows import model_window
 
 MAX_SEQUENCES = 8

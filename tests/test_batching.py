@@ -10,7 +10,7 @@ import pytest
 import pipelines as p
 from pipelines import registry
 from pipelines.batching import batcher_for
-from pipelines.streaming import SamplingParams
+from pipelines.sampling import SamplingParams
 
 
 def _prompt(text: str) -> list[int]:

@@ -12,7 +12,8 @@ import torch
 from pipelines import registry
 from pipelines.batching import Batcher, stream_generate
 from pipelines.engine import engine
-from pipelines.streaming import SamplingParams, remove_cjk_spaces, spaces_between_cjk
+from pipelines.sampling import SamplingParams
+from pipelines.streaming import remove_cjk_spaces, spaces_between_cjk
 
 
 class ScriptedModel(torch.nn.Module):
