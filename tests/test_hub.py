@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,54 @@ def test_an_unknown_host_is_remembered_for_a_minute_then_tried_again():
         transport.handle_request(request)
     assert inner.attempts == 2  # after the minute, the Hub is tried again
     hub.forget()
+
+
+LEAK_SCRIPT = """
+import logging
+logging.basicConfig(level=logging.DEBUG)
+from pipelines import ModelUnavailableError, registry
+from ui.about_tab import status_markdown
+
+try:
+    registry.get_model("captioner")
+except ModelUnavailableError as exc:
+    print("ERROR:", exc)
+print("STATUS:", status_markdown())
+"""
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """A Hub stand-in that records every request's path and Authorization header, and has no models."""
+
+    seen: list[tuple[str, str]] = []
+
+    def _answer(self) -> None:
+        Recorder.seen.append((self.path, self.headers.get("Authorization", "")))
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(b'{"error": "Repository not found"}')
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, *_):  # keep the test output clean
+        pass
+
+
+def test_the_token_is_sent_to_the_hub_but_never_shown_or_logged(tmp_path):
+    secret = "hf_TopSecretToken1234567890"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update({"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_HOME": str(tmp_path / "hf"),
+                "HF_TOKEN": secret, "MODELDECK_CAPTION_MODEL": "someone/gated-model"})
+    try:
+        done = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=240)
+    finally:
+        server.shutdown()
+    assert "ERROR:" in done.stdout and "someone/gated-model" in done.stdout, done.stderr[-3000:]
+    assert any(auth == f"Bearer {secret}" for _, auth in Recorder.seen)  # the token really was used
+    assert secret not in done.stdout and secret not in done.stderr  # not in the message, the page or the logs
