@@ -55,7 +55,13 @@ def get(name: str) -> Any:
     try:
         return setting.parse(raw)
     except Bad as exc:
-        raise ConfigError(name, "***" if setting.secret else raw, exc.zh, exc.en, setting.example) from None
+        raise ConfigError(name, "***" if setting.secret else redact(raw), exc.zh, exc.en, setting.example) from None
+
+
+def redact(text: str) -> str:
+    """``text`` with any password in a URL and any key-like query value replaced by ``***``."""
+    text = re.sub(r"://[^/@\s#]*@", "://***@", text)
+    return re.sub(r"(?i)\b((?:api[_-]?key|key|token|access[_-]?token|password)=)[^&#,\s]*", r"\1***", text)
 
 
 def check_all() -> None:

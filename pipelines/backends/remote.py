@@ -118,8 +118,7 @@ class Remote:
 
         with self._lock:
             if self._client is None:
-                timeout = settings.get("MODELDECK_REMOTE_TIMEOUT")
-                self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=timeout), follow_redirects=False)
+                self._client = httpx.Client(follow_redirects=False)  # timeouts: per request, from the setting
             return self._client
 
     def headers(self) -> dict[str, str]:
@@ -157,8 +156,9 @@ class Remote:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                extra = {"timeout": httpx.Timeout(timeout)} if timeout is not None else {}
-                request = self.client().build_request(method, url, json=body, headers=self.headers(), **extra)
+                wait = settings.get("MODELDECK_REMOTE_TIMEOUT") if timeout is None else timeout
+                request = self.client().build_request(method, url, json=body, headers=self.headers(),
+                                                      timeout=httpx.Timeout(wait))
                 response = self.client().send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if last:
@@ -208,6 +208,7 @@ def sse_events(response: Any, remote: Remote) -> Iterator[dict[str, Any]]:
     """Yield each JSON event of a server-sent-events stream until ``[DONE]``; an error event raises."""
     import httpx
 
+    ended = False  # a finish reason or usage arrived: a missing [DONE] after it is harmless
     try:
         for line in response.iter_lines():
             if not line.startswith("data:"):
@@ -225,12 +226,17 @@ def sse_events(response: Any, remote: Remote) -> Iterator[dict[str, Any]]:
                     raise too_long_error(remote.name, message)
                 raise PipelineError(f"远程模型 {remote.name} 生成时出错：{message}",
                                     f"The remote model {remote.name} failed while generating: {message}")
+            ended = ended or bool(event.get("usage")) or any(
+                isinstance(c, dict) and c.get("finish_reason") for c in event.get("choices") or [])
             yield event
+        if not ended:
+            raise httpx.RemoteProtocolError("the stream ended before the reply did")
     except httpx.TimeoutException:
         raise PipelineError(
-            f"远程模型 {remote.name} 中途停止发送（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无新内容）。已显示收到的部分。",
+            f"远程模型 {remote.name} 中途停止发送（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无新内容，"
+            "MODELDECK_REMOTE_TIMEOUT）。已显示收到的部分。",
             f"The remote model {remote.name} stopped sending (nothing for "
-            f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s); what arrived is shown.") from None
+            f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT); what arrived is shown.") from None
     except httpx.HTTPError as exc:
         raise PipelineError(f"与远程模型 {remote.name} 的连接中断（{type(exc).__name__}）。",
                             f"The connection to the remote model {remote.name} broke ({type(exc).__name__}).") from None
