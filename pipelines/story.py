@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from .backends import chat_backend, max_new_tokens_cap
 from .inputs import choice, clean_text, language as parse_language, number, seed as parse_seed
-from .llm import chat_backend, max_new_tokens_cap
 from .sampling import SamplingParams
 from .streaming import TextStream
 

@@ -10,7 +10,8 @@ import pipelines
 def test_all_matches_what_pipelines_exports():
     exported = {name for name, value in vars(pipelines).items()
                 if not name.startswith("_") and not isinstance(value, types.ModuleType)}
-    assert sorted(pipelines.__all__) == sorted(exported)
+    listed_modules = {name for name in pipelines.__all__ if isinstance(getattr(pipelines, name), types.ModuleType)}
+    assert sorted(set(pipelines.__all__) - listed_modules) == sorted(exported)  # a listed module is its own API
     assert len(set(pipelines.__all__)) == len(pipelines.__all__)
 
 

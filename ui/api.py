@@ -45,9 +45,11 @@ def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = 100
     stream = adapters.generate(prompt, model, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
                                num_return_sequences, seed)
     warn(stream.notices)
+    shown = len(stream.notices)
     yield prompt, stream.seed
     for text in stream:
         yield text, stream.seed
+    warn(stream.notices[shown:])  # what the backend found out while generating (settings it ignored)
 
 
 @gpu
