@@ -37,7 +37,8 @@ def client(url, tmp_path_factory):
 ])
 def test_huge_and_odd_text_is_cut_not_crashed(client, args, api_name):
     result = client.predict(*args, api_name=api_name)
-    assert result if api_name != "/generate" else result[0].startswith("你好")  # an answer, not an error
+    text = result[0] if api_name == "/generate" else result
+    assert text and (api_name != "/generate" or len(text) < len(HUGE))  # an answer (a cut prompt), not an error
 
 
 @pytest.mark.parametrize("make", [lambda: pipelines.chat(HUGE, max_new_tokens=8),
