@@ -7,15 +7,16 @@ transformers than the app). Without that venv the vLLM tests skip with the reaso
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +93,18 @@ class Server:
         self._log.close()
 
 
+@contextlib.contextmanager
+def running(command: list[str], port: int, log: Path, *, env: dict[str, str] | None = None,
+            health: str = "/health", ready_within: float = 180) -> Iterator[str]:
+    """Start ``command`` (which listens on ``port``); yield its base URL once ``health`` answers 200; stop it after."""
+    server = Server(command[0], command, port=port, log_path=log, env=env)
+    try:
+        server.wait_healthy(ready_within, health)
+        yield server.base
+    finally:
+        server.stop()
+
+
 def start_vllm(model_dir: Path, served_name: str, log_dir: Path, *, pooling: bool = False) -> Server:
     """Start vLLM's OpenAI server on ``model_dir`` (CPU, bfloat16, 512 positions, 1 GiB KV cache); not yet ready."""
     venv = vllm_venv()
@@ -128,13 +141,3 @@ class VllmServers:
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
-
-
-if __name__ == "__main__":  # a manual check: python tests/servers.py MODEL_DIR NAME [pooling]
-    server = start_vllm(Path(sys.argv[1]), sys.argv[2], Path("/tmp"), pooling="pooling" in sys.argv[3:])
-    try:
-        server.wait_healthy()
-        print("ready at", server.base)
-        input("press Enter to stop")
-    finally:
-        server.stop()

@@ -1,0 +1,186 @@
+"""Edge cases a real server rarely shows on demand, through a small loopback fake that records what it gets:
+429 with Retry-After, 503 then success, a stream that breaks or stalls, an unknown model, trimming through
+``/tokenize``, vLLM's ``/classify``, and the key reaching the server but nothing else.
+
+The normal paths are tested against a real server in ``test_remote_serve.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import pytest
+
+import pipelines as p
+from pipelines import InvalidInputError, ModelUnavailableError, PipelineError, RemoteBusyError
+
+SECRET = "sk-TopSecretKey987654321"
+
+
+class Fake:
+    """A loopback server whose answers the test sets per path; every request is recorded."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.routes: dict[str, Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]] = {}
+        self.release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def handle_any(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                route = fake.routes.get(self.path)
+                if route is None:
+                    return self.reply(404, {"error": {"message": f"no route {self.path}"}})
+                route(self, body)
+
+            do_GET = do_POST = handle_any
+
+            def reply(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+                payload = json.dumps(data).encode()
+                self.send_response(status)
+                for key, value in {"content-type": "application/json", **(headers or {})}.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def sse(self, events: list[Any], *, then: Callable[[], None] | None = None) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                if then:
+                    then()
+                    return
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def chunk(text: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    server = Fake()
+    server.routes["/v1/models"] = lambda h, b: h.reply(200, {"data": [{"id": "m", "max_model_len": 256}]})
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", f"Fake=openai:{server.url}/v1#m")
+    monkeypatch.setenv("MODELDECK_OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("MODELDECK_REMOTE_RETRIES", "2")
+    yield server
+    server.close()
+
+
+def test_429_says_how_long_to_wait_and_the_key_is_sent_but_never_shown(fake, caplog):
+    from ui.about_tab import status_markdown
+
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.reply(429, {"error": {"message": "slow down"}},
+                                                                {"retry-after": "17"})
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(RemoteBusyError) as err:
+        p.chat("你好", max_new_tokens=4)
+    assert err.value.retry_after == 17 and "17" in err.value.zh and "17 s" in err.value.en
+    assert all(r["headers"].get("Authorization") == f"Bearer {SECRET}" for r in fake.requests)
+    assert [r["path"] for r in fake.requests].count("/v1/chat/completions") == 1  # a 429 is not retried
+    page = status_markdown()
+    for shown in (str(err.value), caplog.text, page, json.dumps([r["body"] for r in fake.requests])):
+        assert SECRET not in shown
+    assert fake.url in page and "❌" in page  # the last call failed, and says so
+
+
+def test_retries_happen_before_the_first_token_only(fake):
+    answers = iter([503, 200])
+
+    def flaky(h, body):
+        if next(answers) == 503:
+            return h.reply(503, {"error": "warming up"})
+        h.sse([chunk("你"), chunk("好"), {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}])
+    fake.routes["/v1/chat/completions"] = flaky
+    stream = p.chat("hi", max_new_tokens=4)
+    assert stream.collect() == "你好"
+    assert stream.usage.prompt_tokens == 9 and stream.usage.completion_tokens == 2
+    assert [r["path"] for r in fake.requests].count("/v1/chat/completions") == 2
+
+    def breaks(h, body):  # one token, then the connection drops: never resent
+        h.sse([chunk("半")], then=lambda: h.connection.close())
+    fake.routes["/v1/chat/completions"] = breaks
+    fake.requests.clear()
+    stream = p.chat("hi", max_new_tokens=4)
+    seen = []
+    with pytest.raises(PipelineError):
+        for text in stream:
+            seen.append(text)
+    assert seen == ["半"]
+    assert [r["path"] for r in fake.requests].count("/v1/chat/completions") == 1
+
+
+def test_a_stalled_stream_times_out(fake, monkeypatch):
+    monkeypatch.setenv("MODELDECK_REMOTE_TIMEOUT", "0.5")
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk("a")], then=lambda: fake.release.wait(30))
+    stream = p.chat("hi", max_new_tokens=4)
+    with pytest.raises(PipelineError) as err:
+        stream.collect()
+    assert "0.5 s" in str(err.value) and "MODELDECK_REMOTE_TIMEOUT" in str(err.value)
+    fake.release.set()
+
+
+def test_an_unknown_model_names_the_variable(fake):
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.reply(404, {"error": {"message": "The model `m` does not "
+                                                                                        "exist."}})
+    with pytest.raises(ModelUnavailableError) as err:
+        p.chat("hi", max_new_tokens=4)
+    assert "MODELDECK_CHAT_MODEL" in str(err.value) and "does not exist" in str(err.value)
+
+
+def test_a_too_long_answer_becomes_a_clear_message(fake):
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.reply(400, {"error": {"message": "This model's maximum "
+                                                                                        "context length is 256"}})
+    with pytest.raises(InvalidInputError) as err:
+        p.chat("hi", max_new_tokens=4)
+    assert "clear the chat" in str(err.value) and "256" in str(err.value)
+
+
+def test_history_is_trimmed_with_the_servers_tokenizer(fake):
+    fake.routes["/tokenize"] = lambda h, b: h.reply(200, {"count": sum(len(m["content"]) for m in b["messages"])})
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk("ok")])
+    history = []
+    for i in range(6):
+        history += [{"role": "user", "content": f"q{i} " + "x" * 40}, {"role": "assistant", "content": "y" * 40}]
+    stream = p.chat("last question", history, max_new_tokens=100, system_prompt="")
+    assert stream.collect() == "ok"
+    sent = fake.requests[-1]["body"]["messages"]
+    assert sent[-1]["content"] == "last question" and len(sent) < len(history) + 1
+    assert sum(len(m["content"]) for m in sent) <= 256 - 100  # the window from /v1/models, less the reply
+    assert any("oldest" in n for n in stream.notices)
+
+
+def test_vllm_classify(fake, monkeypatch):
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", f"Remote cls=openai:{fake.url}/v1#cls")
+    fake.routes["/classify"] = lambda h, b: h.reply(200, {"data": [
+        {"index": i, "label": "positive", "probs": [0.2, 0.8], "num_classes": 2} for i, _ in enumerate(b["input"])]})
+    scores = p.classify_text("很好")
+    assert scores == {"正面 positive": 0.8, "类别 0 (class 0)": 0.2}
+    assert fake.requests[-1]["body"] == {"model": "cls", "input": ["很好"]}
