@@ -184,3 +184,12 @@ def test_vllm_classify(fake, monkeypatch):
     scores = p.classify_text("很好")
     assert scores == {"正面 positive": 0.8, "类别 0 (class 0)": 0.2}
     assert fake.requests[-1]["body"] == {"model": "cls", "input": ["很好"]}
+
+
+def test_the_servers_tokenizer_is_probed_once_then_asked_once_per_chat(fake):
+    fake.routes["/tokenize"] = lambda h, b: h.reply(200, {"count": 5})
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk("ok")])
+    p.chat("first", max_new_tokens=4).collect()
+    asked = sum(r["path"] == "/tokenize" for r in fake.requests)
+    assert p.chat("second", max_new_tokens=4).collect() == "ok"
+    assert sum(r["path"] == "/tokenize" for r in fake.requests) == asked + 1  # counting only, no probe: one less round trip
