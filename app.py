@@ -18,7 +18,7 @@ os.environ.setdefault("HF_XET_HIGH_PERFORMANCE", "1")
 
 import gradio as gr  # noqa: E402
 
-from pipelines import ConfigError, preload, settings  # noqa: E402
+from pipelines import ConfigError, backends, preload, settings  # noqa: E402
 from pipelines.images import use_own_pixel_limit  # noqa: E402
 from ui import about_tab, api, chat_tab, classify_tab, story_tab, textgen_tab  # noqa: E402
 from ui.common import I18N, t  # noqa: E402
@@ -52,6 +52,7 @@ def check_settings() -> None:
     """Stop with the message that names a malformed ``MODELDECK_*`` value and shows a correct one."""
     try:
         settings.check_all()
+        backends.check_roles()
     except ConfigError as exc:
         raise SystemExit(f"ModelDeck cannot start / 无法启动: {exc}") from None
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 import pipelines as p
-from pipelines import InvalidInputError, ModelUnavailableError, PipelineError, RemoteBusyError
+from pipelines import InvalidInputError, ModelUnavailableError, PipelineError, RemoteBusyError, backends
 
 SECRET = "sk-TopSecretKey987654321"
 
@@ -38,8 +38,13 @@ class Fake:
 
             def handle_any(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:  # an uploaded picture
+                    body = {"bytes": len(raw)}
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                fake.requests.append({"path": self.path, "headers": headers, "body": body})
                 route = fake.routes.get(self.path)
                 if route is None:
                     return self.reply(404, {"error": {"message": f"no route {self.path}"}})
@@ -103,7 +108,7 @@ def test_429_says_how_long_to_wait_and_the_key_is_sent_but_never_shown(fake, cap
     with pytest.raises(RemoteBusyError) as err:
         p.chat("你好", max_new_tokens=4)
     assert err.value.retry_after == 17 and "17" in err.value.zh and "17 s" in err.value.en
-    assert all(r["headers"].get("Authorization") == f"Bearer {SECRET}" for r in fake.requests)
+    assert all(r["headers"].get("authorization") == f"Bearer {SECRET}" for r in fake.requests)
     assert [r["path"] for r in fake.requests].count("/v1/chat/completions") == 1  # a 429 is not retried
     page = status_markdown()
     for shown in (str(err.value), caplog.text, page, json.dumps([r["body"] for r in fake.requests])):
@@ -184,6 +189,54 @@ def test_vllm_classify(fake, monkeypatch):
     scores = p.classify_text("很好")
     assert scores == {"正面 positive": 0.8, "类别 0 (class 0)": 0.2}
     assert fake.requests[-1]["body"] == {"model": "cls", "input": ["很好"]}
+
+
+@pytest.fixture
+def online(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)  # the "endpoints" are on loopback
+
+
+def test_hf_endpoint_tasks_classify_caption_translate(fake, online, monkeypatch):
+    """hf: entries naming an endpoint URL: the Inference API's {"inputs", "parameters"} shapes (no TGI here)."""
+    monkeypatch.setenv("HF_TOKEN", "hf_NeverShownToken42")
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", f"HF cls=hf:{fake.url}/cls")
+    monkeypatch.setenv("MODELDECK_CAPTION_MODEL", f"HF cap=hf:{fake.url}/cap")
+    monkeypatch.setenv("MODELDECK_TRANSLATE_MODEL", f"HF mt=hf:{fake.url}/mt")
+    fake.routes["/cls"] = lambda h, b: h.reply(200, [[{"label": "POSITIVE", "score": 0.9},
+                                                      {"label": "NEGATIVE", "score": 0.1}]])
+    fake.routes["/cap"] = lambda h, b: h.reply(200, [{"generated_text": "a cat on a chair"}])
+    fake.routes["/mt"] = lambda h, b: h.reply(200, [{"translation_text": "椅子上的猫"}])
+    assert p.classify_text("great") == {"正面 positive": 0.9, "负面 negative": 0.1}
+    from pathlib import Path
+
+    caption = p.caption_image(str(Path(__file__).resolve().parent.parent / "example_images" / "cat.jpg"))
+    assert (caption.en, caption.zh) == ("a cat on a chair", "椅子上的猫")
+    assert fake.requests[-1]["body"]["inputs"] == "a cat on a chair"
+    assert all(r["headers"].get("authorization") == "Bearer hf_NeverShownToken42" for r in fake.requests)
+
+
+def test_hf_text_generation_streams_tgi_tokens(fake, online, monkeypatch):
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"HF gen=hf:{fake.url}/gen")
+    # A server decoding a WordPiece vocabulary (GPT-2 Chinese) puts spaces between characters: removed as locally.
+    tokens = [{"token": {"id": i, "text": t, "logprob": 0.0, "special": False}, "generated_text": None,
+               "details": None} for i, t in enumerate(["你 ", "好 ", "天 ", "气 ", "很 ", "好"])]
+    tokens[-1]["details"] = {"finish_reason": "length", "generated_tokens": 6}
+    fake.routes["/gen"] = lambda h, b: h.sse(tokens)
+    stream = p.generate_text("今天", max_new_tokens=6, num_return_sequences=2, seed=5)
+    assert stream.collect() == "今天你好天气很好"
+    assert fake.requests[-1]["body"]["parameters"]["seed"] == 5
+    assert any("num_return_sequences=2" in n for n in stream.notices)
+
+
+def test_a_remote_entry_in_a_role_its_scheme_cannot_serve_stops_start_up(monkeypatch):
+    from pipelines import ConfigError
+
+    monkeypatch.setenv("MODELDECK_CAPTION_MODEL", "openai:http://127.0.0.1:9/v1#blip")
+    with pytest.raises(ConfigError) as err:
+        backends.check_roles()
+    assert "MODELDECK_CAPTION_MODEL" in str(err.value) and "hf:" in str(err.value)
 
 
 def test_the_servers_tokenizer_is_probed_once_then_asked_once_per_chat(fake):

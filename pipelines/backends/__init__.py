@@ -59,6 +59,24 @@ def _pick(role: str, name: str | None, local: Callable[[Any], Any], openai: str,
     return getattr(module, kind)(remote)
 
 
+# Which remote schemes can serve each role (captions and translations have no OpenAI-compatible endpoint).
+SCHEMES = {"chat": {"openai", "hf"}, "story": {"openai", "hf"}, "textgen": {"openai", "hf"},
+           "classifier": {"openai", "hf"}, "captioner": {"hf"}, "translator": {"hf"}}
+
+
+def check_roles() -> None:
+    """Raise ``ConfigError`` for a remote entry in a role its scheme cannot serve (start-up check)."""
+    from ..errors import ConfigError
+
+    for role, schemes in SCHEMES.items():
+        for spec in registry.specs(role):
+            if spec.is_remote and spec.entry is not None and spec.entry.scheme not in schemes:
+                raise ConfigError(spec.variable, f"{spec.entry.scheme}:…", f"{spec.entry.scheme}: 条目不能用于这个角色",
+                                  f"{spec.entry.scheme}: entries cannot serve this role",
+                                  "hf:Salesforce/blip-image-captioning-base" if role == "captioner"
+                                  else "hf:Helsinki-NLP/opus-mt-en-zh")
+
+
 def chat_backend(role: str = "chat") -> ChatBackend:
     """Return the backend that serves ``role`` ("chat" or "story")."""
     from .local import LocalChatBackend

@@ -135,11 +135,12 @@ class Remote:
             return RemoteBusyError(self.name, retry_after(headers))
         if status in (401, 403):
             return self.unavailable(f"HTTP {status}: the server refused the key; check {self.api_key_setting}")
-        if status == 404 or (status == 400 and self.model and self.model in message):
+        if status in (400, 413, 422) and is_too_long(message):
+            return too_long_error(self.name, message)
+        quoted = self.model and any(f"{q}{self.model}{q}" in message for q in "'\"`")
+        if status == 404 or (status == 400 and quoted):
             return self.unavailable(f"HTTP {status}: {message}")  # the server does not serve this model
         if status in (400, 413, 422):
-            if is_too_long(message):
-                return too_long_error(self.name, message)
             return InvalidInputError(f"远程模型 {self.name} 拒绝了这个请求：{message}",
                                      f"The remote model {self.name} refused the request: {message}")
         if status in RETRY_STATUSES:
