@@ -7,9 +7,10 @@ Every message is bilingual (Chinese first) and says what to do next. The UI edge
     ├── InvalidInputError       the request itself is wrong: fix the input
     ├── ModelUnavailableError   a model could not be downloaded or loaded
     │   └── RemoteUnavailableError   a remote server is down or does not serve the model
-    ├── RemoteBusyError         a remote server said 429 (too many requests), with its wait
     ├── SpeechUnavailableError  no text-to-speech engine could produce audio
     ├── StorageError            the audio folder is full or cannot be written
+    ├── BusyError               too many requests of this kind are waiting: come back later
+    │   └── RemoteBusyError     a remote server said 429 (too many requests), with its wait
     └── ConfigError             a MODELDECK_* setting is malformed (start-up stops with it)
 """
 
@@ -51,6 +52,10 @@ class StorageError(PipelineError):
     """Generated files cannot be written."""
 
 
+class BusyError(PipelineError):
+    """Too many requests of one kind are already waiting; the message says when to come back."""
+
+
 class ConfigError(PipelineError):
     """A ``MODELDECK_*`` (or token) setting is malformed; names the variable and shows a correct example."""
 
@@ -77,7 +82,7 @@ class RemoteUnavailableError(ModelUnavailableError):
         self.model, self.variable, self.reason = model, variable, reason
 
 
-class RemoteBusyError(PipelineError):
+class RemoteBusyError(BusyError):
     """The server refused the request for now (HTTP 429); ``retry_after`` is its wait in seconds, if given."""
 
     def __init__(self, model: str, retry_after: float | None) -> None:

@@ -277,7 +277,10 @@ _add("MODELDECK_MAX_INPUT_CHARS", integer(1), 20000, "20000")
 _add("MODELDECK_MAX_SPEECH_CHARS", integer(1), 3000, "3000")
 _add("MODELDECK_MAX_IMAGE_PIXELS", integer(1), 50_000_000, "50000000")
 _add("MODELDECK_MAX_UPLOAD_MB", integer(1), 10, "10")
-_add("MODELDECK_QUEUE_SIZE", integer(1), 16, "16")
+_add("MODELDECK_QUEUE_SIZE", integer(1), 300, "300")  # all of ui.admission's lines together
+for _name, _default in (("MODELDECK_QUEUE_CHAT", 24), ("MODELDECK_QUEUE_TEXTGEN", 45), ("MODELDECK_QUEUE_CLASSIFY", 200),
+                        ("MODELDECK_QUEUE_CAPTION", 25), ("MODELDECK_QUEUE_SPEECH", 180)):
+    _add(_name, integer(1), _default, str(_default))  # one line of ui.admission each
 _add("MODELDECK_CLASSIFY_BATCH", integer(1), 32, "32")
 _add("MODELDECK_MAX_BATCH", integer(1), 4, "4")
 _add("MODELDECK_PREFIX_CACHE_TOKENS", integer(0), 16384, "16384")

@@ -143,12 +143,11 @@ def test_retries_happen_before_the_first_token_only(fake):
 
 
 def test_a_stalled_stream_times_out(fake, monkeypatch):
-    monkeypatch.setenv("MODELDECK_REMOTE_TIMEOUT", "0.5")
-    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk("a")], then=lambda: fake.release.wait(30))
-    stream = p.chat("hi", max_new_tokens=4)
-    with pytest.raises(PipelineError) as err:
-        stream.collect()
-    assert "0.5 s" in str(err.value) and "MODELDECK_REMOTE_TIMEOUT" in str(err.value)
+    monkeypatch.setenv("MODELDECK_REMOTE_TIMEOUT", "2")
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk("a")], then=lambda: fake.release.wait(60))
+    with pytest.raises(PipelineError) as err:  # the server sends one chunk, then nothing
+        p.chat("hi", max_new_tokens=4).collect()
+    assert "2 s" in str(err.value) and "MODELDECK_REMOTE_TIMEOUT" in str(err.value)
     fake.release.set()
 
 
