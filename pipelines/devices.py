@@ -100,18 +100,25 @@ def device_and_dtype() -> tuple[str, "torch.dtype"]:
     return device, getattr(torch, dtype)
 
 
+def _has_fbgemm() -> bool:
+    import torch
+
+    return "fbgemm" in torch.backends.quantized.supported_engines
+
+
 def quantization(device: str, dtype: str = "float32") -> str:
     """"int8" or "none": ``MODELDECK_QUANTIZE``, else int8 for float32 models on the CPU and none elsewhere.
 
-    The dynamic int8 kernels run on the CPU only and take float32 activations, so a model placed on a GPU
-    or in half precision is never quantised (an explicit ``int8`` is then ignored with a warning).
+    The int8 kernel (fbgemm) runs on x86 CPUs only and takes float32 activations, so a model placed on a
+    GPU, in half precision or on a CPU without fbgemm (Arm) is never quantised (an explicit ``int8`` is
+    then ignored with a warning).
     """
     value = os.environ.get("MODELDECK_QUANTIZE", "").strip().lower()
     if value and value not in ("int8", "none"):
         raise InvalidInputError(f"MODELDECK_QUANTIZE={value!r} 无效，可选 int8、none。",
                                 f"MODELDECK_QUANTIZE={value!r} is not valid; use int8 or none.")
-    possible = device == "cpu" and dtype == "float32"
+    possible = device == "cpu" and dtype == "float32" and _has_fbgemm()
     if value == "int8" and not possible:
-        log.warning("MODELDECK_QUANTIZE=int8 ignored: int8 needs float32 weights on the CPU (here %s on %s)",
+        log.warning("MODELDECK_QUANTIZE=int8 ignored: int8 needs float32 weights on an x86 CPU (here %s on %s)",
                     dtype, device)
     return "int8" if possible and value != "none" else "none"
