@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from .tokens import BYTES_NOTE, has_byte_pieces, readable
 CHAT_SUFFIX = "· 对话模板 chat template"
 MAX_TOP_N = 100
 KEPT_TEXTS = 8  # (model, text) pairs whose logits stay cached
+_prompts_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,27 @@ class _Explorer:
 
     def logits(self, ids: list[int]) -> Any:
         """The model's logits for the token after ``ids``, from the cache when it has them."""
+        return self._entry(ids)[0]
+
+    def before(self, ids: list[int]) -> tuple[Any, float, list[int], list[float]]:
+        """The "before" distribution after ``ids`` (probabilities, entropy, the most likely ids and their
+        probabilities), computed once per text: a redraw only re-ranks."""
+        entry = self._entry(ids)
+        if entry[2] is None:
+            import torch
+
+            raw = entry[0].softmax(-1)
+            values, order = torch.topk(raw, min(MAX_TOP_N, raw.shape[-1]))
+            entry[2] = (raw, _entropy(raw), order.tolist(), values.tolist())
+        return entry[2]
+
+    def _entry(self, ids: list[int]) -> list[Any]:
         import torch
 
         key = tuple(ids)
         if key in self.entries:
             self.entries.move_to_end(key)
-            return self.entries[key][0]
+            return self.entries[key]
         start, parent = 0, None
         for other, entry in self.entries.items():  # the longest kept start of ``ids`` that has its KV cache
             if entry[1] is not None and start < len(other) < len(ids) and key[:len(other)] == other:
@@ -103,10 +120,10 @@ class _Explorer:
         fed = torch.tensor([ids[start:]], device=device)
         logits = self.batch.forward(fed, mask, positions, cache)[0].float()
         self.forwards, self.fed = self.forwards + 1, self.fed + len(ids) - start
-        self.entries[key] = [logits, cache]
+        self.entries[key] = [logits, cache, None]
         while len(self.entries) > KEPT_TEXTS:
             self.entries.popitem(last=False)
-        return logits
+        return self.entries[key]
 
 
 def explorer(loaded: registry.LoadedModel) -> _Explorer:
@@ -140,14 +157,7 @@ def prompt_ids(prompt: str, model: str | None, notices: list[str]) -> tuple[regi
     """Load the model and tokenize ``prompt`` (the chat model's through its chat template, as chat sends it)."""
     text = clean_text(prompt, field_zh="提示文本", field_en="prompt", notices=notices)
     loaded, is_chat, shown = _model(model)
-    tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
-    if is_chat:
-        from .chat import DEFAULT_SYSTEM_PROMPT
-        from .llm import LocalChatBackend
-
-        text = LocalChatBackend(loaded).render([{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-                                                {"role": "user", "content": text}])
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = _tokenized(loaded, is_chat, text)
     if not ids:
         raise InvalidInputError("提示文本里没有模型认识的字符，请换一段文字。",
                                 "The model recognises no character of the prompt; try other text.")
@@ -158,6 +168,29 @@ def prompt_ids(prompt: str, model: str | None, notices: list[str]) -> tuple[regi
         notices.append(f"文本过长，只使用了最后 {window - 1} 个词元。 / "
                        f"The text was too long; only its last {window - 1} tokens were used.")
     return loaded, ids, shown
+
+
+def _tokenized(loaded: registry.LoadedModel, is_chat: bool, text: str) -> list[int]:
+    """``text``'s token ids (the chat model's through its template), remembered: a redraw re-tokenizes nothing."""
+    with _prompts_lock:
+        kept = loaded.extras.setdefault("next_token_prompts", collections.OrderedDict())
+        if (is_chat, text) in kept:
+            kept.move_to_end((is_chat, text))
+            return list(kept[(is_chat, text)])
+    prompt = text
+    if is_chat:
+        from .chat import DEFAULT_SYSTEM_PROMPT
+        from .llm import LocalChatBackend
+
+        prompt = LocalChatBackend(loaded).render([{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                                                  {"role": "user", "content": text}])
+    tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with _prompts_lock:
+        kept[(is_chat, text)] = ids
+        while len(kept) > KEPT_TEXTS:
+            kept.popitem(last=False)
+    return list(ids)
 
 
 def settings(temperature: Any, top_k: Any, top_p: Any, repetition_penalty: Any, notices: list[str]) -> SamplingParams:
@@ -173,23 +206,24 @@ def settings(temperature: Any, top_k: Any, top_p: Any, repetition_penalty: Any, 
 def _entropy(probs: Any) -> float:
     import torch
 
-    return float(torch.special.entr(probs.double()).sum()) / math.log(2)
+    return float(torch.special.entr(probs).sum(dtype=torch.float64)) / math.log(2)
 
 
 def _view(loaded: registry.LoadedModel, ids: list[int], params: SamplingParams, top_n: int, shown: str,
           notices: list[str]) -> NextTokenView:
     import torch
 
-    logits = explorer(loaded).logits(ids)
-    raw = logits.softmax(-1)
+    state = explorer(loaded)
+    logits = state.logits(ids)
+    raw, entropy_before, order, values = state.before(ids)
     after, kept = distribution(logits, params, torch.tensor(ids, device=logits.device))
-    values, order = torch.topk(raw, min(top_n, raw.shape[-1]))
+    top = torch.tensor(order[:top_n], device=logits.device)
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
-    candidates = [Candidate(readable(tokenizer, i), i, v, float(after[i]), bool(kept[i]))
-                  for i, v in zip(order.tolist(), values.tolist())]
+    candidates = [Candidate(readable(tokenizer, i), i, v, p, k) for i, v, p, k in
+                  zip(order[:top_n], values[:top_n], after[top].tolist(), kept[top].tolist())]
     if has_byte_pieces([c.token for c in candidates]):
         notices.append(BYTES_NOTE)
-    return NextTokenView(shown, candidates, _entropy(raw), _entropy(after), float(raw[kept].sum()),
+    return NextTokenView(shown, candidates, entropy_before, _entropy(after), float(raw[kept].sum()),
                          int(kept.sum()), raw.shape[-1], len(ids), notices)
 
 
