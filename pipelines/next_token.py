@@ -17,14 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import registry
+from .backends.local import LocalChatBackend, _window
 from .decoding import DecodeBatch
 from .engine import engine
 from .errors import InvalidInputError
-from .inputs import clean_text, env_int, number, seed as parse_seed
+from .inputs import clean_text, number, seed as parse_seed
 from .sampling import SamplingParams, choose, distribution, new_generator, resolve_seed
 from .tokens import BYTES_NOTE, has_byte_pieces, readable
 
 CHAT_SUFFIX = "· 对话模板 chat template"
+REMOTE_ZH = "这个模型在远程服务器上运行，服务器不提供完整的概率分布，无法显示下一个词视图。请选本地模型。"
+REMOTE_EN = ("This model runs on a remote server, which does not give the whole distribution: the next-token view "
+             "works with local models only. Choose a local model.")
 MAX_TOP_N = 100
 KEPT_TEXTS = 8  # (model, text) pairs whose logits stay cached
 _prompts_lock = threading.Lock()
@@ -141,6 +145,16 @@ def model_choices() -> list[str]:
 def _model(name: str | None) -> tuple[registry.LoadedModel, bool, str]:
     """Load the model ``name`` names; return it, whether it is the chat model, and its shown name."""
     wanted = (name or "").strip()
+    role, chat_name = "textgen", wanted
+    if wanted.endswith(CHAT_SUFFIX) or (wanted and wanted not in registry.model_names("textgen")
+                                        and wanted in registry.model_names("chat")):
+        role, chat_name = "chat", wanted.removesuffix(CHAT_SUFFIX).strip()
+    try:
+        remote = registry.resolve(role, chat_name or None).is_remote
+    except InvalidInputError:
+        remote = False
+    if remote:
+        raise InvalidInputError(REMOTE_ZH, REMOTE_EN)
     if wanted.endswith(CHAT_SUFFIX) or (wanted and wanted not in registry.model_names("textgen")
                                         and wanted in registry.model_names("chat")):
         chat_name = wanted.removesuffix(CHAT_SUFFIX).strip()
@@ -161,8 +175,7 @@ def prompt_ids(prompt: str, model: str | None, notices: list[str]) -> tuple[regi
     if not ids:
         raise InvalidInputError("提示文本里没有模型认识的字符，请换一段文字。",
                                 "The model recognises no character of the prompt; try other text.")
-    window = min(int(getattr(loaded.model.config, "max_position_embeddings", 0)
-                     or getattr(loaded.model.config, "n_positions", 1024)), env_int("MODELDECK_MAX_CONTEXT_TOKENS", 4096))
+    window = _window(loaded.model)
     if len(ids) >= window:  # the next token follows the end, so keep the end
         ids = ids[-(window - 1):]
         notices.append(f"文本过长，只使用了最后 {window - 1} 个词元。 / "
@@ -180,7 +193,6 @@ def _tokenized(loaded: registry.LoadedModel, is_chat: bool, text: str) -> list[i
     prompt = text
     if is_chat:
         from .chat import DEFAULT_SYSTEM_PROMPT
-        from .llm import LocalChatBackend
 
         prompt = LocalChatBackend(loaded).render([{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
                                                   {"role": "user", "content": text}])

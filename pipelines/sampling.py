@@ -13,12 +13,12 @@ and when they do not (a very flat distribution) the row is sorted in full, so it
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .inputs import MAX_SEED
+from . import settings
+from .settings import MAX_SEED
 
 if TYPE_CHECKING:
     from .decoding import Request
@@ -48,8 +48,8 @@ def resolve_seed(seed: int | None) -> int:
     """The seed a sampled request uses: its own, else ``MODELDECK_SEED``, else a random one."""
     if seed is not None:
         return int(seed)
-    fixed = os.environ.get("MODELDECK_SEED", "").strip()
-    return int(fixed) % (MAX_SEED + 1) if fixed.lstrip("-").isdigit() else secrets.randbelow(MAX_SEED)
+    fixed = settings.get("MODELDECK_SEED")
+    return fixed if fixed is not None else secrets.randbelow(MAX_SEED)
 
 
 def penalize(logits: Any, seen: Any, penalty: float) -> Any:

@@ -30,6 +30,9 @@ def piece_html(text: str, tokens: list[TokenLogprob]) -> str:
 
 def colored_html(rows: list[list[tuple[str, list[TokenLogprob]]]], prefix: str = "") -> str:
     """Every row's pieces coloured after the plain ``prefix`` (the prompt), numbered when there are several."""
+    if not any(rows):
+        return ("<p class='md-prob-legend'><small>这个模型没有给出每个词的概率（远程后端）。 / This model gave no "
+                "per-token probabilities (a remote backend).</small></p>")
     shown = []
     for i, pieces in enumerate(rows):
         number = f"【{i + 1}】\n" if len(rows) > 1 else ""
