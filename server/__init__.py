@@ -1,0 +1,25 @@
+"""What the app serves besides the UI, on the same port: the OpenAI-compatible ``/v1`` API and MCP tools."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .openai_api import routes
+
+
+def mcp_enabled() -> bool:
+    """Whether Gradio serves the API endpoints as MCP tools (``MODELDECK_MCP``, default on).
+
+    On by default: the tools are the endpoints gradio_client already reaches, with the same queue and
+    limits, so they add a protocol, not a capability; set ``MODELDECK_MCP=0`` to turn them off.
+    """
+    return os.environ.get("MODELDECK_MCP", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def launch_arguments() -> dict[str, Any]:
+    """The ``launch()`` arguments that add the ``/v1`` routes and, when enabled, the MCP server."""
+    return {"app_kwargs": {"routes": routes()}, "mcp_server": mcp_enabled()}
+
+
+__all__ = ["launch_arguments", "mcp_enabled", "routes"]
