@@ -270,3 +270,30 @@ def test_inference_client_streams_and_answers(base, no_eos, monkeypatch):
     assert reply.choices[0].message.content is not None and reply.usage.completion_tokens == 5
     chunks = list(hf.chat_completion(HI, model=CHAT, max_tokens=5, temperature=0, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply.choices[0].message.content
+
+
+def test_a_client_leaving_a_whole_reply_request_stops_it(url, no_eos, submitted):
+    import json
+    import socket
+    from urllib.parse import urlparse
+
+    address = urlparse(url)
+    body = json.dumps({"model": CHAT, "messages": HI, "max_tokens": 200}).encode()
+    with Paused():
+        connection = socket.create_connection((address.hostname, address.port))
+        connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for(lambda: submitted, "the request to reach the batcher")
+        connection.close()
+        assert submitted[-1].cancel_event.wait(30), "the server did not notice the client leave"
+    wait_for(lambda: submitted[-1].usage.finish_reason, "the generation to end")
+    assert submitted[-1].usage.completion_tokens <= 1
+    wait_for(lambda: gate.running == 0, "the slot to be freed")
+
+
+def test_launch_settings_add_the_routes_and_mcp_switch(app_module, monkeypatch):
+    paths = {route.path for route in app_module.launch_settings()["app_kwargs"]["routes"]}
+    assert paths == {"/v1/models", "/v1/chat/completions", "/v1/completions"}
+    assert app_module.launch_settings()["mcp_server"] is True
+    monkeypatch.setenv("MODELDECK_MCP", "0")
+    assert app_module.launch_settings()["mcp_server"] is False
