@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from typing import Any
 
 from .openai_api import routes
+
+log = logging.getLogger("modeldeck")
 
 
 def mcp_enabled() -> bool:
     """Whether Gradio serves the API endpoints as MCP tools (``MODELDECK_MCP``, default on).
 
     On by default: the tools are the endpoints gradio_client already reaches, with the same queue and
-    limits, so they add a protocol, not a capability; set ``MODELDECK_MCP=0`` to turn them off.
+    limits, so they add a protocol, not a capability; set ``MODELDECK_MCP=0`` to turn them off. Without
+    the ``mcp`` package (``gradio[mcp]``) they stay off with a warning: Gradio would refuse to launch.
     """
-    return os.environ.get("MODELDECK_MCP", "1").strip().lower() not in ("0", "false", "no", "off")
+    if os.environ.get("MODELDECK_MCP", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if importlib.util.find_spec("mcp") is None:
+        log.warning('MCP tools are off: install gradio[mcp] (pip install "gradio[mcp]") or set MODELDECK_MCP=0')
+        return False
+    return True
 
 
 def launch_arguments() -> dict[str, Any]:

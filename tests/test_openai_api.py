@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from importlib.util import find_spec
 
 import httpx
 import openai
@@ -297,3 +298,6 @@ def test_launch_settings_add_the_routes_and_mcp_switch(app_module, monkeypatch):
     assert app_module.launch_settings()["mcp_server"] is True
     monkeypatch.setenv("MODELDECK_MCP", "0")
     assert app_module.launch_settings()["mcp_server"] is False
+    monkeypatch.setenv("MODELDECK_MCP", "1")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "mcp" else find_spec(name, *a))
+    assert app_module.launch_settings()["mcp_server"] is False  # gradio would refuse to launch without it
