@@ -22,7 +22,7 @@ from pipelines import preload  # noqa: E402
 from pipelines.images import use_own_pixel_limit  # noqa: E402
 from pipelines.inputs import env_int  # noqa: E402
 from server import launch_arguments  # noqa: E402
-from ui import about_tab, api, chat_tab, classify_tab, story_tab, textgen_tab  # noqa: E402
+from ui import about_tab, admission, api, chat_tab, classify_tab, story_tab, textgen_tab  # noqa: E402
 from ui.common import I18N, t  # noqa: E402
 
 log = logging.getLogger("modeldeck")
@@ -89,8 +89,10 @@ def launch_settings() -> dict:
 
 
 def configure_queue(app: gr.Blocks) -> gr.Blocks:
-    """Turn the bounded queue on: beyond ``MODELDECK_QUEUE_SIZE`` waiting requests, new ones are refused."""
-    return app.queue(default_concurrency_limit=1, max_size=env_int("MODELDECK_QUEUE_SIZE", 16))
+    """Turn the queue on with a bounded line per model group and a bound on the total (``ui.admission``)."""
+    app.queue(default_concurrency_limit=1, max_size=admission.total_length())
+    admission.install(app)
+    return app
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ Every message is bilingual (Chinese first) and says what to do next. The UI edge
     ├── InvalidInputError       the request itself is wrong: fix the input
     ├── ModelUnavailableError   a model could not be downloaded or loaded
     ├── SpeechUnavailableError  no text-to-speech engine could produce audio
-    └── StorageError            the audio folder is full or cannot be written
+    ├── StorageError            the audio folder is full or cannot be written
+    └── BusyError               too many requests of this kind are waiting: come back later
 """
 
 from __future__ import annotations
@@ -46,3 +47,7 @@ class SpeechUnavailableError(PipelineError):
 
 class StorageError(PipelineError):
     """Generated files cannot be written."""
+
+
+class BusyError(PipelineError):
+    """Too many requests of one kind are already waiting; the message says when to come back."""
