@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from typing import Any
+
+from pipelines import settings
 
 from .openai_api import routes
 
@@ -19,7 +20,7 @@ def mcp_enabled() -> bool:
     limits, so they add a protocol, not a capability; set ``MODELDECK_MCP=0`` to turn them off. Without
     the ``mcp`` package (``gradio[mcp]``) they stay off with a warning: Gradio would refuse to launch.
     """
-    if os.environ.get("MODELDECK_MCP", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not settings.get("MODELDECK_MCP"):
         return False
     if importlib.util.find_spec("mcp") is None:
         log.warning('MCP tools are off: install gradio[mcp] (pip install "gradio[mcp]") or set MODELDECK_MCP=0')

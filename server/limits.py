@@ -11,31 +11,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
-import os
 
+from pipelines import settings
 from pipelines.batching import max_batch
-
-
-def _setting(name: str, default: int, lowest: int) -> int:
-    try:
-        return max(lowest, int(os.environ.get(name, "").strip() or default))
-    except ValueError:
-        return default
 
 
 def api_concurrency() -> int:
     """How many API requests generate at once (``MODELDECK_API_CONCURRENCY``, default ``MODELDECK_MAX_BATCH``)."""
-    return _setting("MODELDECK_API_CONCURRENCY", max_batch(), 1)
+    return settings.get("MODELDECK_API_CONCURRENCY") or max_batch()
 
 
 def api_queue() -> int:
     """How many API requests may wait for a slot (``MODELDECK_API_QUEUE``, default 16; 0 = none)."""
-    return _setting("MODELDECK_API_QUEUE", 16, 0)
+    return settings.get("MODELDECK_API_QUEUE")
 
 
 def api_key() -> str:
     """The bearer key the API requires (``MODELDECK_API_KEY``); empty = open."""
-    return os.environ.get("MODELDECK_API_KEY", "").strip()
+    return settings.get("MODELDECK_API_KEY")
 
 
 def authorized(header: str | None) -> bool:
