@@ -21,12 +21,12 @@ import gradio as gr  # noqa: E402
 from pipelines import ConfigError, backends, preload, settings  # noqa: E402
 from pipelines.images import use_own_pixel_limit  # noqa: E402
 from server import launch_arguments  # noqa: E402
-from ui import about_tab, admission, api, chat_tab, classify_tab, story_tab, textgen_tab  # noqa: E402
+from ui import about_tab, admission, api, chat_tab, classify_tab, next_token_tab, story_tab, textgen_tab  # noqa: E402
 from ui.common import I18N, t  # noqa: E402
 
 log = logging.getLogger("modeldeck")
 
-CSS = "#story-audio audio { width: 100%; } footer { opacity: 0.7; }"
+CSS = "#story-audio audio { width: 100%; } footer { opacity: 0.7; }" + next_token_tab.CSS
 
 
 def build_demo() -> gr.Blocks:
@@ -38,6 +38,8 @@ def build_demo() -> gr.Blocks:
                 chat_tab.build()
             with gr.Tab(t("md_tab_textgen"), id="textgen"):
                 textgen_tab.build()
+            with gr.Tab(t("md_tab_next_token"), id="next_token"):
+                next_token_tab.build()
             with gr.Tab(t("md_tab_classify"), id="classify"):
                 classify_tab.build()
             with gr.Tab(t("md_tab_story"), id="story"):

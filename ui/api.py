@@ -15,8 +15,9 @@ from gradio import FileData
 
 import pipelines
 from pipelines import DEFAULT_SYSTEM_PROMPT
+from pipelines.tokens import BYTES_NOTE
 
-from .common import CAPTIONER, CLASSIFIER, LLM, SPEECH, TEXTGEN, concurrency_limit, edge, gpu
+from .common import CAPTIONER, CLASSIFIER, LLM, NEXT_TOKEN, SPEECH, TEXTGEN, concurrency_limit, edge, gpu
 
 
 def warn(notices: list[str]) -> None:
@@ -98,6 +99,21 @@ def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = 100
     for text in stream:
         yield text, stream.seed
     warn(stream.notices[shown:])  # what the backend found out while generating (settings it ignored)
+
+
+@gpu
+@edge
+def next_token(prompt: str, model: Optional[str] = None, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, repetition_penalty: float = 1.0, top_n: int = 20) -> list[dict]:
+    """Return the `top_n` most likely next tokens after `prompt` as {token, id, raw_p, p, kept}, by raw_p.
+
+    `raw_p` is the model's probability (temperature 1, no filter); `p` the probability after the settings,
+    the one text generation samples from; `kept` is False for tokens that top-k or top-p remove.
+    """
+    view = pipelines.next_token(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=repetition_penalty, top_n=top_n)
+    warn([n for n in view.notices if n != BYTES_NOTE])
+    return [c.as_dict() for c in view.candidates]
 
 
 @gpu
@@ -204,6 +220,7 @@ def picture_story(image: FileData, style: str = "温馨", length: int = 300, cre
 def register() -> None:
     """Add the API endpoints to the Blocks being built."""
     for fn, concurrency_id in [(chat, LLM), (story, LLM), (picture_story, LLM), (generate, TEXTGEN),
-                               (classify, CLASSIFIER), (caption, CAPTIONER), (speak, SPEECH)]:
+                               (classify, CLASSIFIER), (caption, CAPTIONER), (speak, SPEECH),
+                               (next_token, NEXT_TOKEN)]:
         gr.api(fn, api_name=fn.__name__, concurrency_limit=concurrency_limit(concurrency_id),
                concurrency_id=concurrency_id)
