@@ -20,6 +20,7 @@ import gradio as gr  # noqa: E402
 
 from pipelines import ConfigError, backends, preload, settings  # noqa: E402
 from pipelines.images import use_own_pixel_limit  # noqa: E402
+from server import launch_arguments  # noqa: E402
 from ui import about_tab, admission, api, chat_tab, classify_tab, next_token_tab, story_tab, textgen_tab  # noqa: E402
 from ui.common import I18N, t  # noqa: E402
 
@@ -89,11 +90,11 @@ def start_preload(roles: list[str]) -> threading.Thread | None:
 
 
 def launch_settings() -> dict:
-    """The arguments ``demo.launch`` gets: address, upload cap, translations, theme."""
+    """The arguments ``demo.launch`` gets: address, upload cap, translations, theme, the /v1 routes, MCP."""
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or "7860"
     return {"server_name": os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), "server_port": int(port),
             "max_file_size": f"{settings.get('MODELDECK_MAX_UPLOAD_MB')}mb", "i18n": I18N,
-            "theme": gr.themes.Soft(), "css": CSS, "show_error": False}
+            "theme": gr.themes.Soft(), "css": CSS, "show_error": False, **launch_arguments()}
 
 
 def configure_queue(app: gr.Blocks) -> gr.Blocks:
