@@ -23,18 +23,19 @@ def file_path(value: Any) -> str | None:
 
 
 def chat(message: str, history: Any, system_prompt: str | None, temperature: float, top_p: float,
-         max_new_tokens: int) -> TextStream:
+         max_new_tokens: int, top_logprobs: int | None = None) -> TextStream:
     """Return the stream of the assistant's reply to ``message`` after ``history``."""
     return pipelines.chat(message, history, system_prompt=system_prompt, temperature=temperature, top_p=top_p,
-                          max_new_tokens=max_new_tokens)
+                          max_new_tokens=max_new_tokens, top_logprobs=top_logprobs)
 
 
 def generate(prompt: str, model: str | None, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-             repetition_penalty: float, num_return_sequences: int, seed: Any) -> TextStream:
+             repetition_penalty: float, num_return_sequences: int, seed: Any,
+             top_logprobs: int | None = None) -> TextStream:
     """Return the stream of the prompt and its continuation(s); its ``seed`` reproduces them."""
     return pipelines.generate_text(prompt, model, max_new_tokens=max_new_tokens, temperature=temperature,
                                    top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                                   num_return_sequences=num_return_sequences, seed=seed)
+                                   num_return_sequences=num_return_sequences, seed=seed, top_logprobs=top_logprobs)
 
 
 def classify(text: str, model: str | None) -> dict[str, float]:

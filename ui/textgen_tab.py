@@ -16,6 +16,7 @@ from pipelines.textgen import MAX_SEQUENCES
 
 from . import adapters
 from .common import model_choices, TEXTGEN, edge, examples, gpu, notices_md, t, usage_md
+from .token_colors import colored_html
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
             "The best way to learn machine learning is"]
@@ -25,15 +26,16 @@ EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里
 @edge
 def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
         repetition_penalty: float, num_return_sequences: int,
-        seed: str | None) -> Iterator[tuple[str, str, int | None]]:
-    """Stream the continuation(s), a status line with the seed that reproduces them, and that seed."""
+        seed: str | None) -> Iterator[tuple[str, str, int | None, str]]:
+    """Stream the continuation(s), a status line with the seed that reproduces them, that seed, then the
+    text coloured by each token's probability."""
     stream = adapters.generate(prompt, model, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
-                               num_return_sequences, seed)
+                               num_return_sequences, seed, top_logprobs=5)
     notes = notices_md(stream.notices)
     for text in stream:
-        yield text, notes, stream.seed
+        yield text, notes, stream.seed, gr.skip()
     yield (stream.text, "\n\n".join(x for x in (notices_md(stream.notices), usage_md(stream.usage, stream.seed)) if x),
-           stream.seed)
+           stream.seed, colored_html(stream.pieces, prompt))
 
 
 def reuse_seed(last: int | None) -> str:
@@ -54,6 +56,7 @@ def build() -> None:
                 stop = gr.Button(t("md_stop"), variant="stop", elem_id="textgen-stop")
             output = gr.Textbox(label=t("md_output"), lines=10, buttons=["copy"], elem_id="textgen-output")
             status = gr.Markdown(elem_id="textgen-status")
+            colors = gr.HTML(elem_id="textgen-colors", js_on_load=None)
         with gr.Column(scale=2):
             temperature = gr.Slider(*TEMPERATURE_RANGE, value=0.8, step=0.05, label=t("md_temperature"),
                                     info=t("md_temperature_info"), elem_id="textgen-temperature")
@@ -72,7 +75,8 @@ def build() -> None:
     last_seed = gr.State(None)
     examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
     event = go.click(run, [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
-                     [output, status, last_seed], concurrency_id=TEXTGEN, concurrency_limit=1, api_visibility="private")
+                     [output, status, last_seed, colors], concurrency_id=TEXTGEN, concurrency_limit=1,
+                     api_visibility="private")
     stop.click(None, None, None, cancels=[event], api_visibility="private")
     reuse.click(reuse_seed, last_seed, seed, api_visibility="private", queue=False)
     randomize.click(lambda: "", None, seed, api_visibility="private", queue=False)
