@@ -176,7 +176,7 @@ def prompt_ids(prompt: str, model: str | None, notices: list[str]) -> tuple[regi
     if not ids:
         raise InvalidInputError("提示文本里没有模型认识的字符，请换一段文字。",
                                 "The model recognises no character of the prompt; try other text.")
-    window = _window(loaded.model)
+    window = _window(loaded)
     if len(ids) >= window:  # the next token follows the end, so keep the end
         ids = ids[-(window - 1):]
         notices.append(f"文本过长，只使用了最后 {window - 1} 个词元。 / "
