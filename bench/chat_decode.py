@@ -38,7 +38,7 @@ def main() -> None:
     from pipelines import registry
     from pipelines.batching import batcher_for
     from pipelines.engine import engine, in_own_thread
-    from pipelines.streaming import SamplingParams
+    from pipelines.sampling import SamplingParams
 
     torch.set_grad_enabled(False)
     source = registry.resolve("chat").source

@@ -19,7 +19,7 @@ def main() -> None:
         os.environ["MODELDECK_CHAT_MODEL"] = str(qwen_real_size())
     from pipelines import registry
     from pipelines.batching import batcher_for, stream_generate
-    from pipelines.streaming import SamplingParams
+    from pipelines.sampling import SamplingParams
 
     loaded = registry.get_model("chat")
     tokenizer = loaded.processor

@@ -15,11 +15,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import registry
-from .classify import classify_texts, input_limit
+from . import settings
+from .backends import classifier
+from .classify import classify_texts
 from .downloads import save_download
 from .errors import InvalidInputError
-from .inputs import _CONTROL, env_int, max_input_chars
+from .inputs import _CONTROL, max_input_chars
+from .windows import input_window
 
 TEXT_COLUMN = re.compile(r"(?i)text|review|comment|content|sentence|message|评论|评价|内容|文本|句子|留言")
 EMPTY = "空行，已跳过 / empty, skipped"
@@ -28,7 +30,7 @@ NOT_TEXT = "不是文本，已跳过 / not text, skipped"
 
 def max_rows() -> int:
     """The most rows one batch may have (``MODELDECK_MAX_BATCH_ROWS``, default 1000)."""
-    return env_int("MODELDECK_MAX_BATCH_ROWS", 1000)
+    return settings.get("MODELDECK_MAX_BATCH_ROWS")
 
 
 @dataclass
@@ -129,10 +131,11 @@ def classify_rows(texts: Any, model: str | None = None,
             todo.append(result)
     if not todo:
         return results
-    loaded = registry.get_model("classifier", model)
-    limit = input_limit(loaded.model)
+    loaded = getattr(classifier(model), "loaded", None)  # a remote classifier's window is the server's business
+    limit = input_window(loaded) if loaded is not None else 0
     chars = max_input_chars()
-    lengths = [len(ids) for ids in loaded.processor([r.text[:chars] for r in todo], truncation=False)["input_ids"]]
+    lengths = ([len(ids) for ids in loaded.processor([r.text[:chars] for r in todo], truncation=False)["input_ids"]]
+               if loaded is not None else [0] * len(todo))
     for result, length in zip(todo, lengths):
         if length > limit:
             result.note = (f"过长：模型只读了前 {limit} 个词元 / too long: the model read only its first {limit} "

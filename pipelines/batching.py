@@ -7,9 +7,8 @@ that arrive together are prefilled together; while it runs, a new request joins 
 (after its own prefill) as long as fewer than ``MODELDECK_MAX_BATCH`` (4) requests are running, and
 the others wait in order. Each request keeps its own settings, seed, stream and Stop.
 
-Text generation runs each request on its own (``stream_generate``): int8 layers quantise a whole
-batch's activations with one scale, so a seeded request could differ in company, and that tab
-promises that a seed reproduces its text.
+Text generation runs each request on its own (``stream_generate``). A seed gives the same tokens either
+way: int8 layers scale each token's activations on their own (``int8.py``), so company changes nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from typing import Any, Callable
 
 from .decoding import DecodeBatch, Request
 from .engine import engine
-from .inputs import env_int
+from . import settings
 from .sampling import SamplingParams, resolve_seed
 from .streaming import TextStream, consume
 
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def max_batch() -> int:
     """How many requests may run together (``MODELDECK_MAX_BATCH``, default 4)."""
-    return env_int("MODELDECK_MAX_BATCH", 4)
+    return settings.get("MODELDECK_MAX_BATCH")
 
 
 def _request(rows: list[list[int]], params: SamplingParams) -> Request:
@@ -73,7 +72,7 @@ class Batcher:
                 return None
             if len(self.pending) >= max_batch():
                 return 0
-            return self.pending[0][0] + env_int("MODELDECK_BATCH_WINDOW_MS", 30) / 1000 - now
+            return self.pending[0][0] + settings.get("MODELDECK_BATCH_WINDOW_MS") / 1000 - now
 
     def step(self) -> None:
         running = len(self.batch.requests)

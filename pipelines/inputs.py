@@ -7,26 +7,18 @@ says so; values that cannot be numbers, negative seeds and empty text are reject
 from __future__ import annotations
 
 import math
-import os
 import re
 from typing import Any
 
+from . import settings
 from .errors import InvalidInputError
+from .settings import MAX_SEED
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
-MAX_SEED = 2**31 - 1
-
-
-def env_int(name: str, default: int) -> int:
-    """Read a positive integer setting from the environment."""
-    try:
-        return max(1, int(os.environ.get(name, "").strip() or default))
-    except ValueError:
-        return default
 
 
 def max_input_chars() -> int:
-    return env_int("MODELDECK_MAX_INPUT_CHARS", 20000)
+    return settings.get("MODELDECK_MAX_INPUT_CHARS")
 
 
 def clean_text(value: Any, *, field_zh: str, field_en: str, notices: list[str],
@@ -93,6 +85,13 @@ def seed(value: Any) -> int | None:
     return seed_
 
 
+def logprobs_count(value: Any, notices: list[str]) -> int | None:
+    """How many alternatives to record per token (0–20), or None when log-probabilities are not wanted."""
+    if value is None or value is False or (isinstance(value, str) and not value.strip()):
+        return None
+    return int(number(value, name="top_logprobs", lo=0, hi=20, notices=notices, integer=True))
+
+
 def choice(value: Any, options: dict[str, str], *, name_zh: str, name_en: str) -> str:
     """Return the canonical option for ``value`` (keys and aliases in ``options``) or reject it."""
     key = str(value).strip() if value is not None else ""
@@ -103,6 +102,16 @@ def choice(value: Any, options: dict[str, str], *, name_zh: str, name_en: str) -
     shown = "、".join(dict.fromkeys(options.values()))
     raise InvalidInputError(f"不支持的{name_zh}：{key!r}。可选：{shown}",
                             f"Unsupported {name_en}: {key!r}. Choose one of: {', '.join(dict.fromkeys(options.values()))}")
+
+
+# The one language table: story, speech and picture story accept the same names for the same language.
+LANGUAGES = {"zh": "zh", "中文": "zh", "chinese": "zh", "zh-cn": "zh", "zh-hans": "zh", "en": "en", "english": "en"}
+
+
+def language(value: Any, *, allow_auto: bool = False) -> str:
+    """Return "zh" or "en" for any accepted name of the language (or "auto" where ``allow_auto``)."""
+    options = {**LANGUAGES, "auto": "auto"} if allow_auto else LANGUAGES
+    return choice(value, options, name_zh="语言", name_en="language")
 
 
 _ROLES = {"user", "assistant", "system"}

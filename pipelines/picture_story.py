@@ -7,12 +7,12 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
-from . import registry
+from . import backends
 from .caption import Caption, add_chinese, english_caption, from_text
-from .errors import PipelineError, SpeechUnavailableError, StorageError
+from .errors import PipelineError
 from .images import load_image
 from .speech import synthesize_speech
-from .story import write_story
+from .story import story_settings, write_story
 
 log = logging.getLogger(__name__)
 
@@ -31,46 +31,66 @@ class PictureStoryUpdate:
 
 def _warm(role: str) -> None:
     try:
-        registry.get_model(role)
+        backends.warm(role)
     except PipelineError as exc:  # reported when the story step needs the model
         log.info("warming %s failed: %s", role, exc)
+
+
+def step_failed(kept_zh: str, kept_en: str, exc: Exception) -> str:
+    """A notice saying what was kept and why the next step failed; unexpected errors are logged with a trace."""
+    if isinstance(exc, PipelineError):
+        zh, en = exc.zh, exc.en
+    else:
+        log.exception("picture story: a step failed (%s)", kept_en)
+        zh = en = f"{type(exc).__name__}"
+    return f"{kept_zh}：{zh} / {kept_en}: {en}"
 
 
 def picture_story(image: Any, style: str = "温馨", length: int = 300, creativity: float = 5,
                   language: str = "zh", *, speak: bool = True, seed: Any = None) -> Iterator[PictureStoryUpdate]:
     """Yield the caption (the captioner's text, then with its translation), the story as it grows, then audio.
 
-    The story model loads in the background while the caption is translated. When speech fails,
-    the story is still delivered, with a notice saying why there is no audio.
+    Every argument is checked before the first model runs. The story model loads in the background
+    while the caption is translated. A step that fails keeps what earlier steps made: a failed
+    translation leaves the English caption (the story is written from it), a failed story leaves the
+    caption, failed speech leaves the story; each with a notice saying why.
     """
+    settings = story_settings(style, length, creativity, language, seed)
     picture = load_image(image)  # reject a bad upload before loading anything
     # The captioner's text is shown the moment it exists. Only then does the story model start
     # loading, alongside the translation: on a 2-core machine, loading it during captioning slowed
     # the caption down by half.
     caption = from_text(english_caption(picture))
-    yield PictureStoryUpdate("caption", caption=Caption(caption.en, caption.zh))
+    update = PictureStoryUpdate("caption", caption=Caption(caption.en, caption.zh), notices=list(settings.notices))
+    yield replace(update, notices=list(update.notices))
     _warm("translator")  # before the story model takes the (one-at-a-time) loading lock
     threading.Thread(target=_warm, args=("story",), name="modeldeck-warm-story", daemon=True).start()
     add_chinese(caption)
-    update = PictureStoryUpdate("caption", caption=caption, notices=list(caption.notices))
+    update.caption = caption
+    update.notices += caption.notices
     yield replace(update, notices=list(update.notices))
-    stream = write_story(caption.zh if language in ("zh", "中文") and caption.zh else caption.en or caption.zh,
-                         style, length, creativity, language, seed=seed)
-    update.notices += stream.notices
-    update.seed = stream.seed
+    source = caption.zh if settings.language == "zh" and caption.zh else caption.en or caption.zh
+    story_done = False
     try:
-        for text in stream:
-            update.stage, update.story = "story", text
-            yield replace(update, notices=list(update.notices))
-    finally:
-        stream.close()
-    if speak and update.story.strip():
+        stream = write_story(source, settings=replace(settings, notices=[]))
+        update.notices += stream.notices
+        update.seed = stream.seed
         try:
-            speech = synthesize_speech(update.story, language)
+            for text in stream:
+                update.stage, update.story = "story", text
+                yield replace(update, notices=list(update.notices))
+        finally:
+            stream.close()
+        story_done = True
+    except Exception as exc:  # the caption (and any story so far) stays on screen
+        update.notices.append(step_failed("故事没有写成，图片描述已保留", "The story could not be written; the caption is kept", exc))
+    if speak and story_done and update.story.strip():
+        try:
+            speech = synthesize_speech(update.story, settings.language)
             update.audio = speech.path
             update.notices += speech.notices
-        except (SpeechUnavailableError, StorageError) as exc:
-            update.notices.append(f"故事已生成，但没有音频：{exc.zh} / The story is ready, but there is no audio: {exc.en}")
+        except Exception as exc:  # the story stays
+            update.notices.append(step_failed("故事已生成，但没有音频", "The story is ready, but there is no audio", exc))
         update.stage = "audio"
         yield replace(update, notices=list(update.notices))
     update.stage = "done"

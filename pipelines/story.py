@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .inputs import choice, clean_text, number, seed as parse_seed
-from .llm import chat_backend, max_new_tokens_cap
-from .streaming import SamplingParams, TextStream
+from .backends import chat_backend, max_new_tokens_cap
+from .inputs import choice, clean_text, language as parse_language, number, seed as parse_seed
+from .sampling import SamplingParams
+from .streaming import TextStream
 
 # The reference app's eleven styles, plus a fable; each with its English name.
 STYLES: dict[str, str] = {
@@ -17,8 +19,16 @@ STYLES: dict[str, str] = {
 }
 _STYLE_ALIASES = {**{k: k for k in STYLES}, **{v: k for k, v in STYLES.items()},
                   **{v.split(" ")[0]: k for k, v in STYLES.items()}, "sci-fi": "科幻", "wuxia": "武侠"}
-LANGUAGES = {"zh": "zh", "中文": "zh", "chinese": "zh", "zh-cn": "zh", "en": "en", "english": "en"}
-MIN_LENGTH, MAX_LENGTH = 50, 1000
+MIN_LENGTH, MAX_LENGTH = 50, 1000  # characters (zh) or words (en): a paragraph to a short story
+MIN_CREATIVITY, MAX_CREATIVITY = 0, 10
+OVERSHOOT = 1.2  # a story may run this far past the asked length before it is cut
+SHORTEST_CUT = 0.5  # a sentence end kept when cutting must leave at least this share of the length
+# Tokens per Chinese character / per English word for the tiny and Qwen vocabularies, with headroom.
+TOKENS_PER_UNIT = {"zh": 1.5, "en": 1.7}
+TOKEN_HEADROOM = 32  # room for the last sentence to end after the length is reached
+STORY_TOP_P = 0.9  # creativity moves the temperature; the nucleus stays fixed to cut the unlikely tail
+MAX_CAPTION_CHARS = 2000  # a caption is a sentence; an edited one may be a paragraph, never a book
+MIN_REPETITION_PENALTY = 1.05  # long free text loops without a mild penalty (the model may ask for more)
 _ENDS = {"zh": re.compile(r"[。！？!?…]+[”」』\"')）]*"), "en": re.compile(r"[.!?]+[\"')”]*(?=\s|$)")}
 
 
@@ -30,12 +40,12 @@ def story_size(text: str, language: str) -> int:
 def trim_to_sentence(text: str, target: int, language: str) -> str:
     """Cut ``text`` at the sentence end nearest ``target`` without running far past it."""
     text = text.strip()
-    limit = int(target * 1.2)
+    limit = int(target * OVERSHOOT)
     if story_size(text, language) <= limit:
         return text
     ends = [m.end() for m in _ENDS[language].finditer(text)]
     fitting = [e for e in ends if story_size(text[:e], language) <= limit]
-    if fitting and story_size(text[:fitting[-1]], language) >= target * 0.5:
+    if fitting and story_size(text[:fitting[-1]], language) >= target * SHORTEST_CUT:
         return text[:fitting[-1]].strip()
     # No sentence end near the target: cut at the target and mark the cut.
     if language == "zh":
@@ -67,24 +77,48 @@ def creativity_to_temperature(creativity: float) -> float:
     return round(0.2 + 0.1 * creativity, 3)
 
 
+@dataclass
+class StorySettings:
+    """A story request's checked settings: canonical style and language, clamped numbers, their notices."""
+
+    style: str
+    length: int
+    creativity: float
+    language: str
+    seed: int | None
+    notices: list[str]
+
+
+def story_settings(style: Any = "温馨", length: Any = 300, creativity: Any = 5, language: Any = "zh",
+                   seed: Any = None) -> StorySettings:
+    """Check every story setting before any model runs; raise ``InvalidInputError`` for an unusable one."""
+    notices: list[str] = []
+    return StorySettings(
+        style=choice(style, _STYLE_ALIASES, name_zh="故事风格", name_en="story style"),
+        length=number(length, name="length", lo=MIN_LENGTH, hi=MAX_LENGTH, notices=notices, integer=True,
+                      default=300),
+        creativity=number(creativity, name="creativity", lo=MIN_CREATIVITY, hi=MAX_CREATIVITY, notices=notices,
+                          default=5),
+        language=parse_language(language), seed=parse_seed(seed), notices=notices)
+
+
 def write_story(caption: str, style: str = "温馨", length: int = 300, creativity: float = 5,
-                language: str = "zh", *, seed: Any = None) -> TextStream:
+                language: str = "zh", *, seed: Any = None, settings: StorySettings | None = None) -> TextStream:
     """Return a stream of a story about ``caption`` that ends on a sentence near ``length``.
 
-    ``length`` counts Chinese characters for ``language="zh"`` and words for ``"en"``.
+    ``length`` counts Chinese characters for ``language="zh"`` and words for ``"en"``. ``settings``
+    (from ``story_settings``) replaces the separate arguments when they were checked earlier.
     """
-    notices: list[str] = []
-    text = clean_text(caption, field_zh="图片描述", field_en="caption", notices=notices, max_chars=2000)
-    style_ = choice(style, _STYLE_ALIASES, name_zh="故事风格", name_en="story style")
-    language_ = choice(language, LANGUAGES, name_zh="语言", name_en="language")
-    target = number(length, name="length", lo=MIN_LENGTH, hi=MAX_LENGTH, notices=notices, integer=True,
-                    default=300)
-    creativity_ = number(creativity, name="creativity", lo=0, hi=10, notices=notices, default=5)
+    settings = settings or story_settings(style, length, creativity, language, seed)
+    notices = list(settings.notices)
+    text = clean_text(caption, field_zh="图片描述", field_en="caption", notices=notices, max_chars=MAX_CAPTION_CHARS)
+    style_, target, language_ = settings.style, settings.length, settings.language
     backend = chat_backend("story")
-    per_unit = 1.5 if language_ == "zh" else 1.7  # tokens per character / per word, with headroom
-    params = SamplingParams(max_new_tokens=min(int(target * per_unit) + 32, max_new_tokens_cap(backend)),
-                            temperature=creativity_to_temperature(creativity_), top_p=0.9,
-                            repetition_penalty=max(1.05, backend.repetition_penalty), seed=parse_seed(seed))
+    wanted = int(target * TOKENS_PER_UNIT[language_]) + TOKEN_HEADROOM
+    params = SamplingParams(max_new_tokens=min(wanted, max_new_tokens_cap(backend)),
+                            temperature=creativity_to_temperature(settings.creativity), top_p=STORY_TOP_P,
+                            repetition_penalty=max(MIN_REPETITION_PENALTY, backend.repetition_penalty),
+                            seed=settings.seed)
     inner = backend.stream_chat(_prompt(text, style_, target, language_), params, notices)
 
     def texts() -> Iterator[list[str]]:
@@ -92,12 +126,12 @@ def write_story(caption: str, style: str = "温馨", length: int = 300, creativi
         try:
             for last in inner:
                 yield [last]
-                if story_size(last, language_) >= target * 1.2:
+                if story_size(last, language_) >= target * OVERSHOOT:
                     inner.cancel()  # long enough: stop the computation, not only the display
                     break
         finally:
             inner.close()
-        if inner.usage.finish_reason == "cancelled" and story_size(last, language_) >= target * 1.2:
+        if inner.usage.finish_reason == "cancelled" and story_size(last, language_) >= target * OVERSHOOT:
             inner.usage.finish_reason = "length"
         yield [trim_to_sentence(last, target, language_)]
 

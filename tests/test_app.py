@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def test_endpoints_have_stable_names_and_parameters(client):
         "/story": ["caption", "style", "length", "creativity", "language"],
         "/speak": ["text", "language"],
         "/picture_story": ["image", "style", "length", "creativity", "language"],
+        "/next_token": ["prompt", "model", "temperature", "top_k", "top_p", "repetition_penalty", "top_n"],
     }
 
 
@@ -68,34 +70,65 @@ def test_generate_streams_text_and_reports_the_seed(client):
     assert tuple(again) == (text, 77)
 
 
+def wait_until(condition, what: str) -> None:
+    """Return once ``condition()`` holds (a state the test waits for, not a time window)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
 def test_cancelled_generation_stops_computing_and_frees_the_slot(client, app_module):
     from pipelines import registry
 
     loaded = registry.get_model("textgen")
-    steps = []
+    permits, passes = threading.Semaphore(0), []
 
-    def slow_step(*_):  # a realistic 50 ms per token, counted
-        steps.append(1)
-        time.sleep(0.05)
+    def gated_step(*_):  # each forward pass waits for the test's permit, and is counted
+        assert permits.acquire(timeout=120), "the test never let this forward pass run"
+        passes.append(1)
 
-    hook = loaded.model.register_forward_pre_hook(slow_step)
+    def solo_requests():
+        return [d.request for d in engine.decoders() if not isinstance(d, Batcher)]
+
+    hook = loaded.model.register_forward_pre_hook(gated_step)
     try:
         job = client.submit("你好", None, 64, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")
-        deadline = time.time() + 30
-        while len(steps) < 3 and time.time() < deadline and not job.done():
-            time.sleep(0.01)
-        assert len(steps) >= 3, f"generation did not start: {job.status()}"
-        job.cancel()
-        deadline = time.time() + 10
-        while any(not isinstance(d, Batcher) for d in engine.decoders()) and time.time() < deadline:
-            time.sleep(0.05)
-        produced = len(steps)
-        time.sleep(0.3)
-        assert len(steps) == produced, "the model kept running after the cancel"
-        assert produced < 32, f"{produced} of 64 tokens were computed despite the cancel"
+        for _ in range(3):
+            permits.release()
+        wait_until(lambda: len(passes) == 3, f"generation did not start: {job.status()}")
+        canceller = threading.Thread(target=job.cancel)  # it returns once the server has stopped the job
+        canceller.start()
+
+        def cancel_reached():
+            return all(r.cancel.is_set() for r in solo_requests())
+
+        while not cancel_reached():  # one step at a time until the cancel reaches the request
+            before = len(passes)
+            permits.release()
+            wait_until(lambda: len(passes) > before or cancel_reached(), "the generation stalled")
+        at_cancel = len(passes)
+        for _ in range(100):  # every permit it could want: only the cancel can keep them from running
+            permits.release()
+        wait_until(lambda: not solo_requests(), "the decoder never left the engine")
+        canceller.join(60)
+        assert len(passes) <= at_cancel + 1, f"{len(passes) - at_cancel} forward passes ran after the cancel"
+        assert at_cancel < 64
     finally:
+        for _ in range(1000):
+            permits.release()
         hook.remove()
     assert client.predict("猫", None, 4, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")[0].startswith("猫")
+
+
+def test_next_token_lists_candidates_by_raw_probability(client):
+    tokens = client.predict("今天天气很好", None, 0.7, 5, 1.0, 1.0, 12, api_name="/next_token")
+    assert len(tokens) == 12 and all(set(t) == {"token", "id", "raw_p", "p", "kept"} for t in tokens)
+    assert [t["raw_p"] for t in tokens] == sorted((t["raw_p"] for t in tokens), reverse=True)
+    assert sum(t["kept"] for t in tokens) == 5 and all(t["p"] == 0 for t in tokens if not t["kept"])
+    assert abs(sum(t["p"] for t in tokens) - 1) < 1e-5  # the five kept tokens hold all the probability
+    flat = client.predict("今天天气很好", None, 1.0, 0, 1.0, 1.0, 12, api_name="/next_token")
+    assert [t["id"] for t in flat] == [t["id"] for t in tokens] and all(t["p"] == t["raw_p"] for t in flat)
 
 
 def test_classify_returns_every_label(client):
@@ -132,6 +165,9 @@ def test_picture_story_end_to_end_shows_caption_first(client):
     (("a cat", "童话", 100, 5, "fr"), "/story", "language"),
     (("", "zh"), "/speak", "Enter the text"),
     (("text", "/etc/passwd"), "/classify", "no model called"),
+    (("", None, 1.0, 0, 1.0, 1.0, 20), "/next_token", "Enter the prompt"),
+    (("你好", "no such model", 1.0, 0, 1.0, 1.0, 20), "/next_token", "no model called"),
+    (("你好", None, "hot", 0, 1.0, 1.0, 20), "/next_token", "must be a number"),
 ])
 def test_bad_input_is_a_clear_bilingual_error(client, args, api_name, words):
     with pytest.raises(AppError) as err:

@@ -14,6 +14,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+import pipelines
+from pipelines.story import MAX_LENGTH, MIN_LENGTH, story_settings
 from test_images import bomb_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +36,28 @@ def client(url, tmp_path_factory):
     (("控制\x00字符\x1b[31m 😀 emoji mixed 中英 العربية", None), "/classify"),
 ])
 def test_huge_and_odd_text_is_cut_not_crashed(client, args, api_name):
-    assert client.predict(*args, api_name=api_name) is not None
+    result = client.predict(*args, api_name=api_name)
+    text = result[0] if api_name == "/generate" else result
+    assert text and (api_name != "/generate" or len(text) < len(HUGE))  # an answer (a cut prompt), not an error
+
+
+@pytest.mark.parametrize("make", [lambda: pipelines.chat(HUGE, max_new_tokens=8),
+                                  lambda: pipelines.generate_text(HUGE, max_new_tokens=8),
+                                  lambda: pipelines.write_story(HUGE, "童话", 60, 5, "zh")])
+def test_huge_text_is_cut_with_a_notice(make):
+    stream = make()
+    stream.close()
+    assert any("too long" in n for n in stream.notices), stream.notices
+
+
+def test_out_of_range_numbers_are_clamped_with_notices():
+    high = story_settings("冒险", 10**6, 99, "en")
+    low = story_settings("冒险", -4, -3, "zh")
+    assert (high.length, high.creativity, low.length, low.creativity) == (MAX_LENGTH, 10, MIN_LENGTH, 0)
+    assert len(high.notices) == 2 and len(low.notices) == 2 and all("outside" in n for n in high.notices)
+    stream = pipelines.chat("hi", [], system_prompt="", temperature=99, top_p=5, max_new_tokens=-7)
+    stream.close()
+    assert len([n for n in stream.notices if "outside" in n]) == 3
 
 
 def test_out_of_range_numbers_are_clamped(client):
@@ -42,9 +65,9 @@ def test_out_of_range_numbers_are_clamped(client):
     assert text.count("你好") == 8 and seed is None  # 8 sequences at most; temperature < 0 → greedy
     text, _ = client.predict("你好", None, 0, 99, 10**6, 7, 99, 0, 3, api_name="/generate")
     assert text.startswith("你好")
-    assert client.predict("a cat", "冒险", 10**6, 99, "en", api_name="/story") is not None
-    assert client.predict("a cat", "冒险", -4, -3, "zh", api_name="/story") is not None
-    assert client.predict("hi", [], "", 99, 5, -7, api_name="/chat") is not None
+    assert isinstance(client.predict("a cat", "冒险", 10**6, 99, "en", api_name="/story"), str)
+    assert isinstance(client.predict("a cat", "冒险", -4, -3, "zh", api_name="/story"), str)
+    assert isinstance(client.predict("hi", [], "", 99, 5, -7, api_name="/chat"), str)
 
 
 @pytest.mark.parametrize("args,words", [

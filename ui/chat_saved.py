@@ -15,7 +15,7 @@ from pipelines.conversations import Conversation
 from pipelines.downloads import save_download
 from pipelines.inputs import normalize_messages
 
-from .api import file_path
+from .adapters import file_path
 from .common import edge
 
 EMPTY_STORE: dict[str, Any] = {"current": None, "chats": []}

@@ -11,7 +11,7 @@ import gradio as gr
 from pipelines import batch_classify
 from pipelines.batch_classify import RowResult
 
-from .api import file_path
+from .adapters import file_path
 from .common import CLASSIFIER, edge, gpu
 
 NO_FILE = gr.update(choices=[], value=None, visible=False)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from pipelines import InvalidInputError, PipelineError
+from pipelines import InvalidInputError, PipelineError, registry
 from pipelines.batching import max_batch
 
 log = logging.getLogger("modeldeck.ui")
@@ -17,6 +17,7 @@ log = logging.getLogger("modeldeck.ui")
 # Events that run the same model share a concurrency id, so one model never runs N copies at once.
 LLM = "llm"  # chat, story and picture story share the chat model
 TEXTGEN, CLASSIFIER, CAPTIONER, SPEECH = "textgen", "classifier", "captioner", "speech"
+NEXT_TOKEN = "next_token"  # redraws are short engine calls; they need not wait behind a text generation
 
 
 def concurrency_limit(concurrency_id: str) -> int:
@@ -27,7 +28,7 @@ def concurrency_limit(concurrency_id: str) -> int:
     """
     if concurrency_id == LLM:
         return max_batch()
-    return 2 if concurrency_id == SPEECH else 1
+    return 2 if concurrency_id in (SPEECH, NEXT_TOKEN) else 1
 
 try:  # ZeroGPU Spaces: a no-op off a ZeroGPU Space, absent locally
     import spaces
@@ -99,6 +100,18 @@ def examples(samples: list[list[Any]], inputs: list[Any], headers: list[str]) ->
     return shown
 
 
+def model_choices(role: str) -> list[tuple[str, str]]:
+    """Dropdown choices (label, name) for ``role``'s models; a remote one says where it runs."""
+    choices = []
+    for spec in registry.specs(role):
+        label = spec.name
+        if spec.is_remote and spec.entry is not None:
+            where = "Inference Providers" if spec.entry.scheme == "hf" else "OpenAI API"
+            label = f"{spec.name} · 🌐 远程 remote ({where})"
+        choices.append((label, spec.name))
+    return choices
+
+
 def notices_md(notices: list[str]) -> str:
     """Render notices as a Markdown list (empty when there are none)."""
     return "\n".join(f"- ⚠️ {n}" for n in notices)
@@ -129,7 +142,8 @@ ZH = {
     "md_max_new_tokens": "最多生成词元数", "md_max_new_tokens_info": "回答/续写最多生成多少个词元（token）。",
     "md_repetition_penalty": "重复惩罚", "md_repetition_penalty_info": "大于 1 时降低已出现词的概率，减少车轱辘话。",
     "md_num_sequences": "生成条数", "md_num_sequences_info": "用同一提示一次生成几段不同的续写。",
-    "md_seed": "随机种子", "md_seed_info": "留空 = 随机；填上用过的种子可以复现同样的结果。",
+    "md_seed": "随机种子", "md_seed_info": "留空 = 每次随机（用到的种子显示在结果下方）；填入那个种子可以复现同样的结果。",
+    "md_seed_ph": "🎲 留空 = 每次随机", "md_seed_reuse": "♻️ 复用上次的种子", "md_seed_random": "🎲 改回每次随机",
     "md_prompt": "提示文本（开头）", "md_prompt_ph": "写一个开头，模型接着往下写", "md_generate": "🚀 生成",
     "md_model": "模型", "md_output": "生成结果", "md_examples": "示例",
     "md_text": "文本", "md_text_ph": "输入一段评论或句子", "md_classify": "🏷️ 分类", "md_labels": "各标签得分",
@@ -139,6 +153,10 @@ ZH = {
     "md_caption_en": "英文描述（BLIP 原文）", "md_story": "故事", "md_audio": "🎵 故事音频（可试听/下载）",
     "md_rewrite": "✏️ 按描述重写故事", "md_revoice": "🔊 重新配音", "md_caption_only": "🖼️ 只生成描述",
     "md_refresh": "🔄 刷新", "md_status": "状态",
+    "md_tab_next_token": "🔍 下一个词 · Next token", "md_nt_top_n": "显示前 N 个词", "md_nt_show": "🔍 显示下一个词",
+    "md_nt_sample": "🎲 采样一个词", "md_nt_restart": "🔄 重新开始",
+    "md_nt_seed_info": "留空 = 随机；同一个种子连续采样，写出的词和文本生成用这个种子写出的一样。",
+    "md_nt_pick": "点一个候选词，把它接到文本后面", "md_color_by_p": "🎨 按概率给回复上色",
 }
 EN = {
     "md_title": "# 🧪 ModelDeck · small-model playground\nTry small Hugging Face models in your browser: chat, "
@@ -157,7 +175,10 @@ EN = {
     "md_repetition_penalty": "Repetition penalty", "md_repetition_penalty_info": "Above 1 makes repeated words less "
                                                                            "likely.",
     "md_num_sequences": "Number of sequences", "md_num_sequences_info": "How many different continuations to write.",
-    "md_seed": "Seed", "md_seed_info": "Empty = random; reuse a shown seed to reproduce a result.",
+    "md_seed": "Seed", "md_seed_info": "Empty = a new random seed each time (shown under the output); enter that "
+                                       "seed to reproduce the result.",
+    "md_seed_ph": "🎲 empty = random each time", "md_seed_reuse": "♻️ Reuse last seed",
+    "md_seed_random": "🎲 Back to random",
     "md_prompt": "Prompt (the beginning)", "md_prompt_ph": "Write a beginning; the model continues it",
     "md_generate": "🚀 Generate", "md_model": "Model", "md_output": "Output", "md_examples": "Examples",
     "md_text": "Text", "md_text_ph": "Type a review or a sentence", "md_classify": "🏷️ Classify", "md_labels": "Scores",
@@ -167,6 +188,11 @@ EN = {
     "md_caption_en": "English caption (BLIP)", "md_story": "Story", "md_audio": "🎵 Story audio (play / download)",
     "md_rewrite": "✏️ Rewrite story from caption", "md_revoice": "🔊 Voice again", "md_caption_only": "🖼️ Caption only",
     "md_refresh": "🔄 Refresh", "md_status": "Status",
+    "md_tab_next_token": "🔍 Next token", "md_nt_top_n": "Show the top N tokens", "md_nt_show": "🔍 Show next token",
+    "md_nt_sample": "🎲 Sample one token", "md_nt_restart": "🔄 Start over",
+    "md_nt_seed_info": "Empty = random; sampling step by step with one seed writes what text generation writes "
+                       "with that seed.",
+    "md_nt_pick": "Click a candidate to append it to the text", "md_color_by_p": "🎨 Colour the reply by probability",
 }
 assert ZH.keys() == EN.keys()
 # Keys carry a prefix: gradio has its own translation namespaces ("audio", "image", …).

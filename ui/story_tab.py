@@ -7,11 +7,11 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-import pipelines
 from pipelines import STYLES
 from pipelines.bundle import StorySettings, story_bundle
+from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
 
-from .api import file_path
+from . import adapters
 from .common import CAPTIONER, LLM, SPEECH, concurrency_limit, edge, examples, gpu, notices_md, picture_input, t
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
@@ -25,20 +25,16 @@ LANGUAGE_CHOICES = [("中文", "zh"), ("English", "en")]
 def run_all(image: Any, style: str, length: int, creativity: float,
             language: str) -> Iterator[tuple[str, str, str, Any, str, Any]]:
     """Caption, then story, then audio, each yielded as soon as it exists; last, the story's seed."""
-    notes: list[str] = []
-    for update in pipelines.picture_story(file_path(image), style, length, creativity, language):
-        notes = update.notices
-        caption = update.caption
-        yield (caption.best if caption else "", caption.en if caption else "", update.story, update.audio,
-               notices_md(notes), update.seed)
+    for shown in adapters.picture_story(image, style, length, creativity, language):
+        yield shown.caption, shown.english, shown.story, shown.audio, notices_md(shown.notices), shown.seed
 
 
 @gpu
 @edge
 def caption_only(image: Any) -> tuple[str, str, str]:
     """Caption the picture without writing a story."""
-    result = pipelines.caption_image(file_path(image))
-    return result.best, result.en, notices_md(result.notices)
+    shown = adapters.caption(image)
+    return shown.caption, shown.english, notices_md(shown.notices)
 
 
 @gpu
@@ -46,7 +42,7 @@ def caption_only(image: Any) -> tuple[str, str, str]:
 def rewrite(caption: str, style: str, length: int, creativity: float,
             language: str) -> Iterator[tuple[str, str, Any]]:
     """Write a new story from the (possibly edited) caption, keeping the picture's caption as is."""
-    stream = pipelines.write_story(caption, style, length, creativity, language)
+    stream = adapters.story(caption, style, length, creativity, language)
     notes = notices_md(stream.notices)
     for text in stream:
         yield text, notes, stream.seed
@@ -55,7 +51,7 @@ def rewrite(caption: str, style: str, length: int, creativity: float,
 @edge
 def revoice(story: str, language: str) -> tuple[str, str]:
     """Read the (possibly edited) story aloud again."""
-    speech = pipelines.synthesize_speech(story, language)
+    speech = adapters.speak(story, language)
     return speech.path, notices_md(speech.notices)
 
 
@@ -64,7 +60,7 @@ def download_all(image: Any, caption: str, caption_en: str, story: str, audio: A
                  creativity: float, language: str, seed: Any) -> Any:
     """Pack the picture, captions, story, audio and settings into one zip to download."""
     settings = StorySettings(style, int(length), float(creativity), language, seed if isinstance(seed, int) else None)
-    return gr.update(value=story_bundle(file_path(image), caption, caption_en, story, file_path(audio), settings),
+    return gr.update(value=story_bundle(adapters.file_path(image), caption, caption_en, story, adapters.file_path(audio), settings),
                      visible=True)
 
 
@@ -75,8 +71,8 @@ def build() -> None:
             image = picture_input(label=t("md_image"), height=280, elem_id="story-image")
             style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value="温馨",
                                 label=t("md_style"), elem_id="story-style")
-            length = gr.Slider(50, 1000, value=300, step=10, label=t("md_length"), elem_id="story-length")
-            creativity = gr.Slider(0, 10, value=5, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
+            length = gr.Slider(MIN_LENGTH, MAX_LENGTH, value=300, step=10, label=t("md_length"), elem_id="story-length")
+            creativity = gr.Slider(MIN_CREATIVITY, MAX_CREATIVITY, value=5, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
             language = gr.Radio(LANGUAGE_CHOICES, value="zh", label=t("md_language"), elem_id="story-language")
             go = gr.Button(t("md_run_all"), variant="primary", size="lg", elem_id="story-run")
             with gr.Row():

@@ -1,4 +1,9 @@
-"""The text-generation tab: sampling sliders explained, a reproducible seed, streamed output."""
+"""The text-generation tab: sampling sliders explained, a reproducible seed, streamed output.
+
+The seed is a text box that starts empty: empty means a new random seed on every click (a
+``gr.Number`` cannot be empty in the browser; it shows 0, and every click then repeated seed 0). The
+seed each run used is shown under the output, and "reuse" puts it back in the box in one click.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ from typing import Iterator
 
 import gradio as gr
 
-import pipelines
-from pipelines import registry
+from pipelines.sampling import REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE
+from pipelines.textgen import MAX_SEQUENCES
 
-from .common import TEXTGEN, edge, examples, gpu, notices_md, t, usage_md
+from . import adapters
+from .common import model_choices, TEXTGEN, edge, examples, gpu, notices_md, t, usage_md
+from .token_colors import colored_html
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
             "The best way to learn machine learning is"]
@@ -18,41 +25,58 @@ EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里
 @gpu
 @edge
 def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
-        repetition_penalty: float, num_return_sequences: int, seed: float | None) -> Iterator[tuple[str, str]]:
-    """Stream the continuation(s) and a status line with the seed that reproduces them."""
-    stream = pipelines.generate_text(prompt, model, max_new_tokens=max_new_tokens, temperature=temperature,
-                                     top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                                     num_return_sequences=num_return_sequences, seed=seed)
+        repetition_penalty: float, num_return_sequences: int,
+        seed: str | None) -> Iterator[tuple[str, str, int | None, str]]:
+    """Stream the continuation(s), a status line with the seed that reproduces them, that seed, then the
+    text coloured by each token's probability."""
+    stream = adapters.generate(prompt, model, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
+                               num_return_sequences, seed, top_logprobs=5)
     notes = notices_md(stream.notices)
     for text in stream:
-        yield text, notes
-    yield stream.text, "\n\n".join(x for x in (notes, usage_md(stream.usage, stream.seed)) if x)
+        yield text, notes, stream.seed, gr.skip()
+    yield (stream.text, "\n\n".join(x for x in (notices_md(stream.notices), usage_md(stream.usage, stream.seed)) if x),
+           stream.seed, colored_html(stream.pieces, prompt))
+
+
+def reuse_seed(last: int | None) -> str:
+    """The last run's seed for the seed box (empty when it was greedy and used none)."""
+    return "" if last is None else str(last)
 
 
 def build() -> None:
     """Lay out the text-generation tab inside the current Blocks."""
-    names = registry.model_names("textgen")
+    choices = model_choices("textgen")
+    names = [name for _, name in choices]
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(label=t("md_prompt"), placeholder=t("md_prompt_ph"), lines=4, elem_id="textgen-prompt")
-            model = gr.Dropdown(names, value=names[0], label=t("md_model"), elem_id="textgen-model")
+            model = gr.Dropdown(choices, value=names[0], label=t("md_model"), elem_id="textgen-model")
             with gr.Row():
                 go = gr.Button(t("md_generate"), variant="primary", elem_id="textgen-run")
                 stop = gr.Button(t("md_stop"), variant="stop", elem_id="textgen-stop")
             output = gr.Textbox(label=t("md_output"), lines=10, buttons=["copy"], elem_id="textgen-output")
             status = gr.Markdown(elem_id="textgen-status")
+            colors = gr.HTML(elem_id="textgen-colors", js_on_load=None)
         with gr.Column(scale=2):
-            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label=t("md_temperature"), info=t("md_temperature_info"))
-            top_k = gr.Slider(0, 200, value=50, step=1, label=t("md_top_k"), info=t("md_top_k_info"))
-            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label=t("md_top_p"), info=t("md_top_p_info"))
+            temperature = gr.Slider(*TEMPERATURE_RANGE, value=0.8, step=0.05, label=t("md_temperature"),
+                                    info=t("md_temperature_info"), elem_id="textgen-temperature")
+            top_k = gr.Slider(*TOP_K_RANGE, value=50, step=1, label=t("md_top_k"), info=t("md_top_k_info"))
+            top_p = gr.Slider(*TOP_P_RANGE, value=0.95, step=0.01, label=t("md_top_p"), info=t("md_top_p_info"))
             max_new = gr.Slider(8, 512, value=100, step=8, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"))
-            penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label=t("md_repetition_penalty"),
+            penalty = gr.Slider(*REPETITION_PENALTY_RANGE, value=1.1, step=0.05, label=t("md_repetition_penalty"),
                                 info=t("md_repetition_penalty_info"))
-            sequences = gr.Slider(1, pipelines.textgen.MAX_SEQUENCES, value=1, step=1, label=t("md_num_sequences"),
-                                  info=t("md_num_sequences_info"))
-            seed = gr.Number(value=None, precision=0, minimum=0, label=t("md_seed"), info=t("md_seed_info"),
-                             elem_id="textgen-seed")
+            sequences = gr.Slider(1, MAX_SEQUENCES, value=1, step=1, label=t("md_num_sequences"),
+                                  info=t("md_num_sequences_info"), elem_id="textgen-sequences")
+            seed = gr.Textbox(value="", placeholder=t("md_seed_ph"), label=t("md_seed"), info=t("md_seed_info"),
+                              elem_id="textgen-seed")
+            with gr.Row():
+                reuse = gr.Button(t("md_seed_reuse"), size="sm", elem_id="textgen-seed-reuse")
+                randomize = gr.Button(t("md_seed_random"), size="sm", elem_id="textgen-seed-random")
+    last_seed = gr.State(None)
     examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
     event = go.click(run, [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
-                     [output, status], concurrency_id=TEXTGEN, concurrency_limit=1, api_visibility="private")
+                     [output, status, last_seed, colors], concurrency_id=TEXTGEN, concurrency_limit=1,
+                     api_visibility="private")
     stop.click(None, None, None, cancels=[event], api_visibility="private")
+    reuse.click(reuse_seed, last_seed, seed, api_visibility="private", queue=False)
+    randomize.click(lambda: "", None, seed, api_visibility="private", queue=False)

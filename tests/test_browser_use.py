@@ -1,0 +1,129 @@
+"""Each tab used in headless Chromium as a person would: change a control, see what should change."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from test_browser import CHROMIUM, browser, open_tab, page  # noqa: F401  (fixtures)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
+
+SEED_IN_STATUS = r"seed\s*(\d+)"
+
+
+def finished_run(page, *, seed_other_than: str = "") -> tuple[str, str]:
+    """Wait for a text-generation run to finish (with a seed other than the given one); return (output, seed)."""
+    page.wait_for_function(
+        """([pattern, other]) => {
+            const text = document.querySelector('#textgen-status').innerText;
+            const seed = text.match(new RegExp(pattern));
+            return text.includes('total_tokens') && seed && seed[1] !== other;
+        }""", arg=[SEED_IN_STATUS, seed_other_than])
+    seed = re.search(SEED_IN_STATUS, page.locator("#textgen-status").inner_text()).group(1)
+    return page.locator("#textgen-output textarea").input_value(), seed
+
+
+def test_the_seed_is_random_by_default_shown_and_reusable(page, monkeypatch):
+    monkeypatch.delenv("MODELDECK_SEED", raising=False)  # the app's own default: no fixed seed
+    open_tab(page, "✍️ 文本生成")
+    seed_box = page.locator("#textgen-seed input, #textgen-seed textarea").first
+    assert seed_box.input_value() == ""  # empty, not 0: empty means random
+    page.locator("#textgen-prompt textarea").fill("今天天气很好，我们一起去")
+    page.locator("#textgen-run").click()
+    first_text, first_seed = finished_run(page)
+    page.locator("#textgen-run").click()  # a second click, the seed untouched
+    second_text, second_seed = finished_run(page, seed_other_than=first_seed)
+    assert second_seed != first_seed and seed_box.input_value() == ""
+    page.locator("#textgen-seed-reuse").click()  # one click puts the last seed back
+    page.wait_for_function("s => document.querySelector('#textgen-seed input, #textgen-seed textarea').value === s",
+                           arg=second_seed)
+    page.locator("#textgen-seed-random").click()
+    page.wait_for_function("() => document.querySelector('#textgen-seed input, #textgen-seed textarea').value === ''")
+    seed_box.fill(first_seed)  # typing the first shown seed back reproduces the first text
+    page.locator("#textgen-run").click()
+    again_text, again_seed = finished_run(page, seed_other_than=second_seed)
+    assert again_seed == first_seed and again_text == first_text
+
+
+def test_more_sequences_and_greedy_decoding_show_in_the_output(page):
+    open_tab(page, "✍️ 文本生成")
+    prompt = page.locator("#textgen-prompt textarea")
+    prompt.fill("他好")
+    sequences = page.locator("#textgen-sequences input[type=number]")
+    sequences.fill("3")
+    sequences.press("Enter")
+    page.locator("#textgen-run").click()
+    page.wait_for_function("() => document.querySelector('#textgen-output textarea').value.includes('【3】')")
+    page.locator("#textgen-status").get_by_text("total_tokens").wait_for()
+    temperature = page.locator("#textgen-temperature input[type=number]")
+    temperature.fill("0")
+    temperature.press("Enter")
+    sequences.fill("1")
+    sequences.press("Enter")
+    outputs = []
+    # Alternate prompts of 3 and 6 tokens: a finished run's status names its own prompt's length.
+    for text, tokens in [("我是猫", 3), ("你好你好你好", 6), ("我是猫", 3)]:
+        prompt.fill(text)
+        page.locator("#textgen-run").click()
+        page.wait_for_function("""n => {
+            const m = document.querySelector('#textgen-status').innerText.match(/prompt_tokens\\s*(\\d+)/);
+            return m && m[1] === String(n) && document.querySelector('#textgen-status').innerText.includes('total');
+        }""", arg=tokens)
+        outputs.append(page.locator("#textgen-output textarea").input_value())
+        assert "seed" not in page.locator("#textgen-status").inner_text()  # greedy: no seed to show
+    assert outputs[0] == outputs[2] and outputs[0].startswith("我是猫") and "【" not in outputs[0]
+
+
+def test_chat_send_empty_then_a_message_then_clear(page):
+    page.locator("#chat-send").click()
+    page.get_by_text("Enter a message first").first.wait_for()  # an empty box says what to do
+    page.get_by_text("⚙️ 生成参数").click()
+    most = page.locator("#chat-max-new input[type=number]")
+    most.fill("16")  # a short reply: this test is about what the buttons change
+    most.press("Enter")
+    page.locator("#chat-input textarea").fill("你好")
+    page.locator("#chat-send").click()
+    messages = page.locator("#chatbot .message-row")
+    page.wait_for_function("() => document.querySelectorAll('#chatbot .message-row').length >= 2")
+    page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+    assert page.locator("#chat-input textarea").input_value() == ""
+    assert "你好" in messages.first.inner_text()
+    page.locator("#chat-clear").click()
+    page.wait_for_function("() => document.querySelectorAll('#chatbot .message-row').length === 0")
+
+
+def test_classification_example_then_another_model(page):
+    open_tab(page, "🏷️ 文本分类")
+    page.get_by_text("这家店的服务太好了，下次还来！").first.click()  # an example fills the box
+    page.wait_for_function("() => document.querySelector('#classify-text textarea').value.length > 0")
+    page.locator("#classify-run").click()
+    labels = page.locator("#classify-labels")
+    labels.get_by_text("正面 positive").first.wait_for()
+    before = labels.inner_text()
+    page.locator("#classify-model input").click()
+    page.get_by_role("option", name="Tiny English sentiment").click()
+    page.locator("#classify-run").click()
+    page.wait_for_function("b => document.querySelector('#classify-labels').innerText !== b", arg=before)
+    assert "负面 negative" in labels.inner_text()  # the other model's scores, every label shown
+
+
+def test_caption_only_then_edit_rewrite_and_voice_again(page):
+    open_tab(page, "🖼️ 看图讲故事")
+    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
+    page.locator("#story-image img").first.wait_for()
+    page.locator("#story-caption-only").click()
+    page.wait_for_function("() => document.querySelector('#story-caption textarea').value.length > 0")
+    assert page.locator("#story-text textarea").input_value() == ""  # caption only: no story yet
+    assert page.locator("#story-caption-en textarea").input_value()
+    page.locator("#story-caption textarea").fill("一只猫坐在红色的椅子上")
+    page.locator("#story-rewrite").click()
+    page.wait_for_function("() => document.querySelector('#story-text textarea').value.length > 0")
+    page.locator("#story-text textarea").fill("从前有一只猫。它很好。")
+    page.locator("#story-revoice").click()
+    page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()
