@@ -122,6 +122,7 @@ def main() -> None:
             for n in sizes:
                 runs = [crowd(url, n, tokens) for _ in range(args.repeats)]
                 rows += rows_for(policy, n, runs)
+                print(f"done: {policy}, {n} visitors: {rows[-1]}", file=sys.stderr, flush=True)
                 for record in (r for run in runs for r in run if r["outcome"] == "failed"):
                     print(f"failed {record['task']}: {record['reason'][:200]}", file=sys.stderr)
         finally:
