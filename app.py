@@ -18,9 +18,8 @@ os.environ.setdefault("HF_XET_HIGH_PERFORMANCE", "1")
 
 import gradio as gr  # noqa: E402
 
-from pipelines import preload  # noqa: E402
+from pipelines import ConfigError, backends, preload, settings  # noqa: E402
 from pipelines.images import use_own_pixel_limit  # noqa: E402
-from pipelines.inputs import env_int  # noqa: E402
 from ui import about_tab, admission, api, chat_tab, classify_tab, story_tab, textgen_tab  # noqa: E402
 from ui.common import I18N, t  # noqa: E402
 
@@ -49,6 +48,17 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
+def check_settings() -> None:
+    """Stop with the message that names a malformed ``MODELDECK_*`` value and shows a correct one."""
+    try:
+        settings.check_all()
+        backends.check_roles()
+    except ConfigError as exc:
+        raise SystemExit(f"ModelDeck cannot start / 无法启动: {exc}") from None
+
+
+if __name__ == "__main__":
+    check_settings()  # before the tabs read the model lists
 demo = build_demo()
 # Gradio opens uploads with PIL before our size check; let ours (MODELDECK_MAX_IMAGE_PIXELS, checked from
 # the header before any decoding) be the one that answers.
@@ -57,10 +67,7 @@ use_own_pixel_limit()
 
 def preload_roles() -> list[str]:
     """The roles named by ``MODELDECK_PRELOAD`` ("all", or a comma-separated list; empty = lazy)."""
-    value = os.environ.get("MODELDECK_PRELOAD", "").strip()
-    if value.lower() == "all":
-        return ["all"]
-    return [role.strip() for role in value.split(",") if role.strip()]
+    return list(settings.get("MODELDECK_PRELOAD"))
 
 
 def start_preload(roles: list[str]) -> threading.Thread | None:
@@ -83,7 +90,7 @@ def launch_settings() -> dict:
     """The arguments ``demo.launch`` gets: address, upload cap, translations, theme."""
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or "7860"
     return {"server_name": os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), "server_port": int(port),
-            "max_file_size": f"{env_int('MODELDECK_MAX_UPLOAD_MB', 10)}mb", "i18n": I18N,
+            "max_file_size": f"{settings.get('MODELDECK_MAX_UPLOAD_MB')}mb", "i18n": I18N,
             "theme": gr.themes.Soft(), "css": CSS, "show_error": False}
 
 
@@ -95,7 +102,8 @@ def configure_queue(app: gr.Blocks) -> gr.Blocks:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("MODELDECK_LOG_LEVEL", "INFO"),
+    check_settings()
+    logging.basicConfig(level=settings.get("MODELDECK_LOG_LEVEL"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     configure_queue(demo)
     start_preload(preload_roles())

@@ -18,7 +18,7 @@ def main() -> None:
     os.environ.update(tiny_env() if args.tiny else {"MODELDECK_CHAT_MODEL": str(qwen_full_vocab())})
     from pipelines import registry
     from pipelines.batching import Batcher
-    from pipelines.llm import LocalChatBackend
+    from pipelines.backends.local import LocalChatBackend
     from pipelines.sampling import SamplingParams
 
     loaded = registry.get_model("chat")

@@ -8,8 +8,9 @@ from .caption import Caption, caption_image, translate_to_chinese
 from .chat import DEFAULT_SYSTEM_PROMPT, chat
 from .classify import classify_text, classify_texts, readable_label
 from .devices import device_and_dtype_names
-from .errors import (BusyError, InvalidInputError, ModelUnavailableError, PipelineError, SpeechUnavailableError,
-                     StorageError)
+from . import settings
+from .errors import (BusyError, ConfigError, InvalidInputError, ModelUnavailableError, PipelineError,
+                     RemoteBusyError, RemoteUnavailableError, SpeechUnavailableError, StorageError)
 from .images import load_image
 from .picture_story import PictureStoryUpdate, picture_story
 from .registry import get_model, loaded_models, model_names, preload
@@ -19,9 +20,10 @@ from .streaming import SamplingParams, TextStream, Usage
 from .textgen import generate_text
 
 __all__ = [
-    "BusyError", "Caption", "DEFAULT_SYSTEM_PROMPT", "InvalidInputError", "ModelUnavailableError",
-    "PictureStoryUpdate", "PipelineError", "STYLES", "SamplingParams", "Speech", "SpeechUnavailableError", "StorageError",
+    "BusyError", "Caption", "ConfigError", "DEFAULT_SYSTEM_PROMPT", "InvalidInputError", "ModelUnavailableError",
+    "PictureStoryUpdate", "PipelineError", "RemoteBusyError", "RemoteUnavailableError", "STYLES", "SamplingParams",
+    "Speech", "SpeechUnavailableError", "StorageError",
     "TextStream", "Usage", "caption_image", "chat", "classify_text", "classify_texts", "device_and_dtype_names",
     "generate_text", "get_model", "load_image", "loaded_models", "model_names", "picture_story", "preload",
-    "readable_label", "synthesize_speech", "translate_to_chinese", "write_story",
+    "readable_label", "settings", "synthesize_speech", "translate_to_chinese", "write_story",
 ]

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .decoding import DecodeBatch, Request
 from .engine import engine
-from .inputs import env_int
+from . import settings
 from .sampling import SamplingParams, resolve_seed
 from .streaming import TextStream, consume
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def max_batch() -> int:
     """How many requests may run together (``MODELDECK_MAX_BATCH``, default 4)."""
-    return env_int("MODELDECK_MAX_BATCH", 4)
+    return settings.get("MODELDECK_MAX_BATCH")
 
 
 def _request(rows: list[list[int]], params: SamplingParams) -> Request:
@@ -73,7 +73,7 @@ class Batcher:
                 return None
             if len(self.pending) >= max_batch():
                 return 0
-            return self.pending[0][0] + env_int("MODELDECK_BATCH_WINDOW_MS", 30) / 1000 - now
+            return self.pending[0][0] + settings.get("MODELDECK_BATCH_WINDOW_MS") / 1000 - now
 
     def step(self) -> None:
         running = len(self.batch.requests)

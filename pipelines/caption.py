@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import registry
-from .engine import engine
-from .errors import ModelUnavailableError
+from .backends import captioner, translator
+from .errors import ModelUnavailableError, PipelineError
 from .images import load_image
 from .streaming import has_cjk
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TRANSLATE_PREFIX = ">>cmn_Hans<<"  # opus-mt-en-zh's target token for simplified Mandarin
 
 
 @dataclass
@@ -33,40 +29,14 @@ class Caption:
 
 
 def translate_to_chinese(text: str) -> str:
-    """Return ``text`` translated into Chinese by the translator model."""
-    import torch
-
-    loaded = registry.get_model("translator")
-    tokenizer = loaded.processor
-    prefix = os.environ.get("MODELDECK_TRANSLATE_PREFIX", DEFAULT_TRANSLATE_PREFIX).strip()
-    # Prepend the target-language token only when this vocabulary has it as one token.
-    if prefix and tokenizer.convert_tokens_to_ids(prefix) not in (None, tokenizer.unk_token_id):
-        text = f"{prefix} {text}"
-    enc = tokenizer([text], return_tensors="pt", truncation=True, max_length=256).to(loaded.device)
-    room = int(getattr(loaded.model.config, "max_position_embeddings", 512)) - 2
-
-    def translate() -> Any:
-        with torch.inference_mode():  # greedy: half the time of the default 4 beams, same quality on captions
-            return loaded.model.generate(**enc, max_new_tokens=min(96, room), num_beams=1, do_sample=False)
-
-    return tokenizer.decode(engine.call(translate)[0], skip_special_tokens=True).strip()
+    """Return ``text`` translated into Chinese by the translator."""
+    return translator().translate(text)
 
 
 def english_caption(image: Any, *, max_new_tokens: int = 30) -> str:
     """Return the captioner's description of ``image`` (a PIL image or a file path)."""
-    import torch
-
     picture = load_image(image)
-    loaded = registry.get_model("captioner")
-
-    def describe() -> Any:  # the image's conversion to a tensor is torch work too: all of it on the engine
-        inputs = loaded.processor(images=picture, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(loaded.device, dtype=next(loaded.model.parameters()).dtype)
-        with torch.inference_mode():  # greedy with a short cap: as good as beams here, and faster
-            return loaded.model.generate(pixel_values=pixel_values, max_new_tokens=max_new_tokens, num_beams=1,
-                                         do_sample=False)
-
-    return loaded.processor.decode(engine.call(describe)[0], skip_special_tokens=True).strip()
+    return captioner().caption(picture, max_new_tokens)
 
 
 def add_chinese(caption: Caption) -> Caption:
@@ -75,10 +45,11 @@ def add_chinese(caption: Caption) -> Caption:
         return caption
     try:
         caption.zh = translate_to_chinese(caption.en)
-    except ModelUnavailableError as exc:  # the English caption is still useful
+    except PipelineError as exc:  # a local load or a remote call failed: the English caption is still useful
         log.warning("translation unavailable: %s", exc)
+        which = exc.model if isinstance(exc, ModelUnavailableError) else exc.en
         caption.notices.append(f"翻译模型不可用，只显示英文描述。 / The translator is unavailable; showing the "
-                               f"English caption only. ({exc.model})")
+                               f"English caption only. ({which})")
     return caption
 
 

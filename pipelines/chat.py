@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .inputs import clean_text, normalize_messages, number, seed as parse_seed
-from .llm import chat_backend, max_new_tokens_cap
+from .backends import chat_backend, max_new_tokens_cap
 from .streaming import SamplingParams, TextStream
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人的助手。"

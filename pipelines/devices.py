@@ -11,20 +11,15 @@ about to be placed.
 from __future__ import annotations
 
 import logging
-import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from .errors import InvalidInputError
+from . import settings
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
-
 
 def _auto_device() -> str:
     import torch
@@ -37,21 +32,10 @@ def _auto_device() -> str:
 
 
 @lru_cache(maxsize=None)
-def _resolve(device_env: str, dtype_env: str) -> tuple[str, str]:
-    device = device_env.strip().lower() or _auto_device()
-    if not (device == "cpu" or device == "mps" or device.startswith("cuda")):
-        raise InvalidInputError(
-            f"MODELDECK_DEVICE={device_env!r} 无效，可选 cpu、cuda、cuda:N、mps。",
-            f"MODELDECK_DEVICE={device_env!r} is not valid; use cpu, cuda, cuda:N or mps.",
-        )
-    if dtype_env.strip():
-        key = dtype_env.strip().lower()
-        if key not in _DTYPES:
-            raise InvalidInputError(
-                f"MODELDECK_DTYPE={dtype_env!r} 无效，可选 float32、float16、bfloat16。",
-                f"MODELDECK_DTYPE={dtype_env!r} is not valid; use float32, float16 or bfloat16.",
-            )
-        return device, _DTYPES[key]
+def _resolve(device_setting: str | None, dtype_setting: str | None) -> tuple[str, str]:
+    device = device_setting or _auto_device()
+    if dtype_setting:
+        return device, dtype_setting
     if device.startswith("cuda"):
         import torch
 
@@ -63,7 +47,7 @@ def _resolve(device_env: str, dtype_env: str) -> tuple[str, str]:
 
 def device_and_dtype_names() -> tuple[str, str]:
     """Return the (device, dtype) names models are placed with, honouring the environment."""
-    return _resolve(os.environ.get("MODELDECK_DEVICE", ""), os.environ.get("MODELDECK_DTYPE", ""))
+    return _resolve(settings.get("MODELDECK_DEVICE"), settings.get("MODELDECK_DTYPE"))
 
 
 def device_and_dtype() -> tuple[str, "torch.dtype"]:
@@ -80,10 +64,7 @@ def quantization(device: str, dtype: str = "float32") -> str:
     The dynamic int8 kernels run on the CPU only and take float32 activations, so a model placed on a GPU
     or in half precision is never quantised (an explicit ``int8`` is then ignored with a warning).
     """
-    value = os.environ.get("MODELDECK_QUANTIZE", "").strip().lower()
-    if value and value not in ("int8", "none"):
-        raise InvalidInputError(f"MODELDECK_QUANTIZE={value!r} 无效，可选 int8、none。",
-                                f"MODELDECK_QUANTIZE={value!r} is not valid; use int8 or none.")
+    value = settings.get("MODELDECK_QUANTIZE")
     possible = device == "cpu" and dtype == "float32"
     if value == "int8" and not possible:
         log.warning("MODELDECK_QUANTIZE=int8 ignored: int8 needs float32 weights on the CPU (here %s on %s)",

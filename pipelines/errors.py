@@ -6,9 +6,12 @@ Every message is bilingual (Chinese first) and says what to do next. The UI edge
     PipelineError
     ├── InvalidInputError       the request itself is wrong: fix the input
     ├── ModelUnavailableError   a model could not be downloaded or loaded
+    │   └── RemoteUnavailableError   a remote server is down or does not serve the model
     ├── SpeechUnavailableError  no text-to-speech engine could produce audio
     ├── StorageError            the audio folder is full or cannot be written
-    └── BusyError               too many requests of this kind are waiting: come back later
+    ├── BusyError               too many requests of this kind are waiting: come back later
+    │   └── RemoteBusyError     a remote server said 429 (too many requests), with its wait
+    └── ConfigError             a MODELDECK_* setting is malformed (start-up stops with it)
 """
 
 from __future__ import annotations
@@ -51,3 +54,40 @@ class StorageError(PipelineError):
 
 class BusyError(PipelineError):
     """Too many requests of one kind are already waiting; the message says when to come back."""
+
+
+class ConfigError(PipelineError):
+    """A ``MODELDECK_*`` (or token) setting is malformed; names the variable and shows a correct example."""
+
+    def __init__(self, variable: str, value: str, problem_zh: str, problem_en: str, example: str) -> None:
+        self.variable = variable
+        self.example = example
+        super().__init__(
+            f"环境变量 {variable}={value!r} 无效：{problem_zh}。正确示例：{variable}={example}",
+            f"The environment variable {variable}={value!r} is not valid: {problem_en}. "
+            f"A correct example: {variable}={example}",
+        )
+
+
+class RemoteUnavailableError(ModelUnavailableError):
+    """A remote backend cannot be reached or does not serve the model; names the URL and the variable."""
+
+    def __init__(self, model: str, variable: str, reason: str) -> None:
+        PipelineError.__init__(  # noqa: the wording differs from a local load failure
+            self,
+            f"远程模型 {model} 不可用（{reason}）。请确认服务器正在运行并提供这个模型，或修改环境变量 {variable}。",
+            f"The remote model {model} is not available ({reason}). Check that the server is running and serves "
+            f"this model, or change {variable}.",
+        )
+        self.model, self.variable, self.reason = model, variable, reason
+
+
+class RemoteBusyError(BusyError):
+    """The server refused the request for now (HTTP 429); ``retry_after`` is its wait in seconds, if given."""
+
+    def __init__(self, model: str, retry_after: float | None) -> None:
+        self.retry_after = retry_after
+        wait_zh = f"请 {retry_after:.0f} 秒后重试" if retry_after is not None else "请稍后重试"
+        wait_en = f"retry in {retry_after:.0f} s" if retry_after is not None else "retry in a moment"
+        super().__init__(f"远程模型 {model} 正忙（请求太多，HTTP 429），{wait_zh}。",
+                         f"The remote model {model} is busy (too many requests, HTTP 429): {wait_en}.")

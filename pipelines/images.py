@@ -6,14 +6,14 @@ import os
 from typing import Any
 
 from .errors import InvalidInputError
-from .inputs import env_int
+from . import settings
 
 MAX_SIDE = 1024  # BLIP sees 384×384; a larger picture only costs memory
 
 
 def max_pixels() -> int:
     """The largest picture accepted, in pixels (``MODELDECK_MAX_IMAGE_PIXELS``, default 50 million)."""
-    return env_int("MODELDECK_MAX_IMAGE_PIXELS", 50_000_000)
+    return settings.get("MODELDECK_MAX_IMAGE_PIXELS")
 
 
 def _too_large(pixels: int) -> InvalidInputError:

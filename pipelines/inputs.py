@@ -7,26 +7,18 @@ says so; values that cannot be numbers, negative seeds and empty text are reject
 from __future__ import annotations
 
 import math
-import os
 import re
 from typing import Any
 
+from . import settings
 from .errors import InvalidInputError
+from .settings import MAX_SEED
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
-MAX_SEED = 2**31 - 1
-
-
-def env_int(name: str, default: int) -> int:
-    """Read a positive integer setting from the environment."""
-    try:
-        return max(1, int(os.environ.get(name, "").strip() or default))
-    except ValueError:
-        return default
 
 
 def max_input_chars() -> int:
-    return env_int("MODELDECK_MAX_INPUT_CHARS", 20000)
+    return settings.get("MODELDECK_MAX_INPUT_CHARS")
 
 
 def clean_text(value: Any, *, field_zh: str, field_en: str, notices: list[str],

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
-from . import registry
+from . import backends
 from .caption import Caption, add_chinese, english_caption, from_text
 from .errors import PipelineError, SpeechUnavailableError, StorageError
 from .images import load_image
@@ -30,7 +30,7 @@ class PictureStoryUpdate:
 
 def _warm(role: str) -> None:
     try:
-        registry.get_model(role)
+        backends.warm(role)
     except PipelineError as exc:  # reported when the story step needs the model
         log.info("warming %s failed: %s", role, exc)
 

@@ -11,24 +11,17 @@ sequence is prefilled from where they part.
 from __future__ import annotations
 
 import collections
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidInputError
+from . import settings
 
 MIN_SHARED_TOKENS = 32  # below this a fresh prefill costs about the same
 
 
 def budget() -> int:
     """Tokens of keys and values kept for reuse (``MODELDECK_PREFIX_CACHE_TOKENS``; 0: off)."""
-    raw = os.environ.get("MODELDECK_PREFIX_CACHE_TOKENS", "").strip()
-    if not raw:
-        return 16384
-    if not raw.isdigit():
-        raise InvalidInputError(f"MODELDECK_PREFIX_CACHE_TOKENS={raw!r} 无效，应为非负整数。",
-                                f"MODELDECK_PREFIX_CACHE_TOKENS={raw!r} is not valid; use a whole number ≥ 0.")
-    return int(raw)
+    return settings.get("MODELDECK_PREFIX_CACHE_TOKENS")
 
 
 @dataclass

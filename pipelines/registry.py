@@ -1,9 +1,10 @@
 """Which model serves which role, and the one loaded copy of each.
 
 A role ("chat", "story", "textgen", "classifier", "captioner", "translator") maps to one or more
-``ModelSpec``s read from the environment when a model is first needed, never at import. An entry is
-``[Display name=]hub-id-or-local-folder[@revision]``; several entries are comma-separated and the
-first is the default. Models load lazily, once per (task, source, revision), and the story role
+``ModelSpec``s read from the environment (through ``settings``) when a model is first needed, never at
+import. An entry is ``[Display name=]hub-id-or-local-folder[@revision]``, or a remote one
+(``openai:URL#served-model``, ``hf:model-id[:provider]``) that ``backends`` serve without loading anything
+here; several entries are comma-separated and the first is the default. Models load lazily, once per (task, source, revision), and the story role
 shares the chat model's copy. Loads happen one at a time under one lock: two threads asking for the
 same model load it once, and transformers' loading, which builds models on a process-wide "meta"
 device and resolves classes lazily, is not safe to run for two models at once (seen here: "Cannot
@@ -16,12 +17,13 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from . import settings
 from .devices import device_and_dtype, quantization
 from .engine import engine, in_own_thread
-from .errors import InvalidInputError, ModelUnavailableError
+from .errors import InvalidInputError, ModelUnavailableError, PipelineError
 from .quantize import compact_input_embedding, quantize_int8, weight_bytes
 
 log = logging.getLogger(__name__)
@@ -75,24 +77,29 @@ class ModelSpec:
     task: str
     name: str
     variable: str
+    entry: settings.ModelEntry | None = None  # how it was written; remote entries are served by backends
 
     @property
     def key(self) -> tuple[str, str, str | None]:
+        if self.is_remote:
+            assert self.entry is not None
+            return (self.task, f"{self.entry.scheme}:{self.source}#{self.entry.model}:{self.entry.provider}", None)
         return (self.task, self.source, self.revision)
 
     @property
     def is_local(self) -> bool:
         return os.path.isdir(self.source)
 
+    @property
+    def is_remote(self) -> bool:
+        """True for ``openai:`` and ``hf:`` entries (nothing is loaded in this process)."""
+        return self.entry is not None and self.entry.remote
 
-def _parse_entry(role: str, entry: str, defaults: RoleDefaults) -> ModelSpec:
-    name, _, rest = entry.rpartition("=") if "=" in entry else ("", "", entry)
-    source, revision = rest.strip(), None
-    if "@" in source and not os.path.isdir(source):
-        source, _, revision = source.rpartition("@")
-    source = os.path.expanduser(source.strip())
-    name = name.strip() or DISPLAY_NAMES.get(source) or os.path.basename(source.rstrip("/\\")) or source
-    return ModelSpec(role, source, revision or None, defaults.task, name, defaults.variable)
+
+def _spec(role: str, entry: settings.ModelEntry, defaults: RoleDefaults) -> ModelSpec:
+    source = entry.source
+    name = entry.name or DISPLAY_NAMES.get(source) or os.path.basename(source.rstrip("/\\")) or source
+    return ModelSpec(role, source, entry.revision, defaults.task, name, defaults.variable, entry)
 
 
 def specs(role: str) -> list[ModelSpec]:
@@ -100,16 +107,16 @@ def specs(role: str) -> list[ModelSpec]:
     if role not in ROLES:
         raise InvalidInputError(f"未知的模型角色：{role}", f"Unknown model role: {role}")
     defaults = ROLES[role]
-    raw = os.environ.get(defaults.variable, "").strip()
-    if not raw and not defaults.defaults:  # the story role borrows the chat model
-        return [ModelSpec(role, s.source, s.revision, s.task, s.name, s.variable) for s in specs("chat")]
-    entries = [e.strip() for e in raw.split(",") if e.strip()] if raw else list(defaults.defaults)
+    entries = settings.get(defaults.variable)
+    if entries is None and not defaults.defaults:  # the story role borrows the chat model
+        return [replace(s, role=role) for s in specs("chat")]
+    if entries is None:
+        entries = [settings.parse_model_entry(e) for e in defaults.defaults]
     out: list[ModelSpec] = []
     for entry in entries:
-        spec = _parse_entry(role, entry, defaults)
+        spec = _spec(role, entry, defaults)
         if any(s.name == spec.name for s in out):  # keep display names unique
-            spec = ModelSpec(role, spec.source, spec.revision, spec.task, f"{spec.name} ({len(out) + 1})",
-                             spec.variable)
+            spec = replace(spec, name=f"{spec.name} ({len(out) + 1})")
         out.append(spec)
     return out
 
@@ -154,7 +161,7 @@ class LoadedModel:
 
 
 def _trust_remote_code() -> bool:
-    return os.environ.get("MODELDECK_TRUST_REMOTE_CODE", "").strip().lower() in ("1", "true", "yes")
+    return settings.get("MODELDECK_TRUST_REMOTE_CODE")
 
 
 def _load_classes(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -234,6 +241,9 @@ def get_model(role: str, name: str | None = None, *, background: bool = False) -
     """
     global _requests_waiting
     spec = resolve(role, name)
+    if spec.is_remote:
+        raise InvalidInputError(f"{spec.name} 是远程模型，由 backends 调用，不在本进程加载。",
+                                f"{spec.name} is a remote model: backends call it; nothing loads here.")
     cached = _cache.get(spec.key)
     if cached is not None:
         return cached
@@ -278,7 +288,7 @@ def loaded_models() -> list[dict[str, Any]]:
 def _safe_specs(role: str) -> list[ModelSpec]:
     try:
         return specs(role)
-    except InvalidInputError:
+    except PipelineError:
         return []
 
 
@@ -288,6 +298,8 @@ def preload(roles: list[str] | str) -> list[str]:
     problems = []
     for role in wanted:
         for spec in specs(role):
+            if spec.is_remote:  # nothing to load: the server holds it
+                continue
             try:
                 get_model(role, spec.name, background=True)
             except Exception as exc:  # preloading is best effort; the tab reports it again on use

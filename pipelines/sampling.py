@@ -6,12 +6,12 @@ reproduces a text whatever else shares the batch or samples at the same time.
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .inputs import MAX_SEED
+from . import settings
+from .settings import MAX_SEED
 
 if TYPE_CHECKING:
     from .decoding import Request
@@ -35,8 +35,8 @@ def resolve_seed(seed: int | None) -> int:
     """The seed a sampled request uses: its own, else ``MODELDECK_SEED``, else a random one."""
     if seed is not None:
         return int(seed)
-    fixed = os.environ.get("MODELDECK_SEED", "").strip()
-    return int(fixed) % (MAX_SEED + 1) if fixed.lstrip("-").isdigit() else secrets.randbelow(MAX_SEED)
+    fixed = settings.get("MODELDECK_SEED")
+    return fixed if fixed is not None else secrets.randbelow(MAX_SEED)
 
 
 class Sampler:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import InvalidInputError, SpeechUnavailableError, StorageError
-from .inputs import choice, clean_text, env_int
+from . import settings
+from .inputs import choice, clean_text
 from .streaming import has_cjk
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,16 @@ class Speech:
 
 def audio_dir() -> str:
     """The folder generated audio is kept in."""
-    return os.path.abspath(os.environ.get("MODELDECK_AUDIO_DIR", "").strip()
+    return os.path.abspath(settings.get("MODELDECK_AUDIO_DIR")
                            or os.path.join(tempfile.gettempdir(), "modeldeck-audio"))
 
 
 def _engine_setting() -> str:
-    value = os.environ.get("MODELDECK_TTS", "auto").strip().lower() or "auto"
-    return value if value in ENGINES else "auto"
+    return settings.get("MODELDECK_TTS")
 
 
 def _deadline() -> float:
-    return float(env_int("MODELDECK_TTS_TIMEOUT", 30))
+    return settings.get("MODELDECK_TTS_TIMEOUT")
 
 
 class _Failed(Exception):
@@ -121,8 +121,8 @@ def cleanup(folder: str | None = None, *, now: float | None = None) -> int:
     """Remove audio older than the age limit, then the oldest beyond the size cap; return how many."""
     folder = folder or audio_dir()
     now = time.time() if now is None else now
-    max_age = env_int("MODELDECK_AUDIO_MAX_AGE_DAYS", 3) * 86400
-    cap = env_int("MODELDECK_AUDIO_MAX_MB", 500) * 2**20
+    max_age = settings.get("MODELDECK_AUDIO_MAX_AGE_DAYS") * 86400
+    cap = settings.get("MODELDECK_AUDIO_MAX_MB") * 2**20
     try:
         entries = [e for e in os.scandir(folder) if e.is_file()]
     except FileNotFoundError:
@@ -163,7 +163,7 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
     """Return a finished audio file of ``text`` read in ``language`` ("zh", "en" or "auto")."""
     notices: list[str] = []
     spoken = clean_text(text, field_zh="要朗读的文本", field_en="text to read", notices=notices,
-                        max_chars=env_int("MODELDECK_MAX_SPEECH_CHARS", 3000)).strip()
+                        max_chars=settings.get("MODELDECK_MAX_SPEECH_CHARS")).strip()
     if not any(ch.isalnum() for ch in spoken):
         raise InvalidInputError("文本里没有可以朗读的文字。", "The text has nothing that can be read aloud.")
     lang = choice(language, LANGUAGES, name_zh="语言", name_en="language")

@@ -6,7 +6,7 @@ import re
 from typing import Any, Iterator
 
 from .inputs import choice, clean_text, number, seed as parse_seed
-from .llm import chat_backend, max_new_tokens_cap
+from .backends import chat_backend, max_new_tokens_cap
 from .streaming import SamplingParams, TextStream
 
 # The reference app's eleven styles, plus a fable; each with its English name.

@@ -19,7 +19,7 @@ from .decoding import END_OF_STREAM, Request, Usage, _tokenizer
 from .errors import PipelineError
 from .sampling import SamplingParams, resolve_seed
 
-__all__ = ["SamplingParams", "TextStream", "Usage", "consume", "has_cjk", "remove_cjk_spaces",
+__all__ = ["SamplingParams", "TextStream", "Usage", "consume", "has_cjk", "looks_wordpiece_spaced", "remove_cjk_spaces",
            "resolve_seed", "spaces_between_cjk"]
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,13 @@ _SPACE_NEXT_TO_CJK = re.compile(rf"(?<=[{_CJK}]) +| +(?=[{_CJK}])")
 def remove_cjk_spaces(text: str) -> str:
     """Drop spaces that touch a CJK character or CJK punctuation (WordPiece decoding adds them)."""
     return _SPACE_NEXT_TO_CJK.sub("", text)
+
+
+def looks_wordpiece_spaced(text: str) -> bool:
+    """True when nearly every pair of neighbouring Chinese characters has a space between (WordPiece decoding)."""
+    spaced = len(re.findall(rf"[{_CJK}] (?=[{_CJK}])", text))
+    joined = len(re.findall(rf"[{_CJK}](?=[{_CJK}])", text))
+    return spaced >= 3 and spaced > 4 * joined
 
 
 def has_cjk(text: str) -> bool:

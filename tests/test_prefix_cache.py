@@ -8,7 +8,7 @@ import torch
 import pipelines as p
 from pipelines import registry
 from pipelines.batching import batcher_for
-from pipelines.errors import InvalidInputError
+from pipelines.errors import ConfigError
 from pipelines.prefix_cache import MIN_SHARED_TOKENS, PrefixCache, budget
 from pipelines.sampling import SamplingParams
 
@@ -55,7 +55,7 @@ def test_the_budget_setting(monkeypatch):
     cache.store(list(range(100)), _kv(100))
     assert not cache.entries
     monkeypatch.setenv("MODELDECK_PREFIX_CACHE_TOKENS", "lots")
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(ConfigError, match="MODELDECK_PREFIX_CACHE_TOKENS"):
         budget()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import ModelUnavailableError, InvalidInputError
+from pipelines import ConfigError, InvalidInputError, ModelUnavailableError
 from pipelines.registry import DISPLAY_NAMES, ROLES
 
 
@@ -99,7 +99,7 @@ def test_device_and_dtype_follow_the_environment(monkeypatch):
     monkeypatch.setenv("MODELDECK_DTYPE", "bf16")
     assert device_and_dtype_names() == ("cpu", "bfloat16")
     monkeypatch.setenv("MODELDECK_DTYPE", "int3")
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(ConfigError, match="MODELDECK_DTYPE"):
         device_and_dtype_names()
     monkeypatch.delenv("MODELDECK_DTYPE")
     assert device_and_dtype_names() == ("cpu", "float32")
@@ -140,7 +140,7 @@ def test_cpu_language_models_and_classifiers_are_int8_by_default(fresh_registry,
     monkeypatch.setenv("MODELDECK_QUANTIZE", "int4")
     from pipelines.devices import quantization
 
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(ConfigError, match="MODELDECK_QUANTIZE"):
         quantization("cpu")
     monkeypatch.setenv("MODELDECK_QUANTIZE", "int8")
     assert quantization("cuda") == "none"

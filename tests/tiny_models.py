@@ -111,6 +111,14 @@ def marian(d: Path) -> None:
     tok.save_pretrained(d)
 
 
+def sample_by_default(d: Path) -> None:
+    """Set ``do_sample: true`` in a saved model's generation_config (servers such as ``transformers serve``
+    sample only then)."""
+    path = Path(d) / "generation_config.json"
+    config = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**config, "do_sample": True}))
+
+
 def build_all(root: Path) -> dict[str, str]:
     """Build every tiny model under ``root``; return the MODELDECK_* variables that point at them."""
     import torch

@@ -4,14 +4,45 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 
-from pipelines import device_and_dtype_names, loaded_models, registry
+from pipelines import backends, device_and_dtype_names, loaded_models, registry
 
 from .common import t
 
 PACKAGES = ("gradio", "transformers", "torch", "huggingface_hub", "tokenizers", "gTTS")
+PROBE_SECONDS = 2.0  # how long the status tab waits for a remote server
+
+
+def _last_call(record: backends.remote.CallRecord) -> str:
+    if not record.started:
+        return "—"
+    if record.error:
+        return f"❌ {record.error[:120]}"
+    parts = []
+    if record.first_token_s is not None:
+        parts.append(f"{record.first_token_s:.2f} s 首词元 first token")
+    if record.total_s is not None:
+        parts.append(f"{record.total_s:.2f} s 共 total")
+    return " · ".join(parts) or "…"
+
+
+def remote_markdown() -> list[str]:
+    """One row per remote backend: URL (never a key), served model, reachable now, the last call's latency."""
+    targets = backends.remote_targets()
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+        reachable = list(pool.map(lambda target: target[2].probe(PROBE_SECONDS), targets))
+    lines = ["", "**远程后端 Remote backends**", "",
+             "| 角色 Role | 名称 Name | 地址 URL | 服务端模型 Served model | 可达 Reachable | 上次调用 Last call |",
+             "|---|---|---|---|---|---|"]
+    for (role, spec, remote), ok in zip(targets, reachable):
+        lines.append(f"| {role} | {spec.name} | `{remote.shown}` | `{remote.model or '—'}` | "
+                     f"{'✅ 可达 reachable' if ok else '❌ 不可达 unreachable'} | {_last_call(remote.record)} |")
+    return lines
 
 
 def status_markdown() -> str:
@@ -24,7 +55,10 @@ def status_markdown() -> str:
              "| 角色 Role | 模型 Model | 来源 Source |", "|---|---|---|"]
     for role in registry.ROLES:
         for spec in registry.specs(role):
-            lines.append(f"| {role} | {spec.name} | `{spec.source}`{'@' + spec.revision if spec.revision else ''} |")
+            where = (f"{spec.entry.scheme}: `{backends.remote_for(spec).shown}`" if spec.is_remote and spec.entry
+                     else f"`{spec.source}`{'@' + spec.revision if spec.revision else ''}")
+            lines.append(f"| {role} | {spec.name} | {where} |")
+    lines += remote_markdown()
     loaded = loaded_models()
     lines += ["", f"**已加载 Loaded ({len(loaded)})** — 模型在第一次使用时加载 / models load on first use", ""]
     if loaded:

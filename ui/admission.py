@@ -27,7 +27,7 @@ from gradio.server_messages import ProcessCompletedMessage
 from gradio.utils import error_payload
 
 from pipelines import BusyError
-from pipelines.inputs import env_int
+from pipelines import settings
 
 from .common import CAPTIONER, CLASSIFIER, LLM, SPEECH, TEXTGEN
 
@@ -39,35 +39,35 @@ TITLE = "排队已满 / The line is full"
 
 @dataclass(frozen=True)
 class Line:
-    """One concurrency group's line: its names, its variable and default length, and what a request costs."""
+    """One concurrency group's line: its names, its variable (default length in ``pipelines.settings``), and what
+    a request costs."""
 
     zh: str
     en: str
     variable: str
-    default: int
     seconds: float  # a typical request on a 2-vCPU CPU Space (bench/README.md), until gradio has measured
 
 
 # Defaults: about 90 s of waiting at the back of a full line, i.e. 90 s × requests run at once / seconds
 # each, capped at 200 (see README "Queue"). Fast tasks may queue far more than long generations.
 LINES = {
-    LLM: Line("对话 / 故事", "chat and stories", "MODELDECK_QUEUE_CHAT", 24, 15.0),
-    TEXTGEN: Line("文本生成", "text generation", "MODELDECK_QUEUE_TEXTGEN", 45, 2.0),
-    CLASSIFIER: Line("文本分类", "classification", "MODELDECK_QUEUE_CLASSIFY", 200, 0.1),
-    CAPTIONER: Line("图片描述", "picture captions", "MODELDECK_QUEUE_CAPTION", 25, 3.5),
-    SPEECH: Line("语音合成", "speech", "MODELDECK_QUEUE_SPEECH", 180, 1.0),
+    LLM: Line("对话 / 故事", "chat and stories", "MODELDECK_QUEUE_CHAT", 15.0),
+    TEXTGEN: Line("文本生成", "text generation", "MODELDECK_QUEUE_TEXTGEN", 2.0),
+    CLASSIFIER: Line("文本分类", "classification", "MODELDECK_QUEUE_CLASSIFY", 0.1),
+    CAPTIONER: Line("图片描述", "picture captions", "MODELDECK_QUEUE_CAPTION", 3.5),
+    SPEECH: Line("语音合成", "speech", "MODELDECK_QUEUE_SPEECH", 1.0),
 }
-TOTAL_VARIABLE, TOTAL_DEFAULT = "MODELDECK_QUEUE_SIZE", 300
+TOTAL_VARIABLE = "MODELDECK_QUEUE_SIZE"
 
 
 def line_lengths() -> dict[str, int]:
     """How many requests may wait in each group's line (``MODELDECK_QUEUE_<GROUP>``)."""
-    return {group: env_int(line.variable, line.default) for group, line in LINES.items()}
+    return {group: settings.get(line.variable) for group, line in LINES.items()}
 
 
 def total_length() -> int:
     """How many requests may wait in all lines together (``MODELDECK_QUEUE_SIZE``), a safety bound."""
-    return env_int(TOTAL_VARIABLE, TOTAL_DEFAULT)
+    return settings.get(TOTAL_VARIABLE)
 
 
 def wait_text(seconds: float) -> tuple[str, str]:

@@ -56,9 +56,11 @@ def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = 100
                                      top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                                      num_return_sequences=num_return_sequences, seed=seed)
     warn(stream.notices)
+    shown = len(stream.notices)
     yield prompt, stream.seed
     for text in stream:
         yield text, stream.seed
+    warn(stream.notices[shown:])  # what the backend found out while generating (settings it ignored)
 
 
 @gpu

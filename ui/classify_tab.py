@@ -5,9 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 import pipelines
-from pipelines import registry
 
-from .common import CLASSIFIER, edge, examples, gpu, t
+from .common import model_choices, CLASSIFIER, edge, examples, gpu, t
 
 EXAMPLES = ["这家店的服务太好了，下次还来！", "快递太慢了，包装也破了，很失望。",
             "This movie was absolutely wonderful.", "The food was cold and the waiter was rude."]
@@ -22,11 +21,12 @@ def run(text: str, model: str) -> dict[str, float]:
 
 def build() -> None:
     """Lay out the classification tab inside the current Blocks."""
-    names = registry.model_names("classifier")
+    choices = model_choices("classifier")
+    names = [name for _, name in choices]
     with gr.Row():
         with gr.Column():
             text = gr.Textbox(label=t("md_text"), placeholder=t("md_text_ph"), lines=4, elem_id="classify-text")
-            model = gr.Dropdown(names, value=names[0], label=t("md_model"), elem_id="classify-model")
+            model = gr.Dropdown(choices, value=names[0], label=t("md_model"), elem_id="classify-model")
             go = gr.Button(t("md_classify"), variant="primary", elem_id="classify-run")
         with gr.Column():
             labels = gr.Label(label=t("md_labels"), num_top_classes=10, elem_id="classify-labels")

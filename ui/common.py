@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from pipelines import InvalidInputError, PipelineError
+from pipelines import InvalidInputError, PipelineError, registry
 from pipelines.batching import max_batch
 
 log = logging.getLogger("modeldeck.ui")
@@ -97,6 +97,18 @@ def examples(samples: list[list[Any]], inputs: list[Any], headers: list[str]) ->
     shown = gr.Examples(samples, inputs=inputs, label=t("md_examples"))
     shown.dataset.headers = headers
     return shown
+
+
+def model_choices(role: str) -> list[tuple[str, str]]:
+    """Dropdown choices (label, name) for ``role``'s models; a remote one says where it runs."""
+    choices = []
+    for spec in registry.specs(role):
+        label = spec.name
+        if spec.is_remote and spec.entry is not None:
+            where = "Inference Providers" if spec.entry.scheme == "hf" else "OpenAI API"
+            label = f"{spec.name} · 🌐 远程 remote ({where})"
+        choices.append((label, spec.name))
+    return choices
 
 
 def notices_md(notices: list[str]) -> str:

@@ -7,9 +7,8 @@ from typing import Iterator
 import gradio as gr
 
 import pipelines
-from pipelines import registry
 
-from .common import TEXTGEN, edge, examples, gpu, notices_md, t, usage_md
+from .common import model_choices, TEXTGEN, edge, examples, gpu, notices_md, t, usage_md
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
             "The best way to learn machine learning is"]
@@ -26,16 +25,17 @@ def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k:
     notes = notices_md(stream.notices)
     for text in stream:
         yield text, notes
-    yield stream.text, "\n\n".join(x for x in (notes, usage_md(stream.usage, stream.seed)) if x)
+    yield stream.text, "\n\n".join(x for x in (notices_md(stream.notices), usage_md(stream.usage, stream.seed)) if x)
 
 
 def build() -> None:
     """Lay out the text-generation tab inside the current Blocks."""
-    names = registry.model_names("textgen")
+    choices = model_choices("textgen")
+    names = [name for _, name in choices]
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(label=t("md_prompt"), placeholder=t("md_prompt_ph"), lines=4, elem_id="textgen-prompt")
-            model = gr.Dropdown(names, value=names[0], label=t("md_model"), elem_id="textgen-model")
+            model = gr.Dropdown(choices, value=names[0], label=t("md_model"), elem_id="textgen-model")
             with gr.Row():
                 go = gr.Button(t("md_generate"), variant="primary", elem_id="textgen-run")
                 stop = gr.Button(t("md_stop"), variant="stop", elem_id="textgen-stop")

@@ -1,0 +1,209 @@
+"""Backends for any OpenAI-compatible server: vLLM, TGI, SGLang, llama.cpp, Ollama, ``transformers serve``.
+
+Plain HTTP through ``httpx`` (already installed with gradio) rather than the ``openai`` SDK: the same
+client also reaches the endpoints the SDK does not know (vLLM's ``/tokenize`` and ``/classify``), and
+retries, timeouts and closing a stream mid-way stay under our control (the SDK retries 429s and
+5xx on its own, which would hide the server's Retry-After from the user).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .. import settings
+from ..errors import InvalidInputError, PipelineError
+from ..registry import ModelSpec
+from ..sampling import resolve_seed
+from ..streaming import SamplingParams, TextStream, Usage
+from .base import Message, Render, fit_messages
+from .remote import Remote
+from .streams import openai_pieces, remote_stream
+
+log = logging.getLogger(__name__)
+
+EXTRAS = ("top_k", "repetition_penalty")  # outside OpenAI's schema: vLLM takes them, strict servers refuse them
+
+
+class OpenAIRemote(Remote):
+    """An OpenAI-compatible server and one of its served models."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        assert spec.entry is not None
+        super().__init__(spec.name, spec.entry.source, spec.entry.model, spec.variable, "MODELDECK_OPENAI_API_KEY")
+        self.entry = spec.entry
+        self._tokenizer: Any = None
+
+    def context_window(self) -> int:
+        """The entry's ``#context=``, else the server's ``max_model_len`` (vLLM), capped by the setting."""
+        cap = settings.get("MODELDECK_MAX_CONTEXT_TOKENS")
+        if self.entry.option("context"):
+            return min(cap, int(self.entry.option("context") or cap))
+        if "max_model_len" not in self.facts:
+            listing = self.json("GET", self.base_url + "/models")  # also: the server is up, or a clear error now
+            served = [m for m in (listing.get("data") or []) if isinstance(m, dict) and m.get("id") == self.model]
+            self.facts["max_model_len"] = served[0].get("max_model_len") if served else None
+        return min(cap, int(self.facts["max_model_len"] or cap))
+
+    def tokenizer(self) -> Any:
+        """The local tokenizer the entry names (``#tokenizer=``), loaded once."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.entry.option("tokenizer"))
+        return self._tokenizer
+
+    def counter(self) -> Any:
+        """A function counting a conversation's prompt tokens, or None when nothing can count them."""
+        if self.entry.option("tokenizer"):
+            tok = self.tokenizer()
+            return lambda ms: len(tok.apply_chat_template(ms, tokenize=True, add_generation_prompt=True,
+                                                          return_dict=False))
+        if self.facts.get("tokenize") is False:
+            return None
+
+        def count(messages: list[Message]) -> int:
+            data = self.json("POST", self.root + "/tokenize",
+                             {"model": self.model, "messages": messages, "add_generation_prompt": True}, retries=0)
+            return int(data["count"])
+        try:
+            count([{"role": "user", "content": "hi"}])
+            self.facts["tokenize"] = True
+        except PipelineError:  # no /tokenize here (404): rely on the server's own "too long" answer
+            self.facts["tokenize"] = False
+            return None
+        return count
+
+    def open_stream(self, path: str, body: dict[str, Any]) -> tuple[Any, Any]:
+        """Start a streamed request; return (events, closer)."""
+        from .remote import sse_events
+
+        self.record.started, self.record.first_token_s, self.record.total_s, self.record.error = (
+            time.perf_counter(), None, None, None)
+        try:
+            response = self.send("POST", self.base_url + path, body=body, stream=True)
+        except PipelineError as exc:
+            self.record.error = str(exc)
+            raise
+        return sse_events(response, self), response.close
+
+
+def _seed(params: SamplingParams) -> int | None:
+    return None if params.temperature <= 0 else resolve_seed(params.seed)
+
+
+def _shorten(content: str, overflow: int) -> str:
+    # Without the server's tokenizer at hand: a token is at least one character; keep a margin.
+    return content[:max(1, len(content) - 2 * overflow - 16)]
+
+
+class OpenAIChatBackend:
+    """Chat and story through ``/v1/chat/completions``, streamed with usage."""
+
+    repetition_penalty = 1.0  # the server applies the model's own generation settings
+
+    def __init__(self, remote: OpenAIRemote) -> None:
+        self.remote = remote
+        self.name = remote.name
+        self.context_window = remote.context_window()
+
+    def stream_chat(self, messages: list[Message], params: SamplingParams, notices: list[str]) -> TextStream:
+        count = self.remote.counter()
+        if count is not None:
+            messages = fit_messages(messages, self.context_window - params.max_new_tokens, count, _shorten,
+                                    self.context_window, notices)
+        seed = _seed(params)
+        body: dict[str, Any] = {"model": self.remote.model, "messages": messages, "stream": True,
+                                "stream_options": {"include_usage": True}, "max_tokens": params.max_new_tokens,
+                                "temperature": params.temperature, "top_p": params.top_p}
+        if seed is not None:
+            body["seed"] = seed
+        events, closer = self.remote.open_stream("/chat/completions", body)
+        return remote_stream(self.remote, events, closer, rows=1, pieces=openai_pieces("delta"), notices=notices,
+                             seed=seed)
+
+
+def ignored_notice(name: str, ignored: list[str]) -> str:
+    """The notice that a backend ignores some settings."""
+    shown = ", ".join(ignored)
+    return (f"远程模型 {name} 不支持这些设置，已忽略：{shown}。 / "
+            f"The remote model {name} does not support these settings, so they were ignored: {shown}.")
+
+
+class OpenAITextBackend:
+    """Text generation through ``/v1/completions`` (``n``, ``seed``; ``top_k`` and ``repetition_penalty`` as extras)."""
+
+    def __init__(self, remote: OpenAIRemote) -> None:
+        self.remote = remote
+        self.name = remote.name
+        self.context_window = remote.context_window()
+
+    @property
+    def ignored(self) -> set[str]:
+        return set(self.remote.facts.get("ignored", set()))
+
+    def stream_text(self, prompt: str, params: SamplingParams, n: int, notices: list[str],
+                    render: Render) -> TextStream:
+        seed = _seed(params)
+        body: dict[str, Any] = {"model": self.remote.model, "prompt": prompt, "stream": True, "n": n,
+                                "stream_options": {"include_usage": True}, "max_tokens": params.max_new_tokens,
+                                "temperature": params.temperature, "top_p": params.top_p,
+                                "top_k": params.top_k, "repetition_penalty": params.repetition_penalty}
+        if seed is not None:
+            body["seed"] = seed
+        facts = self.remote.facts
+        if "top_k" in facts.get("ignored", set()):
+            for key in EXTRAS:
+                body.pop(key)
+        try:
+            events, closer = self.remote.open_stream("/completions", body)
+        except InvalidInputError as exc:  # a strict server refuses fields outside OpenAI's schema: drop them
+            if not any(key in str(exc) for key in EXTRAS):
+                raise
+            facts.setdefault("ignored", set()).update(EXTRAS)
+            for key in EXTRAS:
+                body.pop(key, None)
+            events, closer = self.remote.open_stream("/completions", body)
+        used = [k for k in EXTRAS if k not in body and getattr(params, k) not in (0, 1.0)]
+        if used:
+            notices.append(ignored_notice(self.name, used))
+
+        def on_end(rows: list[str], usage: Usage, shown_notices: list[str]) -> None:
+            if n > 1 and not any(rows[1:]):  # the server gave one sequence for n (transformers serve ignores n)
+                facts.setdefault("ignored", set()).add("n")
+                shown_notices.append(ignored_notice(self.name, [f"num_return_sequences={n}"]))
+
+        def shown(rows: list[str]) -> str:
+            return render([prompt + r for r in ([r for r in rows if r] or rows[:1])])
+
+        return remote_stream(self.remote, events, closer, rows=n, pieces=openai_pieces("text"), notices=notices,
+                             seed=seed, render=shown, on_end=on_end)
+
+
+class OpenAIClassifier:
+    """Classification through vLLM's pooling ``/classify`` (a server started with ``--runner pooling``)."""
+
+    def __init__(self, remote: OpenAIRemote) -> None:
+        self.remote = remote
+        self.name = remote.name
+
+    def classify(self, texts: list[str]) -> list[dict[str, float]]:
+        from ..classify import readable_label
+
+        started = time.perf_counter()
+        self.remote.record.started, self.remote.record.error = started, None
+        data = self.remote.json("POST", self.remote.root + "/classify", {"model": self.remote.model, "input": texts})
+        self.remote.record.first_token_s = self.remote.record.total_s = time.perf_counter() - started
+        names: dict[int, str] = self.remote.facts.setdefault("labels", {})
+        results: list[dict[str, float]] = [{} for _ in texts]
+        for item in data.get("data") or []:
+            probs = [float(p) for p in item.get("probs") or []]
+            if not probs:
+                continue
+            top = max(range(len(probs)), key=probs.__getitem__)
+            if item.get("label") is not None:  # the server names only the top class: remember each name seen
+                names[top] = readable_label(item["label"])
+            labels = [names.get(i) or readable_label(f"LABEL_{i}") for i in range(len(probs))]
+            results[int(item.get("index") or 0)] = dict(sorted(zip(labels, probs), key=lambda kv: -kv[1]))
+        return results

@@ -1,0 +1,243 @@
+"""What every remote backend shares: one HTTP client, timeouts, retries, errors, latency.
+
+Retries (``MODELDECK_REMOTE_RETRIES``, with a short back-off) happen only before anything was
+received: a refused connection, a connect timeout, 502/503/504. Once a stream has started nothing is
+resent, so a reply is never duplicated. Connect and read timeouts are ``MODELDECK_REMOTE_TIMEOUT``
+seconds (read: the longest silence between two chunks). Every failure becomes a ``PipelineError``
+that says what to do; the key travels only in the ``Authorization`` header, never in a URL, a log
+line, an error or the status tab.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+from .. import settings
+from ..errors import InvalidInputError, PipelineError, RemoteBusyError, RemoteUnavailableError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = {502, 503, 504}
+_TOO_LONG = ("maximum context length", "too long", "max_model_len", "context length", "longer than",
+             "exceeds the maximum", "input length")
+
+
+def public_url(url: str) -> str:
+    """``url`` without user, password, query or fragment (what may be shown or logged)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass
+class CallRecord:
+    """The last call to one remote backend, for the status tab."""
+
+    started: float = 0.0
+    first_token_s: float | None = None
+    total_s: float | None = None
+    error: str | None = None
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number or an HTTP date), if there is one."""
+    value = (headers.get("retry-after") or "").strip() if headers is not None else ""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def server_message(body: bytes | str) -> str:
+    """The human part of an error body: OpenAI's ``error.message``, FastAPI's ``detail``, or the text."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:500]
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail", data.get("message", data)))
+        if isinstance(error, dict):
+            error = error.get("message", error)
+        return str(error)[:500]
+    return str(data)[:500]
+
+
+def is_too_long(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in _TOO_LONG)
+
+
+def too_long_error(name: str, message: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"输入超出了远程模型 {name} 的上下文长度，请清空对话、缩短消息或减少生成长度。（服务器：{message}）",
+        f"The input is longer than the remote model {name} accepts: clear the chat, shorten the message or ask "
+        f"for fewer new tokens. (Server: {message})")
+
+
+class Remote:
+    """One remote target: base URL + model, a pooled HTTP client, and its last call."""
+
+    def __init__(self, name: str, base_url: str, model: str | None, variable: str, api_key_setting: str) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.variable = variable
+        self.api_key_setting = api_key_setting
+        self.record = CallRecord()
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.facts: dict[str, Any] = {}  # what was learnt about the server (context window, /tokenize, …)
+
+    @property
+    def shown(self) -> str:
+        return public_url(self.base_url)
+
+    @property
+    def root(self) -> str:
+        """The server's root: vLLM serves ``/tokenize``, ``/classify`` and ``/health`` beside ``/v1``."""
+        return self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+
+    def client(self) -> Any:
+        import httpx
+
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(follow_redirects=False)  # timeouts: per request, from the setting
+            return self._client
+
+    def headers(self) -> dict[str, str]:
+        key = settings.get(self.api_key_setting)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def unavailable(self, reason: str) -> RemoteUnavailableError:
+        return RemoteUnavailableError(f"{self.name} ({self.model or '?'} @ {self.shown})", self.variable, reason)
+
+    def error_for(self, status: int, body: bytes | str, headers: Any = None) -> PipelineError:
+        """The error a user can act on for an HTTP error answer."""
+        message = server_message(body)
+        if status == 429:
+            return RemoteBusyError(self.name, retry_after(headers))
+        if status in (401, 403):
+            return self.unavailable(f"HTTP {status}: the server refused the key; check {self.api_key_setting}")
+        if status in (400, 413, 422) and is_too_long(message):
+            return too_long_error(self.name, message)
+        quoted = self.model and any(f"{q}{self.model}{q}" in message for q in "'\"`")
+        if status == 404 or (status == 400 and quoted):
+            return self.unavailable(f"HTTP {status}: {message}")  # the server does not serve this model
+        if status in (400, 413, 422):
+            return InvalidInputError(f"远程模型 {self.name} 拒绝了这个请求：{message}",
+                                     f"The remote model {self.name} refused the request: {message}")
+        if status in RETRY_STATUSES:
+            return self.unavailable(f"HTTP {status}")
+        return PipelineError(f"远程模型 {self.name} 出错（HTTP {status}）：{message}。请重试。",
+                             f"The remote model {self.name} failed (HTTP {status}): {message}. Please retry.")
+
+    def send(self, method: str, url: str, *, body: Any = None, stream: bool = False, timeout: float | None = None,
+             retries: int | None = None) -> Any:
+        """Send one request, retrying only failures where nothing was received; return the open response."""
+        import httpx
+
+        attempts = 1 + (settings.get("MODELDECK_REMOTE_RETRIES") if retries is None else retries)
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                wait = settings.get("MODELDECK_REMOTE_TIMEOUT") if timeout is None else timeout
+                request = self.client().build_request(method, url, json=body, headers=self.headers(),
+                                                      timeout=httpx.Timeout(wait))
+                response = self.client().send(request, stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if last:
+                    raise self.unavailable(f"cannot connect: {type(exc).__name__}") from None
+            except httpx.TimeoutException:
+                raise PipelineError(
+                    f"远程模型 {self.name} 超时（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无响应，"
+                    "MODELDECK_REMOTE_TIMEOUT）。请稍后重试。",
+                    f"The remote model {self.name} timed out (no answer for "
+                    f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT). Please retry.") from None
+            except httpx.HTTPError as exc:
+                raise self.unavailable(f"{type(exc).__name__}") from None
+            else:
+                if response.status_code < 400:
+                    return response
+                content = response.read()
+                response.close()
+                if response.status_code not in RETRY_STATUSES or last:
+                    raise self.error_for(response.status_code, content, response.headers)
+            time.sleep(min(2.0, 0.25 * 2 ** attempt))  # back off before the next attempt
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, url: str, body: Any = None, *, timeout: float | None = None,
+             retries: int | None = None) -> Any:
+        response = self.send(method, url, body=body, timeout=timeout, retries=retries)
+        try:
+            return response.json()
+        except ValueError:
+            raise PipelineError(f"远程模型 {self.name} 的回答不是 JSON。", f"The remote model {self.name} did not answer "
+                                "with JSON.") from None
+        finally:
+            response.close()
+
+    def probe(self, timeout: float = 2.0) -> bool:
+        """True when the server answers ``GET /v1/models`` (or its root) within ``timeout`` seconds."""
+        import httpx
+
+        try:
+            response = self.client().get(self.base_url + "/models", headers=self.headers(),
+                                         timeout=httpx.Timeout(timeout))
+            return response.status_code < 500
+        except httpx.HTTPError:
+            return False
+
+
+def sse_events(response: Any, remote: Remote) -> Iterator[dict[str, Any]]:
+    """Yield each JSON event of a server-sent-events stream until ``[DONE]``; an error event raises."""
+    import httpx
+
+    ended = False  # a finish reason or usage arrived: a missing [DONE] after it is harmless
+    try:
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            try:
+                event = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("error"):
+                message = server_message(json.dumps(event))
+                if is_too_long(message):
+                    raise too_long_error(remote.name, message)
+                raise PipelineError(f"远程模型 {remote.name} 生成时出错：{message}",
+                                    f"The remote model {remote.name} failed while generating: {message}")
+            ended = ended or bool(event.get("usage")) or any(
+                isinstance(c, dict) and c.get("finish_reason") for c in event.get("choices") or [])
+            yield event
+        if not ended:
+            raise httpx.RemoteProtocolError("the stream ended before the reply did")
+    except httpx.TimeoutException:
+        raise PipelineError(
+            f"远程模型 {remote.name} 中途停止发送（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无新内容，"
+            "MODELDECK_REMOTE_TIMEOUT）。已显示收到的部分。",
+            f"The remote model {remote.name} stopped sending (nothing for "
+            f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT); what arrived is shown.") from None
+    except httpx.HTTPError as exc:
+        raise PipelineError(f"与远程模型 {remote.name} 的连接中断（{type(exc).__name__}）。",
+                            f"The connection to the remote model {remote.name} broke ({type(exc).__name__}).") from None

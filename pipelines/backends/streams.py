@@ -1,0 +1,89 @@
+"""Turning a remote server's stream of chunks into the same ``TextStream`` local generation gives.
+
+Texts are cumulative per sequence; a decoder that puts spaces between Chinese characters (a WordPiece
+vocabulary such as GPT-2 Chinese's, decoded by the server) is recognised from the text and cleaned as
+locally. Closing the stream (Stop, a closed tab, a story long enough) closes the HTTP response, so the
+server sees the client go and stops generating. Usage comes from the server's usage chunk; a stream closed
+before it counts one completion token per content chunk (servers send one token a chunk) and no prompt.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+from ..streaming import TextStream, Usage, looks_wordpiece_spaced, remove_cjk_spaces
+from .base import Render
+from .remote import Remote
+
+Pieces = Callable[[dict[str, Any]], list[tuple[int, str, str | None]]]  # (row, text, finish reason)
+_FINISH = {"stop": "eos", "eos_token": "eos", "length": "length"}
+
+
+def openai_pieces(field: str) -> Pieces:
+    """Pieces of an OpenAI chunk: ``choices[i].delta.content`` (chat) or ``choices[i].text`` (completions)."""
+    def pieces(event: dict[str, Any]) -> list[tuple[int, str, str | None]]:
+        out = []
+        for choice in event.get("choices") or []:
+            if field == "delta":
+                text = (choice.get("delta") or {}).get("content") or ""
+            else:
+                text = choice.get("text") or ""
+            out.append((int(choice.get("index") or 0), text, choice.get("finish_reason")))
+        return out
+    return pieces
+
+
+def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Callable[[], None], *, rows: int,
+                  pieces: Pieces, notices: list[str], seed: int | None, render: Render | None = None,
+                  on_end: Callable[[list[str], Usage, list[str]], None] | None = None) -> TextStream:
+    """Return a ``TextStream`` over ``events``; ``closer`` closes the HTTP response."""
+    cancel = threading.Event()
+    usage = Usage()
+    record = remote.record
+    started = record.started
+
+    def texts() -> Iterator[list[str]]:
+        raw = [""] * rows
+        spaced = counted = False
+        finished = False
+        try:
+            for event in events:
+                if cancel.is_set():
+                    break
+                if isinstance(event.get("usage"), dict):
+                    usage.prompt_tokens = int(event["usage"].get("prompt_tokens") or 0)
+                    usage.completion_tokens = int(event["usage"].get("completion_tokens") or 0)
+                    counted = True
+                changed = False
+                for row, text, finish in pieces(event):
+                    if text and 0 <= row < rows:
+                        raw[row] += text
+                        changed = True
+                        if not counted:  # a token a chunk, until the server's own count arrives
+                            usage.completion_tokens += 1
+                    if finish:
+                        usage.finish_reason = _FINISH.get(finish, finish)
+                if changed:
+                    if record.first_token_s is None:
+                        record.first_token_s = time.perf_counter() - started
+                    spaced = spaced or looks_wordpiece_spaced("".join(raw))
+                    yield [(remove_cjk_spaces(r) if spaced else r).replace("\ufffd", "") for r in raw]
+            else:
+                finished = True
+            if finished and on_end is not None:
+                on_end(raw, usage, stream.notices)
+        except Exception as exc:
+            record.error = str(exc)
+            raise
+        finally:
+            closer()
+            record.total_s = time.perf_counter() - started
+            if not finished or cancel.is_set():
+                usage.finish_reason = "cancelled"
+            elif not usage.finish_reason:
+                usage.finish_reason = "eos"
+
+    stream = TextStream(texts(), cancel_event=cancel, usage=usage, seed=seed, notices=notices, render=render)
+    return stream

@@ -1,0 +1,238 @@
+"""Edge cases a real server rarely shows on demand, through a small loopback fake that records what it gets:
+429 with Retry-After, 503 then success, a stream that breaks or stalls, an unknown model, trimming through
+``/tokenize``, vLLM's ``/classify``, and the key reaching the server but nothing else.
+
+The normal paths are tested against a real server in ``test_remote_serve.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import pytest
+
+import pipelines as p
+from pipelines import InvalidInputError, ModelUnavailableError, PipelineError, RemoteBusyError, backends
+
+SECRET = "sk-TopSecretKey987654321"
+
+
+class Fake:
+    """A loopback server whose answers the test sets per path; every request is recorded."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.routes: dict[str, Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]] = {}
+        self.release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def handle_any(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:  # an uploaded picture
+                    body = {"bytes": len(raw)}
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                fake.requests.append({"path": self.path, "headers": headers, "body": body})
+                route = fake.routes.get(self.path)
+                if route is None:
+                    return self.reply(404, {"error": {"message": f"no route {self.path}"}})
+                route(self, body)
+
+            do_GET = do_POST = handle_any
+
+            def reply(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+                payload = json.dumps(data).encode()
+                self.send_response(status)
+                for key, value in {"content-type": "application/json", **(headers or {})}.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def sse(self, events: list[Any], *, then: Callable[[], None] | None = None) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                if then:
+                    then()
+                    return
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def chunk(text: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    server = Fake()
+    server.routes["/v1/models"] = lambda h, b: h.reply(200, {"data": [{"id": "m", "max_model_len": 256}]})
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", f"Fake=openai:{server.url}/v1#m")
+    monkeypatch.setenv("MODELDECK_OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("MODELDECK_REMOTE_RETRIES", "2")
+    yield server
+    server.close()
+
+
+def test_429_says_how_long_to_wait_and_the_key_is_sent_but_never_shown(fake, caplog):
+    from ui.about_tab import status_markdown
+
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.reply(429, {"error": {"message": "slow down"}},
+                                                                {"retry-after": "17"})
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(RemoteBusyError) as err:
+        p.chat("你好", max_new_tokens=4)
+    assert err.value.retry_after == 17 and "17" in err.value.zh and "17 s" in err.value.en
+    assert all(r["headers"].get("authorization") == f"Bearer {SECRET}" for r in fake.requests)
+    assert [r["path"] for r in fake.requests].count("/v1/chat/completions") == 1  # a 429 is not retried
+    page = status_markdown()
+    for shown in (str(err.value), caplog.text, page, json.dumps([r["body"] for r in fake.requests])):
+        assert SECRET not in shown
+    assert fake.url in page and "❌" in page  # the last call failed, and says so
+
+
+def test_retries_happen_before_the_first_token_only(fake):
+    answers = iter([503, 200])
+
+    def flaky(h, body):
+        if next(answers) == 503:
+            return h.reply(503, {"error": "warming up"})
+        h.sse([chunk("你"), chunk("好"), {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}])
+    fake.routes["/v1/chat/completions"] = flaky
+    stream = p.chat("hi", max_new_tokens=4)
+    assert stream.collect() == "你好"
+    assert stream.usage.prompt_tokens == 9 and stream.usage.completion_tokens == 2
+    assert [r["path"] for r in fake.requests].count("/v1/chat/completions") == 2
+
+    def breaks(h, body):  # one token, then the connection drops: never resent
+        h.sse([chunk("半")], then=lambda: h.connection.close())
+    fake.routes["/v1/chat/completions"] = breaks
+    fake.requests.clear()
+    stream = p.chat("hi", max_new_tokens=4)
+    seen = []
+    with pytest.raises(PipelineError):
+        for text in stream:
+            seen.append(text)
+    assert seen == ["半"]
+    assert [r["path"] for r in fake.requests].count("/v1/chat/completions") == 1
+
+
+def test_a_stalled_stream_times_out(fake, monkeypatch):
+    monkeypatch.setenv("MODELDECK_REMOTE_TIMEOUT", "2")
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk("a")], then=lambda: fake.release.wait(60))
+    with pytest.raises(PipelineError) as err:  # the server sends one chunk, then nothing
+        p.chat("hi", max_new_tokens=4).collect()
+    assert "2 s" in str(err.value) and "MODELDECK_REMOTE_TIMEOUT" in str(err.value)
+    fake.release.set()
+
+
+def test_an_unknown_model_names_the_variable(fake):
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.reply(404, {"error": {"message": "The model `m` does not "
+                                                                                        "exist."}})
+    with pytest.raises(ModelUnavailableError) as err:
+        p.chat("hi", max_new_tokens=4)
+    assert "MODELDECK_CHAT_MODEL" in str(err.value) and "does not exist" in str(err.value)
+
+
+def test_a_too_long_answer_becomes_a_clear_message(fake):
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.reply(400, {"error": {"message": "This model's maximum "
+                                                                                        "context length is 256"}})
+    with pytest.raises(InvalidInputError) as err:
+        p.chat("hi", max_new_tokens=4)
+    assert "clear the chat" in str(err.value) and "256" in str(err.value)
+
+
+def test_history_is_trimmed_with_the_servers_tokenizer(fake):
+    fake.routes["/tokenize"] = lambda h, b: h.reply(200, {"count": sum(len(m["content"]) for m in b["messages"])})
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk("ok")])
+    history = []
+    for i in range(6):
+        history += [{"role": "user", "content": f"q{i} " + "x" * 40}, {"role": "assistant", "content": "y" * 40}]
+    stream = p.chat("last question", history, max_new_tokens=100, system_prompt="")
+    assert stream.collect() == "ok"
+    sent = fake.requests[-1]["body"]["messages"]
+    assert sent[-1]["content"] == "last question" and len(sent) < len(history) + 1
+    assert sum(len(m["content"]) for m in sent) <= 256 - 100  # the window from /v1/models, less the reply
+    assert any("oldest" in n for n in stream.notices)
+
+
+def test_vllm_classify(fake, monkeypatch):
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", f"Remote cls=openai:{fake.url}/v1#cls")
+    fake.routes["/classify"] = lambda h, b: h.reply(200, {"data": [
+        {"index": i, "label": "positive", "probs": [0.2, 0.8], "num_classes": 2} for i, _ in enumerate(b["input"])]})
+    scores = p.classify_text("很好")
+    assert scores == {"正面 positive": 0.8, "类别 0 (class 0)": 0.2}
+    assert fake.requests[-1]["body"] == {"model": "cls", "input": ["很好"]}
+
+
+@pytest.fixture
+def online(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)  # the "endpoints" are on loopback
+
+
+def test_hf_endpoint_tasks_classify_caption_translate(fake, online, monkeypatch):
+    """hf: entries naming an endpoint URL: the Inference API's {"inputs", "parameters"} shapes (no TGI here)."""
+    monkeypatch.setenv("HF_TOKEN", "hf_NeverShownToken42")
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", f"HF cls=hf:{fake.url}/cls")
+    monkeypatch.setenv("MODELDECK_CAPTION_MODEL", f"HF cap=hf:{fake.url}/cap")
+    monkeypatch.setenv("MODELDECK_TRANSLATE_MODEL", f"HF mt=hf:{fake.url}/mt")
+    fake.routes["/cls"] = lambda h, b: h.reply(200, [[{"label": "POSITIVE", "score": 0.9},
+                                                      {"label": "NEGATIVE", "score": 0.1}]])
+    fake.routes["/cap"] = lambda h, b: h.reply(200, [{"generated_text": "a cat on a chair"}])
+    fake.routes["/mt"] = lambda h, b: h.reply(200, [{"translation_text": "椅子上的猫"}])
+    assert p.classify_text("great") == {"正面 positive": 0.9, "负面 negative": 0.1}
+    from pathlib import Path
+
+    caption = p.caption_image(str(Path(__file__).resolve().parent.parent / "example_images" / "cat.jpg"))
+    assert (caption.en, caption.zh) == ("a cat on a chair", "椅子上的猫")
+    assert fake.requests[-1]["body"]["inputs"] == "a cat on a chair"
+    assert all(r["headers"].get("authorization") == "Bearer hf_NeverShownToken42" for r in fake.requests)
+
+
+def test_hf_text_generation_streams_tgi_tokens(fake, online, monkeypatch):
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"HF gen=hf:{fake.url}/gen")
+    # A server decoding a WordPiece vocabulary (GPT-2 Chinese) puts spaces between characters: removed as locally.
+    tokens = [{"token": {"id": i, "text": t, "logprob": 0.0, "special": False}, "generated_text": None,
+               "details": None} for i, t in enumerate(["你 ", "好 ", "天 ", "气 ", "很 ", "好"])]
+    tokens[-1]["details"] = {"finish_reason": "length", "generated_tokens": 6}
+    fake.routes["/gen"] = lambda h, b: h.sse(tokens)
+    stream = p.generate_text("今天", max_new_tokens=6, num_return_sequences=2, seed=5)
+    assert stream.collect() == "今天你好天气很好"
+    assert fake.requests[-1]["body"]["parameters"]["seed"] == 5
+    assert any("num_return_sequences=2" in n for n in stream.notices)
+
+
+def test_a_remote_entry_in_a_role_its_scheme_cannot_serve_stops_start_up(monkeypatch):
+    from pipelines import ConfigError
+
+    monkeypatch.setenv("MODELDECK_CAPTION_MODEL", "openai:http://127.0.0.1:9/v1#blip")
+    with pytest.raises(ConfigError) as err:
+        backends.check_roles()
+    assert "MODELDECK_CAPTION_MODEL" in str(err.value) and "hf:" in str(err.value)
