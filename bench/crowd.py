@@ -133,7 +133,8 @@ def main() -> None:
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if args.remote_chat == "serve":
-            args.remote_chat = stack.enter_context(served_chat(env["MODELDECK_CHAT_MODEL"], args.tiny))
+            folder = env["MODELDECK_CHAT_MODEL"].split("=", 1)[-1]  # "Display name=folder" or a folder
+            args.remote_chat = stack.enter_context(served_chat(folder, args.tiny))
         if args.remote_chat:
             env["MODELDECK_CHAT_MODEL"] = args.remote_chat
         rows = measure(args, env, sizes, tokens)
