@@ -20,12 +20,13 @@ import gradio as gr  # noqa: E402
 
 from pipelines import ConfigError, backends, preload, settings  # noqa: E402
 from pipelines.images import use_own_pixel_limit  # noqa: E402
-from ui import about_tab, admission, api, chat_tab, classify_tab, story_tab, textgen_tab  # noqa: E402
+from server import launch_arguments  # noqa: E402
+from ui import about_tab, admission, api, chat_tab, classify_tab, next_token_tab, story_tab, textgen_tab  # noqa: E402
 from ui.common import I18N, t  # noqa: E402
 
 log = logging.getLogger("modeldeck")
 
-CSS = "#story-audio audio { width: 100%; } footer { opacity: 0.7; }"
+CSS = "#story-audio audio { width: 100%; } footer { opacity: 0.7; }" + next_token_tab.CSS
 
 
 def build_demo() -> gr.Blocks:
@@ -37,6 +38,8 @@ def build_demo() -> gr.Blocks:
                 chat_tab.build()
             with gr.Tab(t("md_tab_textgen"), id="textgen"):
                 textgen_tab.build()
+            with gr.Tab(t("md_tab_next_token"), id="next_token"):
+                next_token_tab.build()
             with gr.Tab(t("md_tab_classify"), id="classify"):
                 classify_tab.build()
             with gr.Tab(t("md_tab_story"), id="story"):
@@ -87,11 +90,11 @@ def start_preload(roles: list[str]) -> threading.Thread | None:
 
 
 def launch_settings() -> dict:
-    """The arguments ``demo.launch`` gets: address, upload cap, translations, theme."""
+    """The arguments ``demo.launch`` gets: address, upload cap, translations, theme, the /v1 routes, MCP."""
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or "7860"
     return {"server_name": os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), "server_port": int(port),
             "max_file_size": f"{settings.get('MODELDECK_MAX_UPLOAD_MB')}mb", "i18n": I18N,
-            "theme": gr.themes.Soft(), "css": CSS, "show_error": False}
+            "theme": gr.themes.Soft(), "css": CSS, "show_error": False, **launch_arguments()}
 
 
 def configure_queue(app: gr.Blocks) -> gr.Blocks:

@@ -1,7 +1,10 @@
-"""The chat model's weight formats side by side: prefill and decode speed of the bare model, and what
-each lossy format costs against float32 on the same prompts (top-1 token agreement and relative logit
-error at every prompt position). The candidates: float32, bfloat16, and torch's dynamic int8 with
-per-channel or per-tensor weight scales, with or without the 152k-row output layer."""
+"""The chat model's weight formats and int8 kernels side by side: prefill and decode speed of the bare
+model, and what each lossy format costs against float32 on the same prompts (top-1 token agreement and
+relative logit error at every prompt position). The candidates: float32, bfloat16, ModelDeck's int8
+(per-token activation scales, fbgemm) with per-channel or per-tensor weight scales, with or without the
+152k-row output layer, and the other kernels tried: torch's dynamic int8 (one activation scale per
+input: ModelDeck before), per-token int8 through ``torch._int_mm`` (oneDNN), and weight-only int8 with
+bfloat16 activations (``torch._weight_int8pack_mm``)."""
 
 from __future__ import annotations
 
@@ -11,13 +14,65 @@ import time
 
 from _common import machine, parser, qwen_real_size, table, tiny_env
 
-VARIANTS = [  # (label, dtype, int8 settings or None)
+VARIANTS = [  # (label, dtype, int8 settings or None; "kernel" picks one of the other kernels tried)
     ("float32", "float32", None),
     ("bfloat16", "bfloat16", None),
-    ("int8 per-channel, every layer (ModelDeck default)", "float32", {"per_channel": True, "include_lm_head": True}),
-    ("int8 per-tensor, every layer", "float32", {"per_channel": False, "include_lm_head": True}),
-    ("int8 per-channel, float32 output layer", "float32", {"per_channel": True, "include_lm_head": False}),
+    ("int8 per-token, per-channel weights, every layer (ModelDeck default)", "float32", {}),
+    ("int8 per-token, per-tensor weights", "float32", {"per_channel": False}),
+    ("int8 per-token, float32 output layer", "float32", {"include_lm_head": False}),
+    ("torch dynamic int8, one activation scale per input (ModelDeck before)", "float32", {"kernel": "dynamic"}),
+    ("int8 per-token via torch._int_mm (oneDNN)", "float32", {"kernel": "int_mm"}),
+    ("weight-only int8, bfloat16 activations (_weight_int8pack_mm)", "float32", {"kernel": "int8pack_bf16"}),
 ]
+
+
+def other_kernel(model, kernel: str):
+    """Replace every ``nn.Linear`` of ``model`` by one of the kernels tried and not chosen."""
+    import warnings
+
+    import torch
+
+    if kernel == "dynamic":
+        from pipelines.quantize import _untie_output_layer
+
+        _untie_output_layer(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                                    inplace=True)
+
+    class Swapped(torch.nn.Module):
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            w = linear.weight.detach().float()
+            scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
+            self.w8 = (w / scale[:, None]).round().to(torch.int8)
+            self.scale = scale if kernel == "int_mm" else scale.to(torch.bfloat16)
+            self.w8t = self.w8.t()  # _int_mm's (K, N) operand: a view, as oneDNN wants it
+            self.bias = None if linear.bias is None else linear.bias.detach().float()
+
+        def forward(self, x):
+            rows = x.reshape(-1, x.shape[-1])
+            if kernel == "int_mm":
+                s = rows.abs().amax(1, keepdim=True).clamp(min=1e-30) / 127
+                q = (rows / s).round().to(torch.int8)
+                m = q.shape[0]
+                q = q if m > 16 else torch.nn.functional.pad(q, (0, 0, 0, 17 - m))  # it wants > 16 rows
+                out = torch._int_mm(q, self.w8t)[:m].float() * s * self.scale
+            else:
+                out = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.w8, self.scale).float()
+            out = out if self.bias is None else out + self.bias
+            return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    from pipelines.quantize import _untie_output_layer
+
+    _untie_output_layer(model)
+    for name in [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, Swapped(getattr(model.get_submodule(parent), child)))
+    return model
 
 
 def main() -> None:
@@ -39,7 +94,9 @@ def main() -> None:
 
     def load(dtype: str, int8: dict | None):
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype)).eval()
-        return quantize_int8(model, **int8) if int8 else model
+        if int8 is None:
+            return model
+        return other_kernel(model, int8["kernel"]) if "kernel" in int8 else quantize_int8(model, **int8)
 
     def measure(model, reference: dict | None) -> dict:
         """On the engine thread, as in the app: prefill, greedy decode steps, logits against ``reference``.
@@ -71,7 +128,7 @@ def main() -> None:
         reference = reference or result
         rows.append([label, result["prefill"], 1000 * result["step"], 1 / result["step"],
                      reference["step"] / result["step"], result["agree"], result["error"],
-                     round(weight_bytes(model) / 2**20)])
+                     round(weight_bytes(model) / 2**20) if not (int8 or {}).get("kernel") else "-"])
         del model, result
     print(f"model: {'tiny' if args.tiny else 'Qwen2.5-0.5B-sized random weights'}; {p_len}-token prompts, "
           f"{steps} greedy steps each; medians over {args.repeats} prompts (+1 warm-up)")

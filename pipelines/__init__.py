@@ -12,18 +12,21 @@ from . import settings
 from .errors import (BusyError, ConfigError, InvalidInputError, ModelUnavailableError, PipelineError,
                      RemoteBusyError, RemoteUnavailableError, SpeechUnavailableError, StorageError)
 from .images import load_image
+from .next_token import Candidate, NextTokenView, Step, next_token, sample_step
 from .picture_story import PictureStoryUpdate, picture_story
 from .registry import get_model, loaded_models, model_names, preload
 from .speech import Speech, synthesize_speech
 from .story import STYLES, write_story
 from .streaming import SamplingParams, TextStream, Usage
 from .textgen import generate_text
+from .tokens import TokenLogprob
 
 __all__ = [
-    "BusyError", "Caption", "ConfigError", "DEFAULT_SYSTEM_PROMPT", "InvalidInputError", "ModelUnavailableError",
-    "PictureStoryUpdate", "PipelineError", "RemoteBusyError", "RemoteUnavailableError", "STYLES", "SamplingParams",
-    "Speech", "SpeechUnavailableError", "StorageError",
-    "TextStream", "Usage", "caption_image", "chat", "classify_text", "classify_texts", "device_and_dtype_names",
-    "generate_text", "get_model", "load_image", "loaded_models", "model_names", "picture_story", "preload",
-    "readable_label", "settings", "synthesize_speech", "translate_to_chinese", "write_story",
+    "BusyError", "Candidate", "Caption", "ConfigError", "DEFAULT_SYSTEM_PROMPT", "InvalidInputError",
+    "ModelUnavailableError", "NextTokenView", "PictureStoryUpdate", "PipelineError", "RemoteBusyError",
+    "RemoteUnavailableError", "STYLES", "SamplingParams", "Speech", "SpeechUnavailableError", "Step", "StorageError",
+    "TextStream", "TokenLogprob", "Usage", "caption_image", "chat", "classify_text", "classify_texts",
+    "device_and_dtype_names", "generate_text", "get_model", "load_image", "loaded_models", "model_names",
+    "next_token", "picture_story", "preload", "readable_label", "sample_step", "synthesize_speech",
+    "translate_to_chinese", "write_story",
 ]

@@ -7,9 +7,8 @@ that arrive together are prefilled together; while it runs, a new request joins 
 (after its own prefill) as long as fewer than ``MODELDECK_MAX_BATCH`` (4) requests are running, and
 the others wait in order. Each request keeps its own settings, seed, stream and Stop.
 
-Text generation runs each request on its own (``stream_generate``): int8 layers quantise a whole
-batch's activations with one scale, so a seeded request could differ in company, and that tab
-promises that a seed reproduces its text.
+Text generation runs each request on its own (``stream_generate``). A seed gives the same tokens either
+way: int8 layers scale each token's activations on their own (``int8.py``), so company changes nothing.
 """
 
 from __future__ import annotations

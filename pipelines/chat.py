@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .inputs import clean_text, normalize_messages, number, seed as parse_seed
+from .inputs import clean_text, logprobs_count, normalize_messages, number, seed as parse_seed
 from .backends import chat_backend, max_new_tokens_cap
 from .streaming import SamplingParams, TextStream
 
@@ -13,12 +13,13 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人�
 
 def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
          temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 512,
-         seed: int | None = None) -> TextStream:
+         seed: int | None = None, top_logprobs: int | None = None) -> TextStream:
     """Return a stream of the assistant's reply to ``message`` after ``history``.
 
     ``history`` holds role/content dicts (gradio's content-part lists and [user, bot] pairs are
     accepted too). Old turns are dropped to fit the context window, with a notice in ``notices``;
-    ``usage`` has the prompt and completion token counts once the stream ends.
+    ``usage`` has the prompt and completion token counts once the stream ends. With ``top_logprobs``
+    (0–20) the stream records each token's log-probability and that many alternatives (``logprobs``).
     """
     notices: list[str] = []
     text = clean_text(message, field_zh="消息", field_en="message", notices=notices)
@@ -37,6 +38,7 @@ def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAU
         top_p=number(top_p, name="top_p", lo=0.01, hi=1.0, notices=notices, default=0.9),
         repetition_penalty=backend.repetition_penalty,
         seed=parse_seed(seed),
+        top_logprobs=logprobs_count(top_logprobs, notices),
     )
     full = ([{"role": "system", "content": system}] if system else []) + messages + [{"role": "user", "content": text}]
     return backend.stream_chat(full, params, notices)

@@ -45,7 +45,8 @@ class Request:
     """One caller's rows: prompts, settings, cancel event, and the queue its tokens go to.
 
     The queue receives, per step, a list with each row's new tokens; then, once, an exception if the
-    computation failed; and last ``END_OF_STREAM``.
+    computation failed; and last ``END_OF_STREAM``. With ``params.top_logprobs`` set, ``logprobs`` gets,
+    per row and before its token reaches the queue, each token's (log-probability, [(id, logprob)]).
     """
 
     rows: list[list[int]]
@@ -55,12 +56,14 @@ class Request:
     sink: "queue.Queue[Any]" = field(default_factory=queue.Queue)
     generated: list[int] = field(default_factory=list)
     done: list[bool] = field(default_factory=list)
+    logprobs: list[list[tuple[float, list[tuple[int, float]]]]] = field(default_factory=list)
     hit_length: bool = False
     closed: bool = False
 
     def __post_init__(self) -> None:
         self.generated = [0] * len(self.rows)
         self.done = [False] * len(self.rows)
+        self.logprobs = [[] for _ in self.rows]
         self.usage.prompt_tokens = max(len(r) for r in self.rows)
 
     def finish(self, error: BaseException | None = None) -> None:
@@ -155,10 +158,10 @@ class DecodeBatch:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         if kept:  # one row whose first len(prefix) tokens are already computed
             cache = DynamicCache(kept, config=getattr(self.model, "config", None))
-            logits = self._forward(ids[:, len(prefix):], mask, positions[:, len(prefix):], cache)
+            logits = self.forward(ids[:, len(prefix):], mask, positions[:, len(prefix):], cache)
         else:
-            cache = self._new_cache()
-            logits = self._forward(ids, mask, positions, cache)
+            cache = self.new_cache()
+            logits = self.forward(ids, mask, positions, cache)
         for request in requests:
             self.samplers[id(request)] = Sampler(request, self.device)
         start = self.rows
@@ -174,7 +177,7 @@ class DecodeBatch:
             return
         mask = torch.cat([self.mask, self.mask.new_ones((self.rows, 1))], dim=1)
         positions = self.positions + 1
-        logits = self._forward(self.pending, mask, positions[:, None], self.cache)
+        logits = self.forward(self.pending, mask, positions[:, None], self.cache)
         self.mask, self.positions = mask, positions
         self._choose(logits, 0)
 
@@ -185,13 +188,15 @@ class DecodeBatch:
         self.slots, self.samplers, self.chosen = [], {}, {}
         self.cache = self.mask = self.positions = self.pending = None
 
-    def _new_cache(self) -> Any:
+    def new_cache(self) -> Any:
+        """An empty KV cache for this model."""
         from transformers import DynamicCache
 
         config = getattr(self.model, "config", None)
         return DynamicCache(config=config) if config is not None else DynamicCache()
 
-    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+    def forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+        """Feed ``ids`` after what ``cache`` holds (which grows); return each row's last logits."""
         import torch
 
         extra = {"logits_to_keep": 1} if self.keeps_last_logits else {}
@@ -228,14 +233,14 @@ class DecodeBatch:
     def _plain_layers(self, cache: Any = None) -> bool:
         from transformers.cache_utils import DynamicLayer
 
-        layers = (cache if cache is not None else self._new_cache()).layers
+        layers = (cache if cache is not None else self.new_cache()).layers
         return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
     def _choose(self, logits: Any, start: int) -> None:
         """Pick tokens for the rows from ``start`` on (``logits`` holds theirs), hand them out, drop the finished."""
         import torch
 
-        chosen = []
+        chosen, records = [], []
         b = start
         while b < self.rows:  # a request's rows are contiguous
             request = self.slots[b][0]
@@ -243,14 +248,16 @@ class DecodeBatch:
             while end < self.rows and self.slots[end][0] is request:
                 end += 1
             rows = [i for _, i in self.slots[b:end]]
-            chosen.append(self.samplers[id(request)].pick(logits[b - start:end - start], rows))
+            sampler = self.samplers[id(request)]
+            chosen.append(sampler.pick(logits[b - start:end - start], rows))
+            records += sampler.recorded or [None] * (end - b)
             b = end
         self.pending[start:] = torch.cat(chosen)
-        self._hand_out(self.pending[start:, 0].tolist(), start)
+        self._hand_out(self.pending[start:, 0].tolist(), start, records)
 
-    def _hand_out(self, tokens: list[int], start: int) -> None:
+    def _hand_out(self, tokens: list[int], start: int, records: list[Any]) -> None:
         items: dict[int, list[list[int]]] = {}
-        for token, (request, i) in zip(tokens, self.slots[start:]):
+        for token, record, (request, i) in zip(tokens, records, self.slots[start:]):
             self.chosen.setdefault((id(request), i), []).append(token)
             item = items.setdefault(id(request), [[] for _ in request.rows])
             if request.done[i] or request.cancel.is_set():
@@ -260,6 +267,8 @@ class DecodeBatch:
                 continue
             request.generated[i] += 1
             item[i].append(token)
+            if record is not None:
+                request.logprobs[i].append(record)
             if request.generated[i] >= request.params.max_new_tokens:
                 request.done[i] = request.hit_length = True
         for request in {id(r): r for r, _ in self.slots[start:]}.values():

@@ -85,6 +85,13 @@ def seed(value: Any) -> int | None:
     return seed_
 
 
+def logprobs_count(value: Any, notices: list[str]) -> int | None:
+    """How many alternatives to record per token (0–20), or None when log-probabilities are not wanted."""
+    if value is None or value is False or (isinstance(value, str) and not value.strip()):
+        return None
+    return int(number(value, name="top_logprobs", lo=0, hi=20, notices=notices, integer=True))
+
+
 def choice(value: Any, options: dict[str, str], *, name_zh: str, name_en: str) -> str:
     """Return the canonical option for ``value`` (keys and aliases in ``options``) or reject it."""
     key = str(value).strip() if value is not None else ""

@@ -1,21 +1,23 @@
-"""Dynamic int8 quantisation of a model's linear layers, for CPU inference.
+"""int8 quantisation of a model's linear layers for CPU inference, and giving freed memory back.
 
-Decoding on a CPU is bound by reading the weights; int8 weights are a quarter of float32's bytes and
-the activations are quantised on the fly, row by row, so no calibration data is needed. The kernels
-(fbgemm / x86) are CPU-only, so ``devices.quantization`` says "none" on CUDA and MPS. torch is
-imported inside the functions: importing ``pipelines`` stays torch-free.
+Decoding on a CPU is bound by reading the weights; int8 weights are a quarter of float32's bytes. The
+activations are quantised on the fly with one scale per token (``pipelines/int8.py``), so no calibration
+data is needed, one token's large activations do not coarsen the others', and a request gets the same
+numbers alone and inside a batch. (Until this version, torch's dynamic int8 ``Linear`` quantised a whole
+input with one scale: in a batch, one request's activations set the grid for the others.) The kernel
+(fbgemm) is CPU-only, so ``devices.quantization`` says "none" on CUDA and MPS. torch is imported inside
+the functions: importing ``pipelines`` stays torch-free.
 
-torch 2.13 still ships ``torch.ao.quantization.quantize_dynamic`` but announces its removal
-(DeprecationWarning, plus a UserWarning for quantised-tensor creation); its successor is torchao's
-``quantize_``, which is not a dependency here. The one in-torch alternative, the weight-only
-``torch._weight_int8pack_mm``, has no fast float32 path on x86 (measured 10-60× slower than float32),
-so the deprecated API is what works: its warnings are filtered by message, here only.
+Quantising frees the float32 weights, but glibc's allocator keeps freed memory in its heap rather
+than returning it to the system (a Qwen2.5-0.5B load: 4.1 GB resident, 1.8 GB after one
+``malloc_trim(0)``), so ``give_back_freed_memory`` asks it to after quantising and after a model is dropped.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
-import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,7 +25,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_DEPRECATION_MESSAGES = (r"torch\.ao\.quantization is deprecated", r"torch\.quantize_per_tensor, torch\.quantize_per")
+
+def give_back_freed_memory() -> bool:
+    """Ask the C allocator to return freed heap memory to the system (glibc's ``malloc_trim``); True if it ran."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to ask
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
 
 
 def _untie_output_layer(model: Any) -> bool:
@@ -45,30 +57,34 @@ def _untie_output_layer(model: Any) -> bool:
 
 def quantize_int8(model: "torch.nn.Module", *, per_channel: bool = True,
                   include_lm_head: bool = True) -> "torch.nn.Module":
-    """Return ``model`` with its ``nn.Linear`` layers replaced, in place, by dynamic int8 ones.
+    """Return ``model`` with its ``nn.Linear`` layers replaced, in place, by int8 ones (per-token activations).
 
     ``per_channel`` gives each output row its own weight scale (per-tensor: one scale per layer).
     ``include_lm_head=False`` keeps the output layer (``get_output_embeddings()``) in float32. The float
-    weights of replaced layers are dropped, not copied; the model is switched to eval mode.
+    weights of replaced layers are dropped, not copied, and their memory is given back; the model is
+    switched to eval mode.
     """
     import torch
 
-    with warnings.catch_warnings():
-        for message in _DEPRECATION_MESSAGES:
-            warnings.filterwarnings("ignore", message=message)
-        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+    from .devices import int8_activation_levels
+    from .int8 import Int8Linear
 
-        qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
-        get_out = getattr(model, "get_output_embeddings", None)
-        head = get_out() if get_out is not None else None
-        names = [name for name, module in model.named_modules()
-                 if type(module) is torch.nn.Linear and (include_lm_head or module is not head)]
-        if not names:
-            return model
-        tied = include_lm_head and _untie_output_layer(model)
-        # Layers by name, not by type, so that a kept-float output layer is simply left out.
-        quantize_dynamic(model.eval(), {name: qconfig for name in names}, dtype=torch.qint8, inplace=True)
-    log.info("int8 (%s) quantised %d linear layers%s%s", "per-channel" if per_channel else "per-tensor", len(names),
+    get_out = getattr(model, "get_output_embeddings", None)
+    head = get_out() if get_out is not None else None
+    names = [name for name, module in model.named_modules()
+             if type(module) is torch.nn.Linear and (include_lm_head or module is not head)]
+    if not names:
+        return model
+    tied = include_lm_head and _untie_output_layer(model)
+    levels = int8_activation_levels()
+    model.eval()
+    for name in names:  # one layer at a time: at most one layer's float copy exists twice
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, Int8Linear(getattr(parent, child), levels=levels, per_channel=per_channel))
+    give_back_freed_memory()
+    log.info("int8 (%s weights, per-token activations, %d levels) quantised %d linear layers%s%s",
+             "per-channel" if per_channel else "per-tensor", levels, len(names),
              "" if include_lm_head or head is None else "; output layer kept in float32",
              "; output layer untied from the embedding" if tied else "")
     return model
@@ -99,18 +115,6 @@ def compact_input_embedding(model: "torch.nn.Module") -> bool:
     return True
 
 
-def _packed_bytes(module: Any) -> int:
-    """Bytes of one dynamic-quantised linear layer, from its shape (unpacking the 152k-row head takes ~2 s)."""
-    import torch
-
-    packed = module._packed_params
-    itemsize = torch.empty((), dtype=packed.dtype).element_size()
-    rows, cols = int(module.out_features), int(module.in_features)
-    # Per-row scale (float64) and zero point (int64), and a float32 bias: the packed form does not tell
-    # whether a bias exists without unpacking, so this counts one (an upper bound of 4 bytes a row).
-    return rows * cols * itemsize + rows * (8 + 8 + 4)
-
-
 def weight_bytes(model: "torch.nn.Module") -> int:
     """Return the bytes held by ``model``'s parameters, buffers and int8-packed linear weights."""
     seen: set[int] = set()
@@ -120,6 +124,7 @@ def weight_bytes(model: "torch.nn.Module") -> int:
             seen.add(id(tensor))
             total += tensor.numel() * tensor.element_size()
     for module in model.modules():
-        if hasattr(module, "_packed_params") and hasattr(module, "in_features"):
-            total += _packed_bytes(module)
+        packed_bytes = getattr(module, "packed_bytes", None)
+        if callable(packed_bytes):
+            total += packed_bytes()
     return total

@@ -13,6 +13,7 @@ copy out of meta tensor"). A failed load is not remembered: the next request tri
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ from . import settings
 from .devices import device_and_dtype, quantization
 from .engine import engine, in_own_thread
 from .errors import InvalidInputError, ModelUnavailableError, PipelineError
-from .quantize import compact_input_embedding, quantize_int8, weight_bytes
+from .quantize import compact_input_embedding, give_back_freed_memory, quantize_int8, weight_bytes
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ def _load(spec: ModelSpec) -> LoadedModel:
     if quantized:
         quantize_int8(model)
         compact_input_embedding(model)
+        give_back_freed_memory()  # the float32 weights and embedding just replaced (see quantize.py)
     tokenizer = getattr(processor, "tokenizer", processor)
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token  # batched generation needs a pad token
@@ -312,3 +314,5 @@ def clear() -> None:
     with _load_lock:
         _cache.clear()
         load_count.clear()
+    gc.collect()  # models sit in reference cycles (modules point to their parents' hooks, configs…)
+    give_back_freed_memory()

@@ -1,7 +1,14 @@
 """How each request picks its tokens: repetition penalty, temperature, top-k, top-p, and its own generator.
 
-Every request samples from a ``torch.Generator`` of its own, seeded with the request's seed, so a seed
-reproduces a text whatever else shares the batch or samples at the same time.
+``processed()`` is the one place where settings turn a model's logits into the distribution a token
+is drawn from; the decode loop samples from it and the next-token explorer draws it, so what a
+learner sees is what samples. Every request samples from a ``torch.Generator`` of its own, seeded
+with the request's seed, so a seed reproduces a text whatever else shares the batch.
+
+Top-p needs the tokens sorted by probability, and a full sort of 152k tokens costs 15 ms a row, so it
+looks at the ``TOP_P_CANDIDATES`` most likely tokens, with their shares of the whole vocabulary: the
+result equals transformers' full ``TopPLogitsWarper`` whenever those candidates reach the top-p mass,
+and when they do not (a very flat distribution) the row is sorted in full, so it always equals it.
 """
 
 from __future__ import annotations
@@ -16,12 +23,17 @@ from .settings import MAX_SEED
 if TYPE_CHECKING:
     from .decoding import Request
 
-TOP_P_CANDIDATES = 1024  # top-p looks at this many most likely tokens: a full sort of 152k costs 15 ms a row
+TOP_P_CANDIDATES = 1024  # top-p looks at this many most likely tokens first (see the module docstring)
+MAX_TOP_LOGPROBS = 20  # the most alternatives recorded per token (OpenAI's limit)
 
 
 @dataclass
 class SamplingParams:
-    """How to pick tokens. ``temperature == 0`` means greedy decoding."""
+    """How to pick tokens. ``temperature == 0`` means greedy decoding.
+
+    ``top_logprobs``: None records nothing; n >= 0 records each chosen token's log-probability under
+    the model (temperature 1, no filter) and its n most likely alternatives (``TextStream.logprobs``).
+    """
 
     max_new_tokens: int = 256
     temperature: float = 0.7
@@ -29,6 +41,7 @@ class SamplingParams:
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     seed: int | None = None
+    top_logprobs: int | None = None
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -37,6 +50,105 @@ def resolve_seed(seed: int | None) -> int:
         return int(seed)
     fixed = settings.get("MODELDECK_SEED")
     return fixed if fixed is not None else secrets.randbelow(MAX_SEED)
+
+
+def penalize(logits: Any, seen: Any, penalty: float) -> Any:
+    """Return ``logits`` with each row's ``seen`` token ids made less likely (CTRL's rule: divide or multiply)."""
+    import torch
+
+    prior = logits.gather(1, seen)
+    prior = torch.where(prior < 0, prior * penalty, prior / penalty)
+    return logits.scatter(1, seen, prior)
+
+
+def processed(logits: Any, p: SamplingParams, seen: Any = None) -> tuple[Any, Any]:
+    """Return ``(values, ids)``: each row's candidate logits after ``p``'s settings, most likely first.
+
+    Removed candidates are ``-inf``; ``ids`` holds each column's token id, or is None when the columns
+    are the whole vocabulary in order. Greedy (temperature 0) keeps only the most likely token.
+    ``seen`` (token ids per row) is what the repetition penalty applies to.
+    """
+    import torch
+
+    logits = logits.float()
+    if seen is not None and p.repetition_penalty != 1.0:
+        logits = penalize(logits, seen, p.repetition_penalty)
+    if p.temperature <= 0:
+        ids = logits.argmax(-1, keepdim=True)
+        return logits.gather(1, ids), ids
+    logits = logits / p.temperature
+    if not (p.top_k or p.top_p < 1.0):
+        return logits, None
+    width = logits.shape[-1]
+    values, ids = torch.topk(logits, min(width, p.top_k or TOP_P_CANDIDATES), dim=-1)
+    if p.top_p < 1.0:  # values are sorted, most likely first
+        if p.top_k:  # after top-k, top-p sees only the k tokens left (as in transformers)
+            probs = values.softmax(-1)
+        else:  # the candidates' shares of the whole vocabulary
+            probs = (values - logits.logsumexp(-1, keepdim=True)).exp()
+            if values.shape[-1] < width and bool((probs.cumsum(-1)[:, -1] <= p.top_p).any()):
+                values, ids = torch.sort(logits, descending=True, dim=-1)  # the mass lies beyond them
+                probs = values.softmax(-1)
+        values = values.masked_fill(probs.cumsum(-1) - probs > p.top_p, float("-inf"))  # keeps the top one
+    return values, ids
+
+
+def distribution(logits: Any, p: SamplingParams, seen: Any = None) -> tuple[Any, Any]:
+    """Return ``(probs, kept)`` over the whole vocabulary for one row of ``logits``: what a token is drawn from."""
+    import torch
+
+    values, ids = processed(logits.reshape(1, -1), p, None if seen is None else seen.reshape(1, -1))
+    probs, kept = values.softmax(-1), values > float("-inf")
+    if ids is not None:
+        width = logits.shape[-1]
+        probs = torch.zeros((1, width), dtype=probs.dtype, device=probs.device).scatter(1, ids, probs)
+        kept = torch.zeros((1, width), dtype=torch.bool, device=kept.device).scatter(1, ids, kept)
+    return probs[0], kept[0]
+
+
+def draw(values: Any, ids: Any, generator: Any) -> Any:
+    """Draw one token id per row from ``processed()``'s output with ``generator``; return them as a column."""
+    import torch
+
+    probs = values.softmax(-1)
+    if generator.device != probs.device:
+        probs = probs.to(generator.device)
+        ids = ids if ids is None else ids.to(generator.device)
+    drawn = torch.multinomial(probs, 1, generator=generator)
+    return (drawn if ids is None else ids.gather(-1, drawn)).to(values.device)
+
+
+def sample(logits: Any, p: SamplingParams, generator: Any) -> Any:
+    """Draw one token per row after temperature, top-k and top-p, from ``generator``."""
+    return draw(*processed(logits, p), generator)
+
+
+def choose(logits: Any, p: SamplingParams, generator: Any, seen: Any = None) -> Any:
+    """Return each row's next token as a column: greedy when ``p.temperature`` is 0, else drawn."""
+    values, ids = processed(logits, p, seen)
+    return ids if p.temperature <= 0 else draw(values, ids, generator)
+
+
+def new_generator(seed: int, device: Any = "cpu") -> Any:
+    """A ``torch.Generator`` on ``device`` (the CPU for Apple's mps) seeded with ``seed``."""
+    import torch
+
+    generator = torch.Generator(device="cpu" if str(device) == "mps" else device)
+    generator.manual_seed(int(seed))
+    return generator
+
+
+def top_logprobs(logits: Any, chosen: Any, n: int) -> list[tuple[float, list[tuple[int, float]]]]:
+    """Per row: the chosen token's log-probability under ``logits`` and the ``n`` most likely (id, logprob)."""
+    import torch
+
+    logprobs = torch.log_softmax(logits.float(), -1)
+    mine = logprobs.gather(1, chosen.reshape(-1, 1))[:, 0].tolist()
+    n = max(0, min(int(n), MAX_TOP_LOGPROBS, logprobs.shape[-1]))
+    if not n:
+        return [(m, []) for m in mine]
+    values, ids = torch.topk(logprobs, n, dim=-1)
+    return [(m, list(zip(i, v))) for m, i, v in zip(mine, ids.tolist(), values.tolist())]
 
 
 class Sampler:
@@ -48,48 +160,25 @@ class Sampler:
         self.params = request.params
         self.generator = None
         if self.params.temperature > 0:
-            self.generator = torch.Generator(device="cpu" if str(device) == "mps" else device)
-            self.generator.manual_seed(int(self.params.seed or 0))
+            self.generator = new_generator(self.params.seed or 0, device)
         self.history: Any = None
         if self.params.repetition_penalty != 1.0:  # prompt + room for every new token, filled as they come
             width = max(len(r) for r in request.rows)
             self.history = torch.tensor([r + r[-1:] * (width - len(r) + self.params.max_new_tokens)
                                          for r in request.rows], device=device)
             self.filled = width
+        self.recorded: list[tuple[float, list[tuple[int, float]]]] | None = None
 
     def pick(self, logits: Any, rows: list[int]) -> Any:
-        """Return the next token of each of the request's ``rows`` (``logits``: one line each) as a column."""
-        import torch
+        """Return the next token of each of the request's ``rows`` (``logits``: one line each) as a column.
 
-        p = self.params
-        logits = logits.float()
-        if self.history is not None:
-            seen = self.history[rows, :self.filled]
-            prior = logits.gather(1, seen)
-            prior = torch.where(prior < 0, prior * p.repetition_penalty, prior / p.repetition_penalty)
-            logits = logits.scatter(1, seen, prior)
-        chosen = logits.argmax(-1, keepdim=True) if self.generator is None else sample(logits, p, self.generator)
+        With ``top_logprobs`` set, ``recorded`` then holds each row's chosen log-probability and alternatives.
+        """
+        seen = None if self.history is None else self.history[rows, :self.filled]
+        chosen = choose(logits, self.params, self.generator, seen)
+        if self.params.top_logprobs is not None:
+            self.recorded = top_logprobs(logits, chosen, self.params.top_logprobs)
         if self.history is not None:  # rows that left the batch keep stale columns: they are never read again
             self.history[rows, self.filled] = chosen[:, 0]
             self.filled += 1
         return chosen
-
-
-def sample(logits: Any, p: SamplingParams, generator: Any) -> Any:
-    """Draw one token per row after temperature, top-k and top-p, from ``generator``."""
-    import torch
-
-    logits = logits / p.temperature
-    if p.top_k or p.top_p < 1.0:
-        values, index = torch.topk(logits, min(logits.shape[-1], p.top_k or TOP_P_CANDIDATES), dim=-1)
-        if p.top_p < 1.0:  # values are sorted, most likely first
-            probs = values.softmax(-1)
-            values = values.masked_fill(probs.cumsum(-1) - probs > p.top_p, float("-inf"))  # keeps the top one
-        probs = values.softmax(-1)
-        if generator.device != probs.device:
-            probs, index = probs.to(generator.device), index.to(generator.device)
-        return index.gather(-1, torch.multinomial(probs, 1, generator=generator)).to(logits.device)
-    probs = logits.softmax(-1)
-    if generator.device != probs.device:
-        probs = probs.to(generator.device)
-    return torch.multinomial(probs, 1, generator=generator).to(logits.device)

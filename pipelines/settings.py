@@ -291,3 +291,7 @@ _add("MODELDECK_REMOTE_TIMEOUT", seconds, 60.0, "60")
 _add("MODELDECK_REMOTE_RETRIES", integer(0, 10), 2, "2")
 _add("MODELDECK_OPENAI_API_KEY", text, "", "sk-…", secret=True)
 _add("HF_TOKEN", text, "", "hf_…", secret=True)
+_add("MODELDECK_API_KEY", text, "", "a-long-random-string", secret=True)  # the /v1 routes (server/)
+_add("MODELDECK_API_CONCURRENCY", integer(1), None, "4")  # None: MODELDECK_MAX_BATCH
+_add("MODELDECK_API_QUEUE", integer(0), 16, "16")
+_add("MODELDECK_MCP", flag, True, "1")

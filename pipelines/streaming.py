@@ -11,6 +11,7 @@ loop checks before every step.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from typing import Any, Callable, Iterator
@@ -18,8 +19,10 @@ from typing import Any, Callable, Iterator
 from .decoding import END_OF_STREAM, Request, Usage, _tokenizer
 from .errors import PipelineError
 from .sampling import SamplingParams, resolve_seed
+from .tokens import TokenLogprob, token_logprob
 
-__all__ = ["SamplingParams", "TextStream", "Usage", "consume", "has_cjk", "looks_wordpiece_spaced", "remove_cjk_spaces",
+__all__ = ["SamplingParams", "TextStream", "TokenLogprob", "Usage", "consume", "has_cjk", "looks_wordpiece_spaced",
+           "remove_cjk_spaces",
            "resolve_seed", "spaces_between_cjk"]
 
 log = logging.getLogger(__name__)
@@ -53,11 +56,16 @@ def spaces_between_cjk(tokenizer: Any) -> bool:
 
 
 class TextStream:
-    """An iterator of the cumulative text so far; ``cancel()`` stops it, ``usage`` is final at the end."""
+    """An iterator of the cumulative text so far; ``cancel()`` stops it, ``usage`` is final at the end.
+
+    When the request asked for ``top_logprobs``, ``logprobs`` holds each row's tokens so far with their
+    log-probabilities and ``pieces`` each row's text cut into the tokens that wrote it.
+    """
 
     def __init__(self, texts: Iterator[list[str]], *, cancel_event: threading.Event, usage: Usage,
                  seed: int | None = None, notices: list[str] | None = None,
-                 render: Callable[[list[str]], str] | None = None) -> None:
+                 render: Callable[[list[str]], str] | None = None,
+                 records: Callable[[], list[list[tuple[str, list[TokenLogprob]]]]] | None = None) -> None:
         self._texts = texts
         self._render = render or (lambda rows: rows[0])
         self.cancel_event = cancel_event
@@ -66,6 +74,17 @@ class TextStream:
         self.notices: list[str] = list(notices or [])
         self.texts: list[str] = []
         self.text = ""
+        self._records = records or (lambda: [])
+
+    @property
+    def pieces(self) -> list[list[tuple[str, list[TokenLogprob]]]]:
+        """Per row: (text, tokens) pieces that join into the row's text; bytes of one character share a piece."""
+        return self._records()
+
+    @property
+    def logprobs(self) -> list[list[TokenLogprob]]:
+        """Per row: every token generated so far with its log-probability and top alternatives."""
+        return [[token for _, tokens in row for token in tokens] for row in self._records()]
 
     def __iter__(self) -> Iterator[str]:
         try:
@@ -102,9 +121,16 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
         loaded.extras["cjk_spaces"] = spaces_between_cjk(tokenizer)
     clean = remove_cjk_spaces if loaded.extras["cjk_spaces"] else (lambda s: s)
     usage = request.usage
+    rows: list[list[int]] = [[] for _ in request.rows]
+
+    def decoded(ids: list[int]) -> str:
+        # U+FFFD marks bytes that do not (yet) form a character: hold them back.
+        return clean(tokenizer.decode(ids, skip_special_tokens=True)).replace("\ufffd", "")
+
+    def records() -> list[list[tuple[str, list[TokenLogprob]]]]:
+        return [_pieces(tokenizer, decoded, rows[r], request.logprobs[r]) for r in range(len(rows))]
 
     def texts() -> Iterator[list[str]]:
-        rows: list[list[int]] = [[] for _ in request.rows]
         shown = [""] * len(rows)
         finished = False
         try:
@@ -122,8 +148,7 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
                             rows[r].extend(tokens)
                 changed = False
                 for r in range(len(rows)):
-                    # U+FFFD marks bytes that do not (yet) form a character: hold them back.
-                    text = clean(tokenizer.decode(rows[r], skip_special_tokens=True)).replace("\ufffd", "")
+                    text = decoded(rows[r])
                     if text != shown[r]:
                         shown[r], changed = text, True
                 if changed:
@@ -136,7 +161,34 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
             request.cancel.set()
 
     return TextStream(texts(), cancel_event=request.cancel, usage=usage, seed=request.params.seed,
-                      notices=notices, render=render)
+                      notices=notices, render=render,
+                      records=records if request.params.top_logprobs is not None else None)
+
+
+def _pieces(tokenizer: Any, decoded: Callable[[list[int]], str], ids: list[int],
+            recorded: list[tuple[float, list[tuple[int, float]]]]) -> list[tuple[str, list[TokenLogprob]]]:
+    """Cut the text of ``ids`` into the pieces each token added (decoding the whole prefix each time)."""
+    pieces: list[tuple[str, list[TokenLogprob]]] = []
+    waiting: list[TokenLogprob] = []
+    shown = ""
+    for n, (token, (logprob, top)) in enumerate(zip(ids, recorded), start=1):
+        waiting.append(token_logprob(tokenizer, token, logprob, top))
+        text = decoded(ids[:n])
+        if text == shown:  # part of a character, or a special token: it joins the next piece
+            continue
+        keep = len(os.path.commonprefix([shown, text]))
+        while sum(len(t) for t, _ in pieces) > keep:  # a later token changed earlier text (rare): re-cut
+            t, tokens = pieces.pop()
+            cut = max(0, keep - sum(len(x) for x, _ in pieces))
+            if cut:
+                pieces.append((t[:cut], tokens))
+            else:
+                waiting = tokens + waiting
+        pieces.append((text[sum(len(t) for t, _ in pieces):], waiting))
+        waiting, shown = [], text
+    if waiting and pieces:
+        pieces[-1] = (pieces[-1][0], pieces[-1][1] + waiting)
+    return pieces
 
 
 def _as_pipeline_error(exc: BaseException) -> BaseException:

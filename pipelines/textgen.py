@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .backends import max_new_tokens_cap, text_backend
-from .inputs import clean_text, number, seed as parse_seed
+from .inputs import clean_text, logprobs_count, number, seed as parse_seed
 from .streaming import SamplingParams, TextStream
 
 MAX_SEQUENCES = 8
@@ -20,12 +20,13 @@ def join_sequences(texts: list[str]) -> str:
 def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int = 100,
                   temperature: float = 0.8, top_k: int = 50, top_p: float = 0.95,
                   repetition_penalty: float = 1.1, num_return_sequences: int = 1,
-                  seed: int | None = None) -> TextStream:
+                  seed: int | None = None, top_logprobs: int | None = None) -> TextStream:
     """Return a stream of ``prompt`` followed by each continuation; ``temperature`` 0 is greedy.
 
     The stream's ``seed`` is the seed actually used (random when none is given), so a result can
     be reproduced; ``texts`` holds each sequence separately. Settings the chosen backend cannot honour
-    are named in ``notices``, never dropped silently.
+    are named in ``notices``, never dropped silently. With ``top_logprobs`` (0–20) a local model also records
+    each token's log-probability and that many alternatives (``logprobs``, ``pieces``).
     """
     notices: list[str] = []
     text = clean_text(prompt, field_zh="提示文本", field_en="prompt", notices=notices)
@@ -39,6 +40,7 @@ def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int 
         repetition_penalty=number(repetition_penalty, name="repetition_penalty", lo=1.0, hi=2.0,
                                   notices=notices, default=1.1),
         seed=parse_seed(seed),
+        top_logprobs=logprobs_count(top_logprobs, notices),
     )
     n = number(num_return_sequences, name="num_return_sequences", lo=1, hi=MAX_SEQUENCES, notices=notices,
                integer=True, default=1)

@@ -65,6 +65,24 @@ def url(app_module):
     app_module.demo.close()
 
 
+@pytest.fixture(scope="session")
+def vllm_servers(tmp_path_factory: pytest.TempPathFactory):
+    """vLLM on CPU serving tiny chat, GPT-2 and classifier models, all started on first use, stopped at the end.
+
+    Skips (with the reason) when vLLM's venv is missing: ``scripts/setup_vllm.sh`` makes it; ``.ci/run`` does.
+    """
+    from servers import VllmServers, vllm_missing
+
+    reason = vllm_missing()
+    if reason:
+        pytest.skip(reason)
+    servers = VllmServers(tmp_path_factory.mktemp("vllm"))
+    yield servers
+    servers.stop()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one)")
     config.addinivalue_line("markers", "browser: drives headless Chromium")
+    config.addinivalue_line("markers", "vllm: runs against vLLM servers from .venv-vllm (scripts/setup_vllm.sh); "
+                                       "skipped when that venv is missing")

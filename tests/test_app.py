@@ -45,6 +45,7 @@ def test_endpoints_have_stable_names_and_parameters(client):
         "/story": ["caption", "style", "length", "creativity", "language"],
         "/speak": ["text", "language"],
         "/picture_story": ["image", "style", "length", "creativity", "language"],
+        "/next_token": ["prompt", "model", "temperature", "top_k", "top_p", "repetition_penalty", "top_n"],
     }
 
 
@@ -97,6 +98,16 @@ def test_cancelled_generation_stops_computing_and_frees_the_slot(client, app_mod
     assert client.predict("猫", None, 4, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")[0].startswith("猫")
 
 
+def test_next_token_lists_candidates_by_raw_probability(client):
+    tokens = client.predict("今天天气很好", None, 0.7, 5, 1.0, 1.0, 12, api_name="/next_token")
+    assert len(tokens) == 12 and all(set(t) == {"token", "id", "raw_p", "p", "kept"} for t in tokens)
+    assert [t["raw_p"] for t in tokens] == sorted((t["raw_p"] for t in tokens), reverse=True)
+    assert sum(t["kept"] for t in tokens) == 5 and all(t["p"] == 0 for t in tokens if not t["kept"])
+    assert abs(sum(t["p"] for t in tokens) - 1) < 1e-5  # the five kept tokens hold all the probability
+    flat = client.predict("今天天气很好", None, 1.0, 0, 1.0, 1.0, 12, api_name="/next_token")
+    assert [t["id"] for t in flat] == [t["id"] for t in tokens] and all(t["p"] == t["raw_p"] for t in flat)
+
+
 def test_classify_returns_every_label(client):
     result = client.predict("这家店很好", "Tiny English sentiment", api_name="/classify")
     assert set(result) == {"正面 positive", "负面 negative"}
@@ -131,6 +142,9 @@ def test_picture_story_end_to_end_shows_caption_first(client):
     (("a cat", "童话", 100, 5, "fr"), "/story", "language"),
     (("", "zh"), "/speak", "Enter the text"),
     (("text", "/etc/passwd"), "/classify", "no model called"),
+    (("", None, 1.0, 0, 1.0, 1.0, 20), "/next_token", "Enter the prompt"),
+    (("你好", "no such model", 1.0, 0, 1.0, 1.0, 20), "/next_token", "no model called"),
+    (("你好", None, "hot", 0, 1.0, 1.0, 20), "/next_token", "must be a number"),
 ])
 def test_bad_input_is_a_clear_bilingual_error(client, args, api_name, words):
     with pytest.raises(AppError) as err:

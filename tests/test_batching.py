@@ -34,9 +34,9 @@ def _run_together(jobs):
     return batcher, streams
 
 
-def test_simultaneous_requests_share_a_batch_and_keep_their_own_results(monkeypatch, fresh_registry):
-    # Exact equality needs float weights: int8's dynamic activation scales are shared by a batch.
-    monkeypatch.setenv("MODELDECK_QUANTIZE", "none")
+@pytest.mark.parametrize("quantize", ["", "none"])  # the default (int8 on the CPU: per-token scales) and float
+def test_simultaneous_requests_share_a_batch_and_keep_their_own_results(monkeypatch, fresh_registry, quantize):
+    monkeypatch.setenv("MODELDECK_QUANTIZE", quantize)
     jobs = [("你好", SamplingParams(max_new_tokens=12, temperature=0.9, seed=1)),
             ("Hello, how are you?", SamplingParams(max_new_tokens=20, temperature=0)),
             ("我是一个模型", SamplingParams(max_new_tokens=6, temperature=1.3, top_k=10, seed=2)),
@@ -124,9 +124,11 @@ def _slow(loaded, seconds=0.01):
     return sizes, loaded.model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
-def test_a_request_arriving_mid_generation_joins_the_running_batch(monkeypatch, fresh_registry):
-    monkeypatch.setenv("MODELDECK_QUANTIZE", "none")  # exact equality with the solo run needs float weights
+@pytest.mark.parametrize("quantize", ["", "none"])
+def test_a_request_arriving_mid_generation_joins_the_running_batch(monkeypatch, fresh_registry, quantize):
+    monkeypatch.setenv("MODELDECK_QUANTIZE", quantize)
     loaded = registry.get_model("chat")
+    assert ("int8" in loaded.dtype) == (quantize == "")
     batcher = batcher_for(loaded)
     late = ("我是一个模型", SamplingParams(max_new_tokens=10, temperature=0.9, seed=5))
     alone = batcher.submit(_prompt(late[0]), late[1], []).collect()

@@ -76,6 +76,58 @@ def test_text_generation_shows_output_and_the_seed(page):
     shot(page, "textgen")
 
 
+def test_text_generation_colours_each_token_by_probability(page):
+    open_tab(page, "✍️ 文本生成")
+    page.locator("#textgen-prompt textarea").fill("今天天气很好")
+    page.locator("#textgen-run").click()
+    token = page.locator("#textgen-colors .md-tok").first
+    token.wait_for()
+    assert "alternatives" in token.get_attribute("title")  # the hover text lists the alternatives
+    assert 0 < float(token.get_attribute("data-p")) <= 1
+
+
+def test_chat_colours_the_reply_only_when_asked(page):
+    page.locator("#chat-input textarea").fill("你好")
+    page.locator("#chat-input textarea").press("Enter")
+    page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+    assert page.locator("#chat-colors .md-tok").count() == 0
+    page.get_by_text("⚙️ 生成参数").click()
+    page.locator("#chat-color input").check()
+    page.locator("#chat-regenerate").click()
+    page.locator("#chat-colors .md-tok").first.wait_for()
+
+
+AFTER_BARS = "[...document.querySelectorAll('#nt-chart .nt-after')].map(e => e.getAttribute('style')).join(';')"
+
+
+def test_next_token_sliders_reshape_the_after_bars_and_steps_append(page):
+    open_tab(page, "🔍 下一个词 · Next token")
+    page.locator("#nt-prompt textarea").fill("今天天气很好，我们一起去")
+    page.locator("#nt-run").click()
+    page.locator("#nt-chart .nt-after").first.wait_for()
+    assert page.locator("#nt-chart tr.nt-row").count() == 20 and page.locator("#nt-chart tr.nt-removed").count() == 0
+    before = page.evaluate(AFTER_BARS)
+    page.locator("#nt-temperature input[type=range]").fill("0.3")  # drag the slider
+    page.wait_for_function(f"({AFTER_BARS}) != {before!r}")
+    page.locator("#nt-top-k input[type=range]").fill("3")
+    page.wait_for_function("document.querySelectorAll('#nt-chart tr.nt-removed').length == 17")
+    assert page.locator("#nt-chart tr.nt-kept").count() == 3  # removed tokens stay visible, greyed
+    assert "kept mass" in page.locator("#nt-chart").inner_text()
+    page.locator("#nt-seed input").fill("42")
+    page.locator("#nt-sample").click()
+    page.locator("#nt-status").get_by_text("42").wait_for()
+    assert "rank" in page.locator("#nt-status").inner_text() and "🎲" in page.locator("#nt-text").inner_text()
+    candidate = page.locator("#nt-pick label").first
+    token = candidate.inner_text().split("·")[0].strip()
+    candidate.click()
+    page.locator("#nt-text sup", has_text="👆").wait_for()
+    assert token in page.locator("#nt-text").inner_text()
+    shot(page, "next_token")
+    page.reload()
+    open_tab(page, "🔍 下一个词 · Next token")
+    assert page.locator("#nt-chart .nt-after").count() == 0  # a fresh page starts from nothing
+
+
 def test_classification_shows_every_label(page):
     open_tab(page, "🏷️ 文本分类")
     page.locator("#classify-text textarea").fill("这家店的服务太好了，下次还来！")

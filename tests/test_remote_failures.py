@@ -236,3 +236,12 @@ def test_a_remote_entry_in_a_role_its_scheme_cannot_serve_stops_start_up(monkeyp
     with pytest.raises(ConfigError) as err:
         backends.check_roles()
     assert "MODELDECK_CAPTION_MODEL" in str(err.value) and "hf:" in str(err.value)
+
+
+def test_the_servers_tokenizer_is_probed_once_then_asked_once_per_chat(fake):
+    fake.routes["/tokenize"] = lambda h, b: h.reply(200, {"count": 5})
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk("ok")])
+    p.chat("first", max_new_tokens=4).collect()
+    asked = sum(r["path"] == "/tokenize" for r in fake.requests)
+    assert p.chat("second", max_new_tokens=4).collect() == "ok"
+    assert sum(r["path"] == "/tokenize" for r in fake.requests) == asked + 1  # counting only, no probe: one less round trip

@@ -13,6 +13,7 @@ from pathlib import Path
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CHARS = list("的一是我你他好天猫狗") + list("abcdefghijklmnopqrstuvwxyz.,!?，。")
+CHINESE = list("的一是我你他好天猫狗今气很们起去了不在有这个人大中上来说，。")
 
 
 def bert_tok(words: list[str] = CHARS, **kw):
@@ -21,28 +22,29 @@ def bert_tok(words: list[str] = CHARS, **kw):
     return BertTokenizer({w: i for i, w in enumerate(SPECIAL + list(words))}, **kw)  # a dict, never vocab_file=
 
 
-def gpt2_zh(d: Path) -> None:
+def gpt2_zh(d: Path, positions: int = 128, width: int = 32, words: list[str] = CHARS) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    tok = bert_tok()
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+    tok = bert_tok(words)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=positions, n_embd=width, n_layer=2, n_head=2,
                                bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
                                pad_token_id=tok.pad_token_id, tokenizer_class="BertTokenizer")).save_pretrained(d)
     tok.save_pretrained(d)
 
 
-def bert_cls(d: Path, labels: tuple[str, ...] = ("negative", "positive")) -> None:
+def bert_cls(d: Path, labels: tuple[str, ...] = ("negative", "positive"), positions: int = 128,
+             width: int = 32) -> None:
     from transformers import BertConfig, BertForSequenceClassification
 
     tok = bert_tok()
     BertForSequenceClassification(BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-        max_position_embeddings=128, id2label=dict(enumerate(labels)),
+        vocab_size=len(tok), hidden_size=width, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=positions, id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)})).save_pretrained(d)
     tok.save_pretrained(d)
 
 
-def qwen2_chat(d: Path, max_positions: int = 512) -> None:
+def qwen2_chat(d: Path, max_positions: int = 512, width: int = 32, heads: int = 4) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -57,7 +59,7 @@ def qwen2_chat(d: Path, max_positions: int = 512) -> None:
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                   chat_template=tmpl)
     m = Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=len(tok), hidden_size=width, intermediate_size=64, num_hidden_layers=2, num_attention_heads=heads,
         num_key_value_heads=2, max_position_embeddings=max_positions, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, tie_word_embeddings=True))
     m.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -139,3 +141,32 @@ def build_all(root: Path) -> dict[str, str]:
         "MODELDECK_CAPTION_MODEL": f"Tiny BLIP={paths['blip']}",
         "MODELDECK_TRANSLATE_MODEL": f"Tiny Marian={paths['marian']}",
     }
+
+
+def never_greedy_special(d: Path, embedding: str, special_ids: list[int]) -> None:
+    """Zero the special tokens' (tied) output rows: their logits are 0, below the top of the others.
+
+    Greedy replies then never end and never loop on an invisible token: they run to ``max_tokens`` with
+    visible text, so a test that stops one early knows it was cut.
+    """
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(d / "model.safetensors")
+    weights[embedding][special_ids] = 0
+    save_file(weights, d / "model.safetensors", metadata={"format": "pt"})
+
+
+def build_for_vllm(root: Path) -> dict[str, Path]:
+    """Tiny models vLLM's CPU attention accepts (head_dim 32, 512 positions): chat, GPT-2 中文, classifier."""
+    import torch
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    paths = {name: root / name for name in ("qwen2", "gpt2_zh", "cls")}
+    qwen2_chat(paths["qwen2"], width=64, heads=2)
+    never_greedy_special(paths["qwen2"], "model.embed_tokens.weight", AutoTokenizer.from_pretrained(
+        paths["qwen2"]).convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]))
+    gpt2_zh(paths["gpt2_zh"], positions=512, width=64, words=CHINESE)  # only Chinese out: WordPiece spaces show
+    never_greedy_special(paths["gpt2_zh"], "transformer.wte.weight", list(range(len(SPECIAL))))
+    bert_cls(paths["cls"], ("NEGATIVE", "POSITIVE"), positions=512, width=64)
+    return paths

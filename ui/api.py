@@ -15,8 +15,9 @@ from gradio import FileData
 
 import pipelines
 from pipelines import DEFAULT_SYSTEM_PROMPT
+from pipelines.tokens import BYTES_NOTE
 
-from .common import CAPTIONER, CLASSIFIER, LLM, SPEECH, TEXTGEN, concurrency_limit, edge, gpu
+from .common import CAPTIONER, CLASSIFIER, LLM, NEXT_TOKEN, SPEECH, TEXTGEN, concurrency_limit, edge, gpu
 
 
 def warn(notices: list[str]) -> None:
@@ -38,7 +39,24 @@ def file_path(value: Any) -> Optional[str]:
 @edge
 def chat(message: str, history: Optional[list[dict]] = None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
          temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 512) -> str:
-    """Stream the assistant's reply to `message` after `history` (a list of role/content dicts)."""
+    """Chat with the small instruction-tuned model (Qwen2.5-0.5B-Instruct by default); it answers in the language
+    of the message, Chinese and English best. Streams the reply as it grows; the last value is the whole reply.
+
+    Args:
+        message: The user's new message (plain text, at most 20000 characters by default; longer is cut).
+        history: Earlier turns, oldest first, as [{"role": "user" or "assistant", "content": "..."}]; empty or
+            null for a new conversation. The oldest turns are left out when the conversation outgrows the
+            model's context window.
+        system_prompt: Instructions for the assistant; empty keeps the model's own default.
+        temperature: Randomness from 0 (always the most likely token) to 2; default 0.7.
+        top_p: Nucleus sampling, from 0.01 to 1 (1 = no limit); default 0.9.
+        max_new_tokens: The most tokens the reply may have, from 1 to 1024 (at most half the context window);
+            default 512. About one token per Chinese character, or three quarters of an English word.
+
+    Returns:
+        The assistant's reply so far, as text; the final value is the complete reply. Values out of range are
+        clamped and reported as warnings; an empty message is an error.
+    """
     stream = pipelines.chat(message, history, system_prompt=system_prompt, temperature=temperature, top_p=top_p,
                             max_new_tokens=max_new_tokens)
     warn(stream.notices)
@@ -51,7 +69,27 @@ def chat(message: str, history: Optional[list[dict]] = None, system_prompt: str 
 def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = 100, temperature: float = 0.8,
              top_k: int = 50, top_p: float = 0.95, repetition_penalty: float = 1.1, num_return_sequences: int = 1,
              seed: Union[int, str, None] = None) -> tuple[str, Optional[int]]:
-    """Stream (text, seed): the prompt and its continuation(s), and the seed that reproduces them."""
+    """Continue a text with a small GPT-2 model (not a chat model: it writes what could come next).
+    Streams the growing text; the last value is final.
+
+    Args:
+        prompt: The beginning to continue (at most 20000 characters; when too long for the model its last
+            tokens are used).
+        model: Which model: "GPT-2 中文 (Chinese)" (default, writes Chinese) or "GPT-2 English"; null for the
+            default. Any other name is an error that lists the choices.
+        max_new_tokens: Tokens to add to each continuation, from 1 to 1024 (at most half the model's window);
+            default 100.
+        temperature: Randomness from 0 (greedy: always the most likely token) to 2; default 0.8.
+        top_k: Sample only from the k most likely tokens, 0 to 1000 (0 = no limit); default 50.
+        top_p: Nucleus sampling, from 0.01 to 1 (1 = no limit); default 0.95.
+        repetition_penalty: From 1 (none) to 2; above 1 makes repeated tokens less likely; default 1.1.
+        num_return_sequences: How many different continuations, 1 to 8; several are numbered 【1】, 【2】, …
+        seed: A whole number from 0 to 2147483647 to reproduce a result; null for a random one.
+
+    Returns:
+        A pair (text, seed): the prompt followed by its continuation(s), and the seed used (pass it again to
+        get the same text).
+    """
     stream = pipelines.generate_text(prompt, model, max_new_tokens=max_new_tokens, temperature=temperature,
                                      top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                                      num_return_sequences=num_return_sequences, seed=seed)
@@ -65,15 +103,49 @@ def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = 100
 
 @gpu
 @edge
+def next_token(prompt: str, model: Optional[str] = None, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, repetition_penalty: float = 1.0, top_n: int = 20) -> list[dict]:
+    """Return the `top_n` most likely next tokens after `prompt` as {token, id, raw_p, p, kept}, by raw_p.
+
+    `raw_p` is the model's probability (temperature 1, no filter); `p` the probability after the settings,
+    the one text generation samples from; `kept` is False for tokens that top-k or top-p remove.
+    """
+    view = pipelines.next_token(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=repetition_penalty, top_n=top_n)
+    warn([n for n in view.notices if n != BYTES_NOTE])
+    return [c.as_dict() for c in view.candidates]
+
+
+@gpu
+@edge
 def classify(text: str, model: Optional[str] = None) -> dict[str, float]:
-    """Return every label of `text` with its probability, highest first."""
+    """Classify the sentiment of a text (a review, a comment): positive or negative.
+
+    Args:
+        text: The text to classify (at most 20000 characters; cut to the model's maximum input length).
+        model: "中文评论情感 (JD reviews, Chinese)" (default, for Chinese) or "English sentiment (SST-2)" (for
+            English); null for the default.
+
+    Returns:
+        Every label with its probability between 0 and 1 (they add up to 1), highest first, e.g.
+        {"正面 positive": 0.97, "负面 negative": 0.03}.
+    """
     return pipelines.classify_text(text, model)
 
 
 @gpu
 @edge
 def caption(image: FileData) -> tuple[str, str]:
-    """Return (Chinese caption, English caption) of an uploaded picture."""
+    """Describe a picture in one sentence, in Chinese and in English (BLIP captioner, then a translation model).
+
+    Args:
+        image: The picture: an http(s) URL or a data: URL of a JPG, PNG or WebP file (at most 50 megapixels
+            and 10 MB by default).
+
+    Returns:
+        A pair (Chinese caption, English caption). The Chinese one is empty when no translation model could
+        be loaded; a file that is not a picture is an error.
+    """
     result = pipelines.caption_image(file_path(image))
     warn(result.notices)
     return result.zh, result.en
@@ -83,7 +155,20 @@ def caption(image: FileData) -> tuple[str, str]:
 @edge
 def story(caption: str, style: str = "温馨", length: int = 300, creativity: float = 5,
           language: str = "zh") -> str:
-    """Stream a story about `caption` in `style`, about `length` characters (zh) or words (en)."""
+    """Write a short story about a scene, streamed as it grows; the last value is the whole story.
+
+    Args:
+        caption: What the story is about, e.g. a picture's caption (at most 2000 characters).
+        style: One of 搞笑 funny, 武侠 wuxia, 爱情 romance, 动作 action, 科幻 science fiction, 悬疑 mystery,
+            奇幻 fantasy, 温馨 heart-warming (default), 恐怖 horror, 冒险 adventure, 童话 fairy tale, 寓言 fable
+            (Chinese or English name).
+        length: About how long, 50 to 1000: Chinese characters for "zh", English words for "en"; default 300.
+        creativity: 0 (conventional) to 10 (wild); default 5.
+        language: "zh" (Chinese, default) or "en" (English).
+
+    Returns:
+        The story so far, as text, ending on a whole sentence once complete.
+    """
     stream = pipelines.write_story(caption, style, length, creativity, language)
     warn(stream.notices)
     yield ""
@@ -92,7 +177,16 @@ def story(caption: str, style: str = "温馨", length: int = 300, creativity: fl
 
 @edge
 def speak(text: str, language: str = "auto") -> FileData:
-    """Return an audio file of `text` read aloud ("zh", "en" or "auto")."""
+    """Read a text aloud and return the recording.
+
+    Args:
+        text: What to read (at most 3000 characters).
+        language: "zh" (Mandarin), "en" (English) or "auto" (default: Chinese if the text has Chinese
+            characters).
+
+    Returns:
+        An audio file (MP3 from Google TTS when reachable, else WAV from espeak-ng).
+    """
     result = pipelines.synthesize_speech(text, language)
     warn(result.notices)
     return FileData(path=result.path)
@@ -102,7 +196,19 @@ def speak(text: str, language: str = "auto") -> FileData:
 @edge
 def picture_story(image: FileData, style: str = "温馨", length: int = 300, creativity: float = 5,
                   language: str = "zh") -> tuple[str, str, Optional[FileData]]:
-    """Stream (caption, story, audio): the caption first, then the story, then the audio file."""
+    """Picture to story to voice in one call: caption a picture, write a story about it, read it aloud.
+
+    Args:
+        image: The picture: an http(s) URL or a data: URL of a JPG, PNG or WebP file.
+        style: The story's style, as for the story tool (default 温馨 heart-warming).
+        length: About how long, 50 to 1000 Chinese characters ("zh") or English words ("en"); default 300.
+        creativity: 0 (conventional) to 10 (wild); default 5.
+        language: "zh" (Chinese, default) or "en" (English).
+
+    Returns:
+        A stream of (caption, story, audio): the caption first, then the story as it grows, then the audio
+        file of the story (null until it is ready).
+    """
     warned = 0
     for update in pipelines.picture_story(file_path(image), style, length, creativity, language):
         warn(update.notices[warned:])
@@ -114,6 +220,7 @@ def picture_story(image: FileData, style: str = "温馨", length: int = 300, cre
 def register() -> None:
     """Add the API endpoints to the Blocks being built."""
     for fn, concurrency_id in [(chat, LLM), (story, LLM), (picture_story, LLM), (generate, TEXTGEN),
-                               (classify, CLASSIFIER), (caption, CAPTIONER), (speak, SPEECH)]:
+                               (classify, CLASSIFIER), (caption, CAPTIONER), (speak, SPEECH),
+                               (next_token, NEXT_TOKEN)]:
         gr.api(fn, api_name=fn.__name__, concurrency_limit=concurrency_limit(concurrency_id),
                concurrency_id=concurrency_id)

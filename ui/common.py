@@ -17,6 +17,7 @@ log = logging.getLogger("modeldeck.ui")
 # Events that run the same model share a concurrency id, so one model never runs N copies at once.
 LLM = "llm"  # chat, story and picture story share the chat model
 TEXTGEN, CLASSIFIER, CAPTIONER, SPEECH = "textgen", "classifier", "captioner", "speech"
+NEXT_TOKEN = "next_token"  # redraws are short engine calls; they need not wait behind a text generation
 
 
 def concurrency_limit(concurrency_id: str) -> int:
@@ -27,7 +28,7 @@ def concurrency_limit(concurrency_id: str) -> int:
     """
     if concurrency_id == LLM:
         return max_batch()
-    return 2 if concurrency_id == SPEECH else 1
+    return 2 if concurrency_id in (SPEECH, NEXT_TOKEN) else 1
 
 try:  # ZeroGPU Spaces: a no-op off a ZeroGPU Space, absent locally
     import spaces
@@ -151,6 +152,10 @@ ZH = {
     "md_caption_en": "英文描述（BLIP 原文）", "md_story": "故事", "md_audio": "🎵 故事音频（可试听/下载）",
     "md_rewrite": "✏️ 按描述重写故事", "md_revoice": "🔊 重新配音", "md_caption_only": "🖼️ 只生成描述",
     "md_refresh": "🔄 刷新", "md_status": "状态",
+    "md_tab_next_token": "🔍 下一个词 · Next token", "md_nt_top_n": "显示前 N 个词", "md_nt_show": "🔍 显示下一个词",
+    "md_nt_sample": "🎲 采样一个词", "md_nt_restart": "🔄 重新开始",
+    "md_nt_seed_info": "留空 = 随机；同一个种子连续采样，写出的词和文本生成用这个种子写出的一样。",
+    "md_nt_pick": "点一个候选词，把它接到文本后面", "md_color_by_p": "🎨 按概率给回复上色",
 }
 EN = {
     "md_title": "# 🧪 ModelDeck · small-model playground\nTry small Hugging Face models in your browser: chat, "
@@ -179,6 +184,11 @@ EN = {
     "md_caption_en": "English caption (BLIP)", "md_story": "Story", "md_audio": "🎵 Story audio (play / download)",
     "md_rewrite": "✏️ Rewrite story from caption", "md_revoice": "🔊 Voice again", "md_caption_only": "🖼️ Caption only",
     "md_refresh": "🔄 Refresh", "md_status": "Status",
+    "md_tab_next_token": "🔍 Next token", "md_nt_top_n": "Show the top N tokens", "md_nt_show": "🔍 Show next token",
+    "md_nt_sample": "🎲 Sample one token", "md_nt_restart": "🔄 Start over",
+    "md_nt_seed_info": "Empty = random; sampling step by step with one seed writes what text generation writes "
+                       "with that seed.",
+    "md_nt_pick": "Click a candidate to append it to the text", "md_color_by_p": "🎨 Colour the reply by probability",
 }
 assert ZH.keys() == EN.keys()
 # Keys carry a prefix: gradio has its own translation namespaces ("audio", "image", …).

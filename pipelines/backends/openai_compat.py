@@ -40,11 +40,33 @@ class OpenAIRemote(Remote):
         cap = settings.get("MODELDECK_MAX_CONTEXT_TOKENS")
         if self.entry.option("context"):
             return min(cap, int(self.entry.option("context") or cap))
-        if "max_model_len" not in self.facts:
+        return min(cap, int(self.served().get("max_model_len") or cap))
+
+    def served(self) -> dict[str, Any]:
+        """What ``/v1/models`` says of the served model (vLLM: ``max_model_len``, the ``root`` it loaded), asked once."""
+        if "served" not in self.facts:
             listing = self.json("GET", self.base_url + "/models")  # also: the server is up, or a clear error now
-            served = [m for m in (listing.get("data") or []) if isinstance(m, dict) and m.get("id") == self.model]
-            self.facts["max_model_len"] = served[0].get("max_model_len") if served else None
-        return min(cap, int(self.facts["max_model_len"] or cap))
+            found = [m for m in (listing.get("data") or []) if isinstance(m, dict) and m.get("id") == self.model]
+            self.facts["served"] = found[0] if found else {}
+        return self.facts["served"]
+
+    def label_names(self) -> dict[int, str]:
+        """A classifier's own label names (``id2label`` of the ``#tokenizer=`` source, else of the folder or Hub
+        id the server loaded, when this machine can read it); empty when neither can be read."""
+        if "id2label" not in self.facts:
+            from transformers import AutoConfig
+
+            from ..classify import readable_label
+
+            source = self.entry.option("tokenizer")
+            try:
+                source = source or self.served().get("root")
+                config = AutoConfig.from_pretrained(source)
+                self.facts["id2label"] = {int(i): readable_label(v) for i, v in (config.id2label or {}).items()}
+            except Exception as exc:  # not readable here: the names come from the server's answers instead
+                log.info("no label names for %s from %r: %s", self.name, source, type(exc).__name__)
+                self.facts["id2label"] = {}
+        return self.facts["id2label"]
 
     def tokenizer(self) -> Any:
         """The local tokenizer the entry names (``#tokenizer=``), loaded once."""
@@ -67,8 +89,10 @@ class OpenAIRemote(Remote):
             data = self.json("POST", self.root + "/tokenize",
                              {"model": self.model, "messages": messages, "add_generation_prompt": True}, retries=0)
             return int(data["count"])
+        if self.facts.get("tokenize"):
+            return count
         try:
-            count([{"role": "user", "content": "hi"}])
+            count([{"role": "user", "content": "hi"}])  # once: does this server have /tokenize?
             self.facts["tokenize"] = True
         except PipelineError:  # no /tokenize here (404): rely on the server's own "too long" answer
             self.facts["tokenize"] = False
@@ -191,18 +215,18 @@ class OpenAIClassifier:
     def classify(self, texts: list[str]) -> list[dict[str, float]]:
         from ..classify import readable_label
 
+        names: dict[int, str] = self.remote.facts.setdefault("labels", dict(self.remote.label_names()))
         started = time.perf_counter()
         self.remote.record.started, self.remote.record.error = started, None
         data = self.remote.json("POST", self.remote.root + "/classify", {"model": self.remote.model, "input": texts})
         self.remote.record.first_token_s = self.remote.record.total_s = time.perf_counter() - started
-        names: dict[int, str] = self.remote.facts.setdefault("labels", {})
         results: list[dict[str, float]] = [{} for _ in texts]
         for item in data.get("data") or []:
             probs = [float(p) for p in item.get("probs") or []]
             if not probs:
                 continue
             top = max(range(len(probs)), key=probs.__getitem__)
-            if item.get("label") is not None:  # the server names only the top class: remember each name seen
+            if item.get("label") is not None and top not in names:  # the server names only the top class
                 names[top] = readable_label(item["label"])
             labels = [names.get(i) or readable_label(f"LABEL_{i}") for i in range(len(probs))]
             results[int(item.get("index") or 0)] = dict(sorted(zip(labels, probs), key=lambda kv: -kv[1]))

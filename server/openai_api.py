@@ -1,0 +1,192 @@
+"""OpenAI-compatible routes on the UI's port: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
+
+``routes()`` goes into ``launch(app_kwargs={"routes": ...})`` (see ``app.launch_settings``), so the
+routes exist wherever the app is launched, ZeroGPU's wrapped ``launch`` included. Each request passes
+the key check, then the ``Gate`` (its own concurrency limit and waiting room), then ``pipelines``.
+Errors use OpenAI's error JSON with the UI's bilingual messages. No CORS headers are added: a web
+page elsewhere cannot call the API from a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, AsyncIterator, Callable
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute
+
+from pipelines import InvalidInputError, ModelUnavailableError, PipelineError
+
+from .jobs import Job
+from .limits import authorized, gate
+from .protocol import ApiError, Call, choice_delta, chunk, error_body, model_list, read_chat, read_completion, \
+    response, role_chunk, usage_body
+
+log = logging.getLogger("modeldeck.api")
+router = APIRouter(prefix="/v1")
+
+
+def routes() -> list[BaseRoute]:
+    """The API's routes, for ``FastAPI(routes=...)``."""
+    return list(router.routes)
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    """The OpenAI error JSON and status for ``exc``; unexpected errors are logged and not shown."""
+    if isinstance(exc, ApiError):
+        status, body = exc.status, error_body(str(exc), exc.kind, exc.code, exc.param)
+    elif isinstance(exc, InvalidInputError):
+        status, body = 400, error_body(str(exc), "invalid_request_error")
+    elif isinstance(exc, ModelUnavailableError):
+        status, body = 503, error_body(str(exc), "model_unavailable")
+    elif isinstance(exc, PipelineError):
+        status, body = 500, error_body(str(exc), "server_error")
+    else:
+        log.error("unexpected error in the API", exc_info=exc)
+        status, body = 500, error_body("出现意外错误，已记录。请重试。 / Something unexpected went wrong and was logged. "
+                                       "Please retry.", "server_error")
+    return JSONResponse(body, status_code=status)
+
+
+def _refusal(status: int, zh: str, en: str, kind: str, headers: dict[str, str]) -> JSONResponse:
+    return JSONResponse(error_body(f"{zh} / {en}", kind), status_code=status, headers=headers)
+
+
+def _unauthorized() -> JSONResponse:
+    return _refusal(401, "缺少或错误的 API 密钥：请在请求头里发送 Authorization: Bearer <MODELDECK_API_KEY>。",
+                    "Missing or wrong API key: send the header Authorization: Bearer <MODELDECK_API_KEY>.",
+                    "authentication_error", {"WWW-Authenticate": "Bearer"})
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(400, "请求体必须是 JSON 对象。", "The request body must be a JSON object.")
+    return body
+
+
+@router.get("/models")
+async def list_models(request: Request) -> Response:
+    """The chat model and the text generation models, by the names requests use."""
+    if not authorized(request.headers.get("authorization")):
+        return _unauthorized()
+    try:
+        return JSONResponse(model_list())
+    except Exception as exc:
+        return error_response(exc)
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    """A chat reply from the chat model, streamed or whole."""
+    return await _serve(request, read_chat)
+
+
+@router.post("/completions")
+async def completions(request: Request) -> Response:
+    """Continuations of a prompt from a text generation model, streamed or whole."""
+    return await _serve(request, read_completion)
+
+
+async def _serve(request: Request, read: Callable[[dict[str, Any]], Call]) -> Response:
+    if not authorized(request.headers.get("authorization")):
+        return _unauthorized()
+    try:
+        call = read(await _body(request))
+    except Exception as exc:
+        return error_response(exc)
+    if not await gate.enter():
+        return _refusal(429, "请求太多，等候队列已满：请稍后重试。", "Too many requests and the waiting room is full; "
+                        "retry shortly.", "rate_limit_exceeded", {"Retry-After": str(gate.retry_after())})
+    job = Job(call)
+    try:
+        await job.start()
+    except BaseException as exc:
+        gate.leave()
+        if not isinstance(exc, Exception):
+            raise
+        return error_response(exc)
+    if call.stream:
+        return _Stream(_events(job), lambda: _release(job))
+    try:
+        if not await _collect(request, job):
+            return Response(status_code=499)  # the client has gone; nobody reads this
+        return JSONResponse(response(call, job.texts, job.reasons(), job.usage, job.seed, job.notices))
+    except Exception as exc:
+        return error_response(exc)
+    finally:
+        _release(job)
+
+
+def _release(job: Job) -> None:
+    if not job.released:
+        job.released = True
+        job.cancel()
+        gate.leave()
+
+
+async def _collect(request: Request, job: Job) -> bool:
+    """Run ``job`` to the end; stop it and return False if the client disconnects first."""
+    left, error = False, None
+    async with anyio.create_task_group() as group:
+        async def watch() -> None:
+            nonlocal left
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            job.cancel()
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            while await job.advance():
+                pass
+        except Exception as exc:  # raised from here, not from inside the group (that would wrap it)
+            error = exc
+        group.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return not left
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _events(job: Job) -> AsyncIterator[str]:
+    call = job.call
+    yield _sse(role_chunk(call))  # headers and a first event before the first token
+    try:
+        while await job.advance():
+            news = job.news()
+            if news:
+                yield _sse(chunk(call, [choice_delta(call, i, text, None) for i, text in news]))
+        news = dict(job.news(final=True))
+        reasons = job.reasons()
+        yield _sse(chunk(call, [choice_delta(call, i, news.get(i), reason) for i, reason in enumerate(reasons)],
+                         seed=job.seed, notices=job.notices))
+        if call.include_usage:
+            yield _sse(chunk(call, [], usage=usage_body(job.usage)))
+    except Exception as exc:  # the status is sent already: the error travels as an event
+        yield _sse(json.loads(error_response(exc).body))
+    yield "data: [DONE]\n\n"
+
+
+class _Stream(StreamingResponse):
+    """A server-sent event stream that stops its job and frees its slot however it ends (disconnects too)."""
+
+    def __init__(self, events: AsyncIterator[str], release: Callable[[], None]) -> None:
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()

@@ -1,0 +1,308 @@
+"""The /v1 API of the launched app, through the official ``openai`` client and huggingface_hub's InferenceClient."""
+
+from __future__ import annotations
+
+import threading
+import time
+from importlib.util import find_spec
+
+import httpx
+import openai
+import pytest
+from gradio_client import Client
+from huggingface_hub import InferenceClient
+
+from pipelines import registry
+from pipelines.batching import Batcher, batcher_for
+from pipelines.engine import engine
+from server.limits import gate
+
+CHAT = "Tiny Qwen2"
+HI = [{"role": "user", "content": "你好"}]
+
+
+@pytest.fixture(scope="module")
+def base(url):
+    return url.rstrip("/") + "/v1"
+
+
+@pytest.fixture
+def client(base):
+    return openai.OpenAI(base_url=base, api_key="none", max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def no_eos(monkeypatch):
+    """The tiny random chat model may end a reply at any token: let it run to max_tokens. Prefix reuse is off:
+    a repeated prompt prefilled from a kept prefix gets int8 activations scaled differently, so a sampled
+    token may differ, and these tests compare texts of the same prompt."""
+    batch = batcher_for(registry.get_model("chat")).batch
+    monkeypatch.setattr(batch, "eos", set())
+    monkeypatch.setattr(batch, "prefixes", None)
+    return batch
+
+
+@pytest.fixture
+def submitted(monkeypatch):
+    """Every stream the chat batcher hands out during the test."""
+    streams = []
+    submit = Batcher.submit
+
+    def spy(self, *args, **kwargs):
+        stream = submit(self, *args, **kwargs)
+        streams.append(stream)
+        return stream
+
+    monkeypatch.setattr(Batcher, "submit", spy)
+    return streams
+
+
+class Paused:
+    """Holds the engine thread (one blocking call) until released: requests queue up meanwhile."""
+
+    def __enter__(self):
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+        def hold():
+            self.started.set()
+            self.release.wait(60)
+
+        self.thread = threading.Thread(target=engine.call, args=(hold,), daemon=True)
+        self.thread.start()
+        assert self.started.wait(30)
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.thread.join(30)
+
+
+def wait_for(condition, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        batcher = batcher_for(registry.get_model("chat"))
+        assert time.monotonic() < deadline, (f"timed out waiting for {what}: pending {len(batcher.pending)}, "
+                                             f"running {len(batcher.batch.requests)}, decoders {engine.decoders()}")
+        time.sleep(0.01)
+
+
+def test_models_lists_the_chat_and_text_generation_models(client):
+    names = [m.id for m in client.models.list().data]
+    assert names == [CHAT, "Tiny GPT-2 中文", "Tiny GPT-2 B"]
+
+
+def test_chat_completion_whole(client, no_eos):
+    reply = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=6, temperature=0, seed=1)
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
+    assert choice.finish_reason == "length"
+    assert reply.usage.completion_tokens == 6 and reply.usage.prompt_tokens > 0
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + 6
+    again = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=6, temperature=0, seed=1)
+    assert again.choices[0].message.content == choice.message.content
+
+
+def test_chat_completion_streamed_matches_the_whole_reply(client, no_eos):
+    kwargs = dict(model=CHAT, messages=HI, max_tokens=8, temperature=0.9, seed=42)
+    whole = client.chat.completions.create(**kwargs).choices[0].message.content
+    chunks = list(client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == 8 and not chunks[-1].choices
+
+
+def test_same_reply_as_the_ui_endpoint(client, url, no_eos):
+    ui = Client(url, verbose=False).predict("你好", [], "You are helpful.", 0, 0.9, 6, api_name="/chat")
+    api = client.chat.completions.create(model=CHAT, max_tokens=6, temperature=0, messages=[
+        {"role": "system", "content": "You are helpful."}, {"role": "user", "content": "你好"}])
+    assert api.choices[0].message.content == ui
+
+
+def test_stop_string_ends_the_reply_there(client, no_eos, submitted):
+    kwargs = dict(model=CHAT, messages=HI, max_tokens=24, temperature=1.0, seed=3)
+    text = client.chat.completions.create(**kwargs).choices[0].message.content
+    later = [ch for ch in text[len(text) // 2:] if not ch.isspace()]
+    assert later, f"the tiny model's reply has nothing to cut at: {text!r}"
+    stop = later[0]
+    for stream in (False, True):
+        reply = client.chat.completions.create(**kwargs, stop=["never there", stop], stream=stream)
+        if stream:
+            chunks = list(reply)
+            cut = "".join(c.choices[0].delta.content or "" for c in chunks)
+            reason = chunks[-1].choices[0].finish_reason
+        else:
+            cut, reason = reply.choices[0].message.content, reply.choices[0].finish_reason
+        assert cut == text[:text.find(stop)] and reason == "stop"
+        assert submitted[-1].cancel_event.is_set()  # the generation itself stopped
+
+
+def test_completions_with_n_choices_and_a_seed(client):
+    kwargs = dict(model="Tiny GPT-2 B", prompt="你好", max_tokens=5, n=2, seed=7, temperature=0.9)
+    first = client.completions.create(**kwargs)
+    assert [c.index for c in first.choices] == [0, 1]
+    assert first.usage.completion_tokens <= 5
+    assert [c.text for c in client.completions.create(**kwargs).choices] == [c.text for c in first.choices]
+    streamed = ["", ""]
+    for event in client.completions.create(**kwargs, stream=True):
+        for c in event.choices:
+            streamed[c.index] += c.text
+    assert streamed == [c.text for c in first.choices]
+    echoed = client.completions.create(**kwargs, echo=True)
+    assert [c.text for c in echoed.choices] == ["你好" + c.text for c in first.choices]
+
+
+def test_closing_a_stream_stops_its_generation(client, no_eos, submitted):
+    forwards = []
+    model = registry.get_model("chat").model
+    hook = model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        with Paused():
+            stream = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=200, stream=True)
+            first = next(iter(stream))
+            assert first.choices[0].delta.role == "assistant"
+            stream.close()
+            assert submitted[-1].cancel_event.wait(30), "the server did not notice the client leave"
+        wait_for(lambda: batcher_for(registry.get_model("chat")).finished, "the engine to drop the request")
+        assert submitted[-1].usage.completion_tokens <= 1 and len(forwards) <= 1
+    finally:
+        hook.remove()
+
+
+def test_api_and_ui_chats_share_decode_steps(client, url, no_eos, submitted):
+    rows = []
+    model = registry.get_model("chat").model
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: rows.append(kwargs["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    ui = Client(url, verbose=False)
+    try:
+        with Paused():
+            api = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=6, stream=True)
+            next(iter(api))  # accepted and waiting in the batcher
+            job = ui.submit("你好呀", [], "You are helpful.", 0.7, 0.9, 6, api_name="/chat")
+            wait_for(lambda: len(submitted) == 2, "the UI chat to reach the batcher")
+        text = "".join(c.choices[0].delta.content or "" for c in api if c.choices)
+        assert isinstance(job.result(), str) and isinstance(text, str)
+    finally:
+        hook.remove()
+    assert 2 in rows, f"forward passes' batch sizes: {rows}"
+    assert all(s.usage.completion_tokens == 6 for s in submitted)
+
+
+def test_past_the_limit_a_request_waits_then_is_refused_with_retry_after(client, monkeypatch, no_eos):
+    monkeypatch.setenv("MODELDECK_API_CONCURRENCY", "1")
+    monkeypatch.setenv("MODELDECK_API_QUEUE", "1")
+    answers = {}
+    with Paused():
+        running = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=4, stream=True)
+        next(iter(running))
+
+        def second():
+            answers["waited"] = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=4)
+
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        wait_for(lambda: gate.waiting == 1, "the second request to wait")
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model=CHAT, messages=HI, max_tokens=4)
+        assert int(refused.value.response.headers["retry-after"]) >= 1
+        assert "retry" in refused.value.message and "请求太多" in refused.value.message
+    running.close()
+    waiter.join(60)
+    assert answers["waited"].usage.completion_tokens == 4
+    assert gate.running == 0 and gate.waiting == 0
+
+
+def test_a_key_when_set_is_required(base, monkeypatch):
+    monkeypatch.setenv("MODELDECK_API_KEY", "s3cret-key")
+    with pytest.raises(openai.AuthenticationError) as denied:
+        openai.OpenAI(base_url=base, api_key="wrong", max_retries=0).models.list()
+    assert "MODELDECK_API_KEY" in denied.value.message
+    assert httpx.get(base + "/models").status_code == 401
+    assert httpx.post(base + "/chat/completions", json={"messages": HI}).status_code == 401
+    assert openai.OpenAI(base_url=base, api_key="s3cret-key", max_retries=0).models.list().data
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"temperature": "hot"}, "temperature must be a number"),
+    ({"seed": -3}, "seed must be between"),
+    ({"messages": []}, "messages must be a non-empty list"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "unknown role"),
+    ({"messages": [{"role": "user", "content": "   "}]}, "last message must come from the user"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop must be"),
+    ({"logprobs": True, "top_logprobs": 3}, "log-probabilities"),
+    ({"n": 2}, "one choice per request"),
+    ({"model": "Tiny GPT-2 B"}, "use /v1/completions"),
+])
+def test_a_bad_parameter_is_a_400_with_the_bilingual_message(client, kwargs, words):
+    arguments = {"model": CHAT, "messages": HI, "max_tokens": 4, **kwargs}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(**arguments)
+    message = err.value.message
+    assert words in message and any("\u4e00" <= ch <= "\u9fff" for ch in message)
+    assert err.value.body["type"] == "invalid_request_error"
+
+
+def test_an_unknown_model_is_a_404_and_a_broken_body_a_400(client, base):
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="gpt-4o", messages=HI)
+    assert "no model called 'gpt-4o'" in err.value.message and CHAT in err.value.message
+    broken = httpx.post(base + "/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and "JSON object" in broken.json()["error"]["message"]
+
+
+def test_clamped_values_are_used_and_said(client, no_eos):
+    reply = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=4, temperature=9)
+    assert reply.usage.completion_tokens == 4
+    assert any("temperature" in notice for notice in reply.model_extra["notices"])
+
+
+def test_no_cors_headers_for_other_sites(base):
+    answer = httpx.get(base + "/models", headers={"Origin": "https://elsewhere.example"})
+    assert answer.status_code == 200 and "access-control-allow-origin" not in answer.headers
+    preflight = httpx.options(base + "/chat/completions", headers={
+        "Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.headers.get("access-control-allow-origin") != "https://elsewhere.example"
+
+
+def test_inference_client_streams_and_answers(base, no_eos, monkeypatch):
+    from huggingface_hub import constants
+
+    # Offline mode blocks every request huggingface_hub makes, loopback included; this one goes to the test app.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    hf = InferenceClient(base_url=base)
+    reply = hf.chat_completion(HI, model=CHAT, max_tokens=5, temperature=0)
+    assert reply.choices[0].message.content is not None and reply.usage.completion_tokens == 5
+    chunks = list(hf.chat_completion(HI, model=CHAT, max_tokens=5, temperature=0, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply.choices[0].message.content
+
+
+def test_a_client_leaving_a_whole_reply_request_stops_it(url, no_eos, submitted):
+    import json
+    import socket
+    from urllib.parse import urlparse
+
+    address = urlparse(url)
+    body = json.dumps({"model": CHAT, "messages": HI, "max_tokens": 200}).encode()
+    with Paused():
+        connection = socket.create_connection((address.hostname, address.port))
+        connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        wait_for(lambda: submitted, "the request to reach the batcher")
+        connection.close()
+        assert submitted[-1].cancel_event.wait(30), "the server did not notice the client leave"
+    wait_for(lambda: batcher_for(registry.get_model("chat")).finished, "the engine to drop the request")
+    assert submitted[-1].usage.completion_tokens <= 1
+    wait_for(lambda: gate.running == 0, "the slot to be freed")
+
+
+def test_launch_settings_add_the_routes_and_mcp_switch(app_module, monkeypatch):
+    paths = {route.path for route in app_module.launch_settings()["app_kwargs"]["routes"]}
+    assert paths == {"/v1/models", "/v1/chat/completions", "/v1/completions"}
+    assert app_module.launch_settings()["mcp_server"] is True
+    monkeypatch.setenv("MODELDECK_MCP", "0")
+    assert app_module.launch_settings()["mcp_server"] is False
+    monkeypatch.setenv("MODELDECK_MCP", "1")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "mcp" else find_spec(name, *a))
+    assert app_module.launch_settings()["mcp_server"] is False  # gradio would refuse to launch without it

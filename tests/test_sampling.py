@@ -1,0 +1,126 @@
+"""What you see is what samples: one function turns logits into the distribution, equal to transformers'."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.generation.logits_process import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
+                                                    TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+from pipelines.sampling import TOP_P_CANDIDATES, SamplingParams, choose, distribution, new_generator, processed
+
+VOCAB = 151936  # Qwen2.5's vocabulary: wider than the top-p candidates
+
+
+def _logits(seed: int, peaked: bool) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn((1, VOCAB), generator=g) * 2
+    if peaked:  # a trained model's shape: a few dozen likely tokens, a long flat tail
+        logits[0, torch.randperm(VOCAB, generator=g)[:40]] += torch.linspace(14, 6, 40)
+    return logits
+
+
+def _transformers(logits: torch.Tensor, seen: torch.Tensor, p: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' processors in generate()'s order: (the scores top-p is given, the final scores)."""
+    steps = LogitsProcessorList()
+    if p.repetition_penalty != 1.0:
+        steps.append(RepetitionPenaltyLogitsProcessor(p.repetition_penalty))
+    steps.append(TemperatureLogitsWarper(p.temperature))
+    if p.top_k:
+        steps.append(TopKLogitsWarper(p.top_k))
+    before_top_p = steps(seen, logits.clone())
+    after = TopPLogitsWarper(p.top_p)(seen, before_top_p.clone()) if p.top_p < 1.0 else before_top_p
+    return before_top_p[0], after[0]
+
+
+def _on_the_top_p_edge(before_top_p: torch.Tensor, p: SamplingParams, token: int) -> bool:
+    """True when ``token`` sits on the top-p boundary within float32 rounding of a 152k-term cumulative sum:
+    there, which side it lands on depends on the order of summation (transformers sums from the bottom)."""
+    probs = before_top_p.double().softmax(-1)
+    above = float(probs[probs > probs[token]].sum())  # the more likely tokens' mass, in float64
+    return abs(above - p.top_p) < 1e-4
+
+
+SETTINGS = [SamplingParams(temperature=t, top_k=k, top_p=tp, repetition_penalty=r)
+            for t, k, tp, r in [(1.0, 0, 1.0, 1.0), (0.7, 0, 0.9, 1.0), (1.3, 50, 1.0, 1.0), (0.8, 40, 0.8, 1.1),
+                                (0.5, 0, 0.5, 1.3), (1.0, 5, 0.95, 2.0), (2.0, 0, 0.3, 1.05)]]
+
+
+@pytest.mark.parametrize("peaked", [True, False], ids=["peaked", "flat"])
+@pytest.mark.parametrize("p", SETTINGS, ids=lambda p: f"T{p.temperature}-k{p.top_k}-p{p.top_p}-r{p.repetition_penalty}")
+def test_the_distribution_equals_transformers_logits_processors(p, peaked):
+    logits = _logits(1, peaked)
+    seen = torch.randint(0, VOCAB, (1, 30), generator=torch.Generator().manual_seed(2))
+    seen[0, :5] = logits[0].topk(5).indices  # the penalty must touch likely tokens too
+    before_top_p, theirs = _transformers(logits, seen, p)
+    probs, kept = distribution(logits[0], p, seen[0])
+    differ = (kept != torch.isfinite(theirs)).nonzero()[:, 0]
+    assert len(differ) <= 1 and all(_on_the_top_p_edge(before_top_p, p, int(i)) for i in differ)
+    theirs[differ] = torch.where(kept[differ], before_top_p[differ], float("-inf"))  # the same set, to compare
+    assert torch.allclose(probs, theirs.softmax(-1), atol=1e-5, rtol=0)
+    assert abs(float(probs.double().sum()) - 1) < 1e-4  # float32 softmax over 152k tokens (transformers' too)
+
+
+def test_top_p_past_the_candidates_sorts_everything():
+    """A flat distribution whose top-p mass lies beyond the 1024 candidates keeps what the full sort keeps."""
+    logits = torch.randn((1, VOCAB), generator=torch.Generator().manual_seed(6)) * 0.1
+    logits[0, :10] = 3.0
+    p = SamplingParams(temperature=1.0, top_p=0.9)
+    probs, kept = distribution(logits[0], p)
+    before_top_p, theirs = _transformers(logits, torch.zeros((1, 1), dtype=torch.long), p)
+    assert int(kept.sum()) > TOP_P_CANDIDATES
+    differ = (kept != torch.isfinite(theirs)).nonzero()[:, 0]
+    assert len(differ) <= 1 and all(_on_the_top_p_edge(before_top_p, p, int(i)) for i in differ)
+
+
+def test_temperature_zero_is_one_hot_on_the_penalised_maximum():
+    logits = _logits(3, True)
+    best = int(logits.argmax())
+    probs, kept = distribution(logits[0], SamplingParams(temperature=0))
+    assert float(probs[best]) == 1.0 and int(kept.sum()) == 1
+    penalised, _ = distribution(logits[0], SamplingParams(temperature=0, repetition_penalty=2.0), torch.tensor([best]))
+    assert int(penalised.argmax()) != best or float(logits[0].topk(2).values.diff().abs()) > 0
+
+
+def _old_pick(logits, p, generator, seen):
+    """The token picking of the code before the explorer (commit 5cf6631), kept as the oracle."""
+    logits = logits.float()
+    if seen is not None:
+        prior = logits.gather(1, seen)
+        prior = torch.where(prior < 0, prior * p.repetition_penalty, prior / p.repetition_penalty)
+        logits = logits.scatter(1, seen, prior)
+    if p.temperature <= 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits / p.temperature
+    if p.top_k or p.top_p < 1.0:
+        values, index = torch.topk(logits, min(logits.shape[-1], p.top_k or TOP_P_CANDIDATES), dim=-1)
+        if p.top_p < 1.0:
+            probs = values.softmax(-1)
+            values = values.masked_fill(probs.cumsum(-1) - probs > p.top_p, float("-inf"))
+        probs = values.softmax(-1)
+        return index.gather(-1, torch.multinomial(probs, 1, generator=generator))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
+
+
+# The last setting is left out on purpose: at temperature 2 the 1024 candidates of these logits hold less than
+# the top-p mass, and the old code renormalised over them; the new one sorts everything, as transformers does
+# (test_the_distribution_equals_transformers_logits_processors covers it).
+@pytest.mark.parametrize("p", SETTINGS[:-1] + [SamplingParams(temperature=0, repetition_penalty=1.2)],
+                         ids=lambda p: f"T{p.temperature}-k{p.top_k}-p{p.top_p}-r{p.repetition_penalty}")
+def test_a_seed_draws_the_same_tokens_as_before_the_refactor(p):
+    seen = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(4))
+    for seed in range(8):
+        logits = torch.cat([_logits(10 + seed, True), _logits(20 + seed, True)])
+        ours, theirs = new_generator(seed), new_generator(seed)
+        for _ in range(3):  # consecutive draws from one generator, as a request's steps are
+            mine = choose(logits, p, ours, seen if p.repetition_penalty != 1.0 else None)
+            old = _old_pick(logits, p, theirs, seen if p.repetition_penalty != 1.0 else None)
+            assert torch.equal(mine, old)
+
+
+def test_processed_marks_removed_candidates_and_keeps_the_top_one():
+    logits = _logits(5, True)
+    values, ids = processed(logits, SamplingParams(temperature=1.0, top_k=10, top_p=0.01))
+    assert ids.shape == (1, 10)
+    assert torch.isfinite(values[0, 0]) and bool(torch.isinf(values[0, 1:]).all())
+    assert int(ids[0, 0]) == int(logits.argmax())

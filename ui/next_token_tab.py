@@ -1,0 +1,203 @@
+"""The next-token tab: the model's next-token candidates before and after the sampling settings, and step mode.
+
+A tab of its own (not a panel of text generation): the chart needs the width, it serves the chat model
+too, and it leaves the text generation tab's layout to the people who change it.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+import pipelines
+from pipelines.next_token import MAX_TOP_N, model_choices
+from pipelines.tokens import SPACE_NOTE
+
+from .common import NEXT_TOKEN, concurrency_limit, edge, examples, gpu, notices_md, t
+
+EXAMPLES = ["今天天气很好，我们一起去", "The capital of France is", "从前有一座山，山里有一座庙，",
+            "Once upon a time, in a small village,"]
+
+CSS = """
+#nt-chart table { width: 100%; border-collapse: collapse; font-size: 14px; }
+#nt-chart td { padding: 2px 6px; vertical-align: middle; }
+#nt-chart .nt-bar { height: 14px; border-radius: 3px; min-width: 1px; }
+#nt-chart .nt-before { background: #6b8fd6; }
+#nt-chart .nt-after { background: #e8873a; }
+#nt-chart tr.nt-removed td { opacity: 0.35; }
+#nt-chart tr.nt-removed .nt-after { background: #999; }
+#nt-chart code { white-space: pre; }
+#nt-text .nt-added { background: #fde7c8; border-radius: 3px; }
+"""
+
+EXPLAIN = """
+**顺序 / Order:** 重复惩罚 → 温度 → top-k → top-p → 重新归一化 → 抽签。文本生成用的就是同一段代码（`pipelines/sampling.py` 的 `processed`）。 /
+Repetition penalty → temperature → top-k → top-p → renormalise → draw: the same code text generation samples with.
+
+**温度 temperature** — 每个词的分数（logit）先除以 T 再换算成概率。T < 1 让本来就高的词更高、分布更尖、熵更低；T > 1 把概率摊平，冷门词机会变大；T = 0 不抽签，总是取最可能的词。 /
+Every token's score (logit) is divided by T before it becomes a probability. T < 1 sharpens the distribution (lower entropy), T > 1 flattens it so unlikely tokens get more chances, and T = 0 skips the draw and always takes the most likely token.
+
+**top-k** — 只保留概率最高的 k 个词，其余的概率变成 0（图中变灰），再把保留下来的概率重新加到 100%。0 = 不限制。 /
+Keeps only the k most likely tokens; the others get probability 0 (greyed in the chart) and the kept ones are scaled back up to 100%. 0 = no limit.
+
+**top-p（核采样 nucleus）** — 从最可能的词开始往下累加概率，加到 p 为止，只在这些词里抽签。模型很确定时只剩一两个词，不确定时会留下很多词。1 = 不限制。 /
+Adds up probabilities from the most likely token down until they reach p, and draws only among those: one or two tokens when the model is sure, many when it is not. 1 = no limit.
+
+**重复惩罚 repetition penalty** — 文本里已经出现过的词，分数为正时除以 r，为负时乘以 r，所以都变得更不可能。1 = 不惩罚。 /
+Tokens already in the text have their score divided by r (if positive) or multiplied by r (if negative), so they become less likely. 1 = no penalty.
+
+**熵 entropy** 衡量不确定程度（比特）：1 比特 ≈ 两个词五五开。**保留的概率 kept mass** 是被保留的词在原始分布里占的概率。 /
+**Entropy** measures uncertainty in bits: 1 bit ≈ a coin flip between two tokens. **Kept mass** is how much of the original probability the kept tokens hold.
+
+**远程后端 remote backends** — 这个视图需要模型的完整概率分布，只支持本地运行的模型；OpenAI 兼容的远程服务器最多只返回前 20 个词的 logprobs，不能显示这个视图。 /
+This view needs the model's whole distribution, so it works with local models only; a remote OpenAI-compatible server returns at most 20 logprobs per token and cannot show it.
+"""
+
+
+def _pct(p: float) -> str:
+    return f"{p:.1%}" if p >= 0.001 or p == 0 else f"{p:.2e}"
+
+
+def chart_html(view: pipelines.NextTokenView) -> str:
+    """The before/after bars of ``view``'s candidates, removed ones greyed, with entropy and kept mass."""
+    top = max([c.raw_p for c in view.candidates] + [c.p for c in view.candidates] + [1e-9])
+    rows = []
+    for rank, c in enumerate(view.candidates, start=1):
+        after = _pct(c.p) if c.kept else "✂ 已过滤 removed"
+        rows.append(
+            f"<tr class='nt-row {'nt-kept' if c.kept else 'nt-removed'}'"
+            f" data-id='{c.id}'><td>{rank}</td><td><code>{html.escape(c.token)}</code></td>"
+            f"<td style='width:32%'><div class='nt-bar nt-before' style='width:{100 * c.raw_p / top:.2f}%'></div></td>"
+            f"<td>{_pct(c.raw_p)}</td>"
+            f"<td style='width:32%'><div class='nt-bar nt-after' style='width:{100 * c.p / top:.2f}%'></div></td>"
+            f"<td>{after}</td></tr>")
+    summary = (f"<p class='nt-summary'>熵 entropy: <b>{view.entropy_before:.2f}</b> → <b>{view.entropy_after:.2f}</b> bits"
+               f" · 保留 kept: <b>{view.kept_count}</b> / {view.vocab_size} 个词 tokens, "
+               f"占原始概率 kept mass <b>{view.kept_mass:.1%}</b> · {html.escape(view.model)}</p>")
+    head = ("<tr><th>#</th><th>词元 token</th><th colspan='2'>之前 before (T=1, 不过滤 no filter)</th>"
+            "<th colspan='2'>之后 after (当前设置 current settings)</th></tr>")
+    return f"{summary}<table>{head}{''.join(rows)}</table><p><small>{SPACE_NOTE}</small></p>"
+
+
+def text_html(prompt: str, added: list[str], marks: list[str]) -> str:
+    """The text so far: the prompt, then the appended tokens highlighted, each with how it was chosen."""
+    tokens = "".join(f"<span class='nt-added'>{html.escape(a)}</span><sup class='nt-mark'>{html.escape(m)}</sup>"
+                     for a, m in zip(added, marks))
+    return f"<div>📝 {html.escape(prompt)}{tokens}</div>"
+
+
+def fresh_state() -> dict[str, Any]:
+    """Step mode's memory: the prompt and model it belongs to, appended ids, and the seeded generator."""
+    return {"key": None, "ids": [], "tokens": [], "marks": [], "seed": None, "rng": None, "labels": {}}
+
+
+def _own(state: dict[str, Any] | None, prompt: str, model: str) -> dict[str, Any]:
+    state = dict(state or fresh_state())
+    if state["key"] != (prompt, model):  # another text or model: step mode starts over
+        state = {**fresh_state(), "key": (prompt, model)}
+    return state
+
+
+@gpu
+@edge
+def draw(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
+         state: dict[str, Any] | None) -> tuple[str, Any, str, str, dict[str, Any]]:
+    """Redraw the chart (from cached logits when the text is unchanged) and the candidates to click."""
+    if not (prompt or "").strip():
+        return ("<p>输入提示文本，然后点「显示下一个词」。 / Enter a prompt, then press Show next token.</p>",
+                gr.update(choices=[], value=None), "", "", fresh_state())
+    state = _own(state, prompt, model)
+    view = pipelines.next_token(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=penalty, top_n=top_n, appended=state["ids"])
+    choices = [(f"{c.token}  ·  {_pct(c.p) if c.kept else '✂'}", str(c.id)) for c in view.candidates]
+    state["labels"] = {str(c.id): c.token for c in view.candidates}
+    return (chart_html(view), gr.update(choices=choices, value=None),
+            text_html(prompt, state["tokens"], state["marks"]), notices_md(view.notices), state)
+
+
+@gpu
+@edge
+def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
+           seed: float | None, state: dict[str, Any] | None) -> tuple[str, Any, str, str, dict[str, Any], Any]:
+    """Draw one token with the seed (continuing the seeded sequence), append it, show the next distribution."""
+    state = _own(state, prompt, model)
+    wanted = None if seed is None or seed == "" else int(seed)
+    if wanted != state["seed"] and wanted is not None:  # a new seed starts a new sequence of draws
+        state["rng"] = None
+    step = pipelines.sample_step(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
+                                 repetition_penalty=penalty, appended=state["ids"], seed=wanted if wanted is not None
+                                 else state["seed"], rng=state["rng"])
+    state.update(seed=step.seed, rng=step.rng, ids=state["ids"] + [step.id],
+                 tokens=state["tokens"] + [step.token], marks=state["marks"] + [f"🎲{step.rank}"])
+    # The chart now shows the next distribution; the sampled token is marked in the text, with its rank.
+    chart, picks, text, notes, state = draw(prompt, model, temperature, top_k, top_p, penalty, top_n, state)
+    seed_text = f" · 🎲 seed **{step.seed}**" if step.seed is not None else ""
+    status = (f"**抽到 sampled:** `{step.token}` — 排名 rank **{step.rank}**, 原始概率 raw p {_pct(step.raw_p)}, "
+              f"设置后 after {_pct(step.p)}{seed_text}\n\n{step.reason}")
+    return chart, picks, text, "\n\n".join(x for x in (status, notes) if x), state, step.seed
+
+
+@gpu
+@edge
+def append(choice: str | None, prompt: str, model: str, temperature: float, top_k: int, top_p: float,
+           penalty: float, top_n: int, state: dict[str, Any] | None) -> tuple[str, Any, str, str, dict[str, Any]]:
+    """Append the clicked candidate and show the next distribution."""
+    state = _own(state, prompt, model)
+    if choice and choice in state["labels"]:
+        state.update(ids=state["ids"] + [int(choice)], tokens=state["tokens"] + [state["labels"][choice]],
+                     marks=state["marks"] + ["👆"])
+    return draw(prompt, model, temperature, top_k, top_p, penalty, top_n, state)
+
+
+def undo(state: dict[str, Any] | None) -> dict[str, Any]:
+    """Remove the last appended token."""
+    state = dict(state or fresh_state())
+    state.update(ids=state["ids"][:-1], tokens=state["tokens"][:-1], marks=state["marks"][:-1])
+    return state
+
+
+def build() -> None:
+    """Lay out the next-token tab inside the current Blocks."""
+    names = model_choices()
+    state = gr.State(fresh_state())
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label=t("md_prompt"), placeholder=t("md_prompt_ph"), lines=3, elem_id="nt-prompt")
+            with gr.Row():
+                model = gr.Dropdown(names, value=names[0], label=t("md_model"), elem_id="nt-model", scale=3)
+                top_n = gr.Slider(5, MAX_TOP_N, value=20, step=1, label=t("md_nt_top_n"), elem_id="nt-top-n", scale=2)
+            with gr.Row():
+                show = gr.Button(t("md_nt_show"), variant="primary", elem_id="nt-run")
+                step = gr.Button(t("md_nt_sample"), elem_id="nt-sample")
+                back = gr.Button(t("md_undo"), elem_id="nt-undo")
+                restart = gr.Button(t("md_nt_restart"), elem_id="nt-restart")
+            seed = gr.Number(value=None, precision=0, minimum=0, label=t("md_seed"), info=t("md_nt_seed_info"),
+                             elem_id="nt-seed")
+            text = gr.HTML(elem_id="nt-text")
+            status = gr.Markdown(elem_id="nt-status")
+            chart = gr.HTML(elem_id="nt-chart", js_on_load=None)
+            pick = gr.Radio([], label=t("md_nt_pick"), elem_id="nt-pick")
+        with gr.Column(scale=2):
+            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label=t("md_temperature"), elem_id="nt-temperature")
+            top_k = gr.Slider(0, 200, value=0, step=1, label=t("md_top_k"), elem_id="nt-top-k")
+            top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label=t("md_top_p"), elem_id="nt-top-p")
+            penalty = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label=t("md_repetition_penalty"), elem_id="nt-penalty")
+            gr.Markdown(EXPLAIN, elem_id="nt-explain")
+    examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
+
+    settings = [prompt, model, temperature, top_k, top_p, penalty, top_n]
+    shown = [chart, pick, text, status, state]
+    quiet = {"api_visibility": "private", "concurrency_id": NEXT_TOKEN,
+             "concurrency_limit": concurrency_limit(NEXT_TOKEN)}
+    redraw = {"fn": draw, "inputs": settings + [state], "outputs": shown, **quiet}
+    show.click(**redraw)
+    prompt.submit(**redraw)
+    model.change(**redraw)
+    for slider in (temperature, top_k, top_p, penalty, top_n):
+        slider.change(trigger_mode="always_last", show_progress="hidden", **redraw)
+    step.click(sample, settings + [seed, state], shown + [seed], **quiet)
+    pick.input(append, [pick] + settings + [state], shown, **quiet)
+    back.click(undo, state, state, api_visibility="private", queue=False).then(**redraw)
+    restart.click(lambda: fresh_state(), None, state, api_visibility="private", queue=False).then(**redraw)
