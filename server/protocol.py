@@ -219,8 +219,8 @@ def read_completion(body: dict[str, Any]) -> Call:
     count = _logprobs(body, "complete", "textgen", model)
     if count is not None:
         arguments["top_logprobs"] = count
-    return Call("complete", model, arguments, n=n, logprobs=count, echo=prompt if body.get("echo") else "", notices=notices,
-                **common)
+    return Call("complete", model, arguments, n=n, logprobs=count, echo=prompt if body.get("echo") else "",
+                notices=notices, **common)
 
 
 def visible(text: str, stops: list[str], final: bool) -> tuple[str, bool]:

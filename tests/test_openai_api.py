@@ -401,7 +401,8 @@ def test_logprobs_end_with_the_text_at_a_stop_string(client, no_eos):
     # a stop string that is exactly a later token's text (after a whole character): the answer and its tokens
     # end before that token
     ends = [k for k in range(len(tokens) // 2, len(tokens)) if tokens[k].token.strip() == tokens[k].token != ""
-            and "\ufffd" not in tokens[k - 1].token + tokens[k].token and text.find(tokens[k].token) == len(written(tokens[:k]))]
+            and "\ufffd" not in tokens[k - 1].token + tokens[k].token
+            and text.find(tokens[k].token) == len(written(tokens[:k]))]
     assert ends, f"the tiny model's reply has no token to stop at: {text!r}"
     k = ends[0]
     for stream in (False, True):
