@@ -5,11 +5,15 @@ and refused, and how long they wait, per task — with ModelDeck's per-task line
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
+from typing import Any, Iterator
 
 from _common import ROOT, machine, parser, real_size_env, table, tiny_env
 from cold_start import start
@@ -58,7 +62,7 @@ def crowd(url: str, n: int, tokens: int) -> list[dict]:
     from gradio_client import Client
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:  # connecting is not part of the measurement
-        clients = list(pool.map(lambda _: Client(url, verbose=False), range(n)))
+        clients = list(pool.map(lambda _: Client(url, verbose=False, httpx_kwargs={"timeout": 300}), range(n)))
     go = threading.Barrier(n)
     records = [{} for _ in range(n)]
     threads = [threading.Thread(target=visit, args=(clients[i], MIX[i % len(MIX)], i, tokens, go, records[i]))
@@ -74,11 +78,24 @@ def warm_up(url: str, tokens: int) -> None:
     """One request of each task, one after another: every model loaded and timed before the crowd."""
     from gradio_client import Client
 
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})
     for i, task in enumerate(dict.fromkeys(MIX)):
         args, api_name = request(task, i, tokens)
         client.predict(*args, api_name=api_name)
     client.close()
+
+
+@contextlib.contextmanager
+def served_chat(folder: str, tiny: bool) -> Iterator[str]:
+    """Serve the chat model with ``transformers serve`` on a free port; yield its model entry."""
+    from servers import free_port, running
+
+    port = free_port()
+    command = [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())",
+               "serve", "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    log = Path(tempfile.mkdtemp(prefix="modeldeck-serve-")) / "serve.log"
+    with running(command, port, log, env={"HF_HUB_OFFLINE": "1"}) as url:
+        yield f"Served chat=openai:{url}/v1#{folder}" + ("#context=512" if tiny else "")
 
 
 def p95(values: list[float]) -> float:
@@ -105,16 +122,28 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=None, help="new tokens per chat / text generation (default 64)")
     p.add_argument("--remote-chat", default=None, metavar="ENTRY",
                    help="serve chat from a remote OpenAI-compatible backend: a model entry such as "
-                        "'openai:http://127.0.0.1:8000/v1#name' (needs the remote model entries of issue 9)")
+                        "'openai:http://127.0.0.1:8000/v1#name', or 'serve' to start `transformers serve` "
+                        "with the bench's chat model")
     p.set_defaults(repeats=1)
     args = p.parse_args()
     sizes = [int(x) for x in (args.clients or ("10" if args.tiny else "10,30,60,120")).split(",")]
     tokens = args.tokens or (16 if args.tiny else 64)
     env = {**os.environ, **(tiny_env() if args.tiny else real_size_env()), "MODELDECK_TTS": "espeak",
            "MODELDECK_LOG_LEVEL": "WARNING"}
-    if args.remote_chat:
-        env["MODELDECK_CHAT_MODEL"] = args.remote_chat
-    rows, started = [], time.perf_counter()
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if args.remote_chat == "serve":
+            folder = env["MODELDECK_CHAT_MODEL"].split("=", 1)[-1]  # "Display name=folder" or a folder
+            args.remote_chat = stack.enter_context(served_chat(folder, args.tiny))
+        if args.remote_chat:
+            env["MODELDECK_CHAT_MODEL"] = args.remote_chat
+        rows = measure(args, env, sizes, tokens)
+    report(args, sizes, tokens, rows, started)
+
+
+def measure(args: Any, env: dict[str, str], sizes: list[int], tokens: int) -> list[list[object]]:
+    """Every policy × crowd size: the rows of the table."""
+    rows = []
     for policy, settings in POLICIES.items():
         proc, url, _ = start([sys.executable, "app.py"], {**env, **settings})
         try:
@@ -122,11 +151,17 @@ def main() -> None:
             for n in sizes:
                 runs = [crowd(url, n, tokens) for _ in range(args.repeats)]
                 rows += rows_for(policy, n, runs)
+                print(f"done: {policy}, {n} visitors: {rows[-1]}", file=sys.stderr, flush=True)
                 for record in (r for run in runs for r in run if r["outcome"] == "failed"):
                     print(f"failed {record['task']}: {record['reason'][:200]}", file=sys.stderr)
         finally:
             proc.kill()
             proc.wait()
+    return rows
+
+
+def report(args: Any, sizes: list[int], tokens: int, rows: list[list[object]], started: float) -> None:
+    """Print the tables."""
     chat = f"remote chat backend {args.remote_chat}" if args.remote_chat else "local chat model"
     print(f"models: {'tiny' if args.tiny else 'default-model sizes, random weights'}, {chat}; {tokens} new tokens per "
           f"chat/generation; mix per 8 visitors: {', '.join(MIX)}; {args.repeats} run(s) per size "

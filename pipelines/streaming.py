@@ -127,8 +127,10 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
         # U+FFFD marks bytes that do not (yet) form a character: hold them back.
         return clean(tokenizer.decode(ids, skip_special_tokens=True)).replace("\ufffd", "")
 
+    cuts = [_Cut() for _ in rows]
+
     def records() -> list[list[tuple[str, list[TokenLogprob]]]]:
-        return [_pieces(tokenizer, decoded, rows[r], request.logprobs[r]) for r in range(len(rows))]
+        return [cuts[r].extend(tokenizer, decoded, rows[r], request.logprobs[r]) for r in range(len(rows))]
 
     def texts() -> Iterator[list[str]]:
         shown = [""] * len(rows)
@@ -165,30 +167,39 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
                       records=records if request.params.top_logprobs is not None else None)
 
 
-def _pieces(tokenizer: Any, decoded: Callable[[list[int]], str], ids: list[int],
-            recorded: list[tuple[float, list[tuple[int, float]]]]) -> list[tuple[str, list[TokenLogprob]]]:
-    """Cut the text of ``ids`` into the pieces each token added (decoding the whole prefix each time)."""
-    pieces: list[tuple[str, list[TokenLogprob]]] = []
-    waiting: list[TokenLogprob] = []
-    shown = ""
-    for n, (token, (logprob, top)) in enumerate(zip(ids, recorded), start=1):
-        waiting.append(token_logprob(tokenizer, token, logprob, top))
-        text = decoded(ids[:n])
-        if text == shown:  # part of a character, or a special token: it joins the next piece
-            continue
-        keep = len(os.path.commonprefix([shown, text]))
-        while sum(len(t) for t, _ in pieces) > keep:  # a later token changed earlier text (rare): re-cut
-            t, tokens = pieces.pop()
-            cut = max(0, keep - sum(len(x) for x, _ in pieces))
-            if cut:
-                pieces.append((t[:cut], tokens))
-            else:
-                waiting = tokens + waiting
-        pieces.append((text[sum(len(t) for t, _ in pieces):], waiting))
-        waiting, shown = [], text
-    if waiting and pieces:
-        pieces[-1] = (pieces[-1][0], pieces[-1][1] + waiting)
-    return pieces
+class _Cut:
+    """One row's text cut into the pieces each token added, extended as tokens arrive (each new token decodes
+    its prefix once, so asking again while streaming costs only the new tokens)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[str, list[TokenLogprob]]] = []
+        self.waiting: list[TokenLogprob] = []
+        self.shown = ""
+        self.done = 0  # tokens cut so far
+
+    def extend(self, tokenizer: Any, decoded: Callable[[list[int]], str], ids: list[int],
+               recorded: list[tuple[float, list[tuple[int, float]]]]) -> list[tuple[str, list[TokenLogprob]]]:
+        """Cut the tokens not seen yet, then return every piece (tokens still waiting join the last one)."""
+        pieces = self.pieces
+        for n, (token, (logprob, top)) in enumerate(zip(ids[self.done:], recorded[self.done:]), start=self.done + 1):
+            self.done = n
+            self.waiting.append(token_logprob(tokenizer, token, logprob, top))
+            text = decoded(ids[:n])
+            if text == self.shown:  # part of a character, or a special token: it joins the next piece
+                continue
+            keep = len(os.path.commonprefix([self.shown, text]))
+            while sum(len(t) for t, _ in pieces) > keep:  # a later token changed earlier text (rare): re-cut
+                t, tokens = pieces.pop()
+                cut = max(0, keep - sum(len(x) for x, _ in pieces))
+                if cut:
+                    pieces.append((t[:cut], tokens))
+                else:
+                    self.waiting = tokens + self.waiting
+            pieces.append((text[sum(len(t) for t, _ in pieces):], self.waiting))
+            self.waiting, self.shown = [], text
+        if self.waiting and pieces:
+            return pieces[:-1] + [(pieces[-1][0], pieces[-1][1] + self.waiting)]
+        return list(pieces)
 
 
 def _as_pipeline_error(exc: BaseException) -> BaseException:

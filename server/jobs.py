@@ -16,21 +16,24 @@ import pipelines
 from pipelines import Usage
 from ui.common import gpu
 
-from .protocol import Call, finish_reason, visible
+from .protocol import Call, Tokens, finish_reason, visible
 
 _END = ("end",)
 
 
 @gpu
 def produce(call: Call, holder: dict[str, Any]) -> Iterator[tuple]:
-    """Yield ("start", usage, seed, notices) once the request is accepted, then ("rows", texts) per update."""
+    """Yield ("start", usage, seed, notices) once the request is accepted, ("rows", texts, pieces) per update,
+    then ("end", usage, pieces); ``pieces`` (each row's text cut into the tokens that wrote it) only when
+    the request asked for log-probabilities."""
     task = pipelines.chat if call.task == "chat" else pipelines.generate_text
     stream = task(**call.arguments)
     holder["stream"] = stream  # the same process (off ZeroGPU): cancel through it at once
     yield "start", stream.usage, stream.seed, call.notices + stream.notices
+    wanted = call.logprobs is not None
     for _ in stream:
-        yield "rows", list(stream.texts)
-    yield "end", stream.usage
+        yield "rows", list(stream.texts), stream.pieces if wanted else None
+    yield "end", stream.usage, stream.pieces if wanted else None
 
 
 class Job:
@@ -47,6 +50,8 @@ class Job:
         self.usage = Usage()
         self.seed: int | None = None
         self.notices: list[str] = []
+        self.pieces: list[list[tuple[str, list[Any]]]] = [[] for _ in range(call.n)]
+        self.tokens_sent = [0] * call.n
         self.over = False
         self.released = False  # its gate slot is free again
 
@@ -63,6 +68,7 @@ class Job:
         if item[0] == "start":
             _, self.usage, self.seed, self.notices = item
         elif item[0] == "rows":
+            self._keep(item[2])
             for i, text in enumerate(item[1][:self.call.n]):
                 if not self.stopped[i]:
                     self.texts[i], self.stopped[i] = visible(text, self.call.stops, final=True)
@@ -71,8 +77,30 @@ class Job:
         else:
             if len(item) > 1:
                 self.usage = item[1]
+                self._keep(item[2])
             self.over = True
         return not self.over
+
+    def _keep(self, pieces: list[list[tuple[str, list[Any]]]] | None) -> None:
+        for i, row in enumerate((pieces or [])[:self.call.n]):
+            self.pieces[i] = row
+
+    def tokens(self, index: int, final: bool = False) -> Tokens:
+        """Choice ``index``'s tokens not given yet whose text has been sent (at the end: all that wrote it).
+
+        Each comes with the offset of its text in the choice. A token that only helps write a character
+        waits for the piece it belongs to; tokens past a stop string are never given.
+        """
+        if self.call.logprobs is None:
+            return []
+        sent, start, ready = len(self.sent[index]), 0, []
+        for text, tokens in self.pieces[index]:
+            if start + len(text) <= sent or (final and (start < sent or not self.stopped[index])):
+                ready += [(start, token) for token in tokens]
+            start += len(text)
+        fresh = ready[self.tokens_sent[index]:]
+        self.tokens_sent[index] = len(ready)
+        return fresh
 
     def _next(self) -> tuple:
         try:

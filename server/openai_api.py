@@ -117,7 +117,9 @@ async def _serve(request: Request, read: Callable[[dict[str, Any]], Call]) -> Re
     try:
         if not await _collect(request, job):
             return Response(status_code=499)  # the client has gone; nobody reads this
-        return JSONResponse(response(call, job.texts, job.reasons(), job.usage, job.seed, job.notices))
+        job.news(final=True)
+        tokens = [job.tokens(i, final=True) for i in range(call.n)]
+        return JSONResponse(response(call, job.texts, job.reasons(), job.usage, job.seed, job.notices, tokens))
     except Exception as exc:
         return error_response(exc)
     finally:
@@ -166,11 +168,11 @@ async def _events(job: Job) -> AsyncIterator[str]:
         while await job.advance():
             news = job.news()
             if news:
-                yield _sse(chunk(call, [choice_delta(call, i, text, None) for i, text in news]))
+                yield _sse(chunk(call, [choice_delta(call, i, text, None, job.tokens(i)) for i, text in news]))
         news = dict(job.news(final=True))
         reasons = job.reasons()
-        yield _sse(chunk(call, [choice_delta(call, i, news.get(i), reason) for i, reason in enumerate(reasons)],
-                         seed=job.seed, notices=job.notices))
+        yield _sse(chunk(call, [choice_delta(call, i, news.get(i), reason, job.tokens(i, final=True))
+                                for i, reason in enumerate(reasons)], seed=job.seed, notices=job.notices))
         if call.include_usage:
             yield _sse(chunk(call, [], usage=usage_body(job.usage)))
     except Exception as exc:  # the status is sent already: the error travels as an event

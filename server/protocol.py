@@ -15,7 +15,9 @@ from typing import Any
 
 from pipelines import DEFAULT_SYSTEM_PROMPT, registry
 from pipelines.inputs import normalize_messages, number
+from pipelines.sampling import MAX_TOP_LOGPROBS
 from pipelines.textgen import MAX_SEQUENCES
+from pipelines.tokens import TokenLogprob
 
 MAX_STOPS = 4
 
@@ -46,6 +48,7 @@ class Call:
     stops: list[str] = field(default_factory=list)
     n: int = 1
     echo: str = ""
+    logprobs: int | None = None  # alternatives per token when log-probabilities were asked for
     notices: list[str] = field(default_factory=list)
     id: str = field(default_factory=lambda: secrets.token_hex(12))
     created: int = field(default_factory=lambda: int(time.time()))
@@ -107,13 +110,40 @@ def _common(body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, f"参数 stop 必须是一个非空字符串，或最多 {MAX_STOPS} 个非空字符串的列表。",
                        f"The parameter stop must be a non-empty string or a list of at most {MAX_STOPS} of them.",
                        param="stop")
-    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
-        _unsupported(body, "logprobs", "ModelDeck 暂不返回词元概率，请去掉 logprobs 和 top_logprobs。",
-                     "ModelDeck does not return token log-probabilities yet; leave out logprobs and top_logprobs.")
     for name in ("frequency_penalty", "presence_penalty"):
         if body.get(name) not in (None, 0, 0.0):
             _unsupported(body, name, "请改用 repetition_penalty（1–2）。", "use repetition_penalty (1–2) instead.")
     return {"stream": bool(stream), "include_usage": bool(options.get("include_usage")), "stops": list(stops)}
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOP_LOGPROBS:
+        raise ApiError(400, f"参数 {name} 必须是 0 到 {MAX_TOP_LOGPROBS} 之间的整数。",
+                       f"The parameter {name} must be a whole number from 0 to {MAX_TOP_LOGPROBS}.", param=name)
+    return value
+
+
+def _logprobs(body: dict[str, Any], task: str, role: str, model: str) -> int | None:
+    """How many alternatives per token the request wants (chat: ``logprobs`` + ``top_logprobs``;
+    completions: ``logprobs: N``), None for none; refused for a model that cannot give them."""
+    if task == "chat":
+        wanted, top = body.get("logprobs"), body.get("top_logprobs")
+        if wanted not in (None, True, False):
+            raise ApiError(400, "参数 logprobs 必须是 true 或 false。", "The parameter logprobs must be true or false.",
+                           param="logprobs")
+        if top is not None and wanted is not True:
+            raise ApiError(400, "使用 top_logprobs 时必须同时设置 logprobs: true。",
+                           "top_logprobs needs logprobs: true as well.", param="top_logprobs")
+        count = _count(0 if top is None else top, "top_logprobs") if wanted else None
+    else:
+        value = body.get("logprobs")
+        count = None if value is None or value is False else _count(value, "logprobs")
+    if count is not None and registry.resolve(role, model).is_remote:
+        raise ApiError(400, f"模型 {model!r} 在远程服务器上运行，ModelDeck 无法从它取得词元概率：请去掉 logprobs，"
+                            "或改用本地模型。",
+                       f"The model {model!r} runs on a remote server, from which ModelDeck cannot get token "
+                       "log-probabilities: leave out logprobs or use a local model.", param="logprobs")
+    return count
 
 
 def _pick(body: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -159,7 +189,10 @@ def read_chat(body: dict[str, Any]) -> Call:
     arguments = {"message": message, "history": history,
                  "system_prompt": "" if has_system else DEFAULT_SYSTEM_PROMPT,
                  **_pick(body, "temperature", "top_p", "seed"), **_max_tokens(body)}
-    return Call("chat", model, arguments, **common)
+    count = _logprobs(body, "chat", "chat", model)
+    if count is not None:
+        arguments["top_logprobs"] = count
+    return Call("chat", model, arguments, logprobs=count, **common)
 
 
 def read_completion(body: dict[str, Any]) -> Call:
@@ -183,8 +216,11 @@ def read_completion(body: dict[str, Any]) -> Call:
                        param="echo")
     arguments = {"prompt": prompt, "model": model, "num_return_sequences": n,
                  **_pick(body, "temperature", "top_p", "top_k", "repetition_penalty", "seed"), **_max_tokens(body)}
-    return Call("complete", model, arguments, n=n, echo=prompt if body.get("echo") else "", notices=notices,
-                **common)
+    count = _logprobs(body, "complete", "textgen", model)
+    if count is not None:
+        arguments["top_logprobs"] = count
+    return Call("complete", model, arguments, n=n, logprobs=count, echo=prompt if body.get("echo") else "",
+                notices=notices, **common)
 
 
 def visible(text: str, stops: list[str], final: bool) -> tuple[str, bool]:
@@ -220,12 +256,28 @@ def chunk(call: Call, choices: list[dict[str, Any]], **extra: Any) -> dict[str, 
             **extra}
 
 
-def choice_delta(call: Call, index: int, text: str | None, reason: str | None) -> dict[str, Any]:
-    """One choice of a streamed event: new text, or the finish reason."""
+Tokens = list[tuple[int, TokenLogprob]]  # (offset of the text it wrote, token)
+
+
+def logprobs_body(call: Call, tokens: Tokens | None) -> dict[str, Any] | None:
+    """OpenAI's ``logprobs`` of one choice: chat's ``content`` list, or completions' parallel lists."""
+    if call.logprobs is None or tokens is None:
+        return None
+    if call.task == "chat":
+        return {"content": [token.to_openai() for _, token in tokens], "refusal": None}
+    return {"tokens": [t.token for _, t in tokens], "token_logprobs": [t.logprob for _, t in tokens],
+            "top_logprobs": [{a.token: a.logprob for a in t.top} for _, t in tokens],
+            "text_offset": [len(call.echo) + offset for offset, _ in tokens]}
+
+
+def choice_delta(call: Call, index: int, text: str | None, reason: str | None,
+                 tokens: Tokens | None = None) -> dict[str, Any]:
+    """One choice of a streamed event: new text (with its tokens' log-probabilities), or the finish reason."""
+    logprobs = logprobs_body(call, tokens) if tokens else None
     if call.task == "chat":
         delta = {} if text is None else {"content": text}
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
-    return {"index": index, "text": text or "", "logprobs": None, "finish_reason": reason}
+        return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
+    return {"index": index, "text": text or "", "logprobs": logprobs, "finish_reason": reason}
 
 
 def role_chunk(call: Call) -> dict[str, Any]:
@@ -237,15 +289,15 @@ def role_chunk(call: Call) -> dict[str, Any]:
 
 
 def response(call: Call, texts: list[str], reasons: list[str], usage: Any, seed: int | None,
-             notices: list[str]) -> dict[str, Any]:
+             notices: list[str], tokens: list[Tokens]) -> dict[str, Any]:
     """The whole answer of a request that was not streamed."""
     if call.task == "chat":
-        choices = [{"index": 0, "message": {"role": "assistant", "content": texts[0]}, "logprobs": None,
-                    "finish_reason": reasons[0]}]
+        choices = [{"index": 0, "message": {"role": "assistant", "content": texts[0]},
+                    "logprobs": logprobs_body(call, tokens[0]), "finish_reason": reasons[0]}]
         kind = "chat.completion"
     else:
-        choices = [{"index": i, "text": call.echo + text, "logprobs": None, "finish_reason": reason}
-                   for i, (text, reason) in enumerate(zip(texts, reasons))]
+        choices = [{"index": i, "text": call.echo + text, "logprobs": logprobs_body(call, tokens[i]),
+                    "finish_reason": reason} for i, (text, reason) in enumerate(zip(texts, reasons))]
         kind = "text_completion"
     return {"id": _id(call), "object": kind, "created": call.created, "model": call.model, "choices": choices,
             "usage": usage_body(usage), "seed": seed, "notices": notices}

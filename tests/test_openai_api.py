@@ -231,7 +231,9 @@ def test_a_key_when_set_is_required(base, monkeypatch):
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "unknown role"),
     ({"messages": [{"role": "user", "content": "   "}]}, "last message must come from the user"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop must be"),
-    ({"logprobs": True, "top_logprobs": 3}, "log-probabilities"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs must be a whole number from 0 to 20"),
+    ({"logprobs": True, "top_logprobs": -1}, "top_logprobs must be a whole number from 0 to 20"),
+    ({"top_logprobs": 3}, "needs logprobs: true"),
     ({"n": 2}, "one choice per request"),
     ({"model": "Tiny GPT-2 B"}, "use /v1/completions"),
 ])
@@ -306,3 +308,107 @@ def test_launch_settings_add_the_routes_and_mcp_switch(app_module, monkeypatch):
     monkeypatch.setenv("MODELDECK_MCP", "1")
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "mcp" else find_spec(name, *a))
     assert app_module.launch_settings()["mcp_server"] is False  # gradio would refuse to launch without it
+
+
+def _check_chat_tokens(tokens, top_n):
+    """Every token's logprob is <= 0, its top list is sorted, and the token's own entry in it (if any) agrees."""
+    assert tokens
+    for token in tokens:
+        assert token.logprob <= 0 and len(token.top_logprobs) == top_n
+        values = [t.logprob for t in token.top_logprobs]
+        assert values == sorted(values, reverse=True) and all(v <= 0 for v in values)
+        mine = [t.logprob for t in token.top_logprobs if t.bytes == token.bytes]
+        assert not mine or mine[0] == pytest.approx(token.logprob, abs=1e-5)
+        assert bytes(token.bytes).decode("utf-8", "replace") == token.token
+
+
+def test_chat_logprobs_whole_and_streamed(client, no_eos):
+    kwargs = dict(model=CHAT, messages=HI, max_tokens=8, temperature=0, logprobs=True, top_logprobs=5)
+    reply = client.chat.completions.create(**kwargs)
+    tokens = reply.choices[0].logprobs.content
+    assert len(tokens) == 8 == reply.usage.completion_tokens
+    _check_chat_tokens(tokens, 5)
+    for token in tokens:  # temperature 0: the chosen token is the most likely one
+        assert token.top_logprobs[0].bytes == token.bytes
+        assert token.top_logprobs[0].logprob == pytest.approx(token.logprob, abs=1e-5)
+    assert b"".join(bytes(t.bytes) for t in tokens).decode("utf-8", "replace") == reply.choices[0].message.content
+    chunks = list(client.chat.completions.create(**kwargs, stream=True))
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, pytest.approx(t.logprob, abs=1e-5)) for t in tokens]
+    for c in chunks:  # each event's tokens write exactly the text it carries
+        if c.choices and c.choices[0].logprobs:
+            written = b"".join(bytes(t.bytes) for t in c.choices[0].logprobs.content)
+            assert written.decode("utf-8", "replace") == c.choices[0].delta.content
+    plain = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=3)
+    assert plain.choices[0].logprobs is None
+
+
+def test_chat_logprobs_without_alternatives_and_sampled(client, no_eos):
+    reply = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=6, temperature=1.5, seed=5,
+                                           logprobs=True)
+    tokens = reply.choices[0].logprobs.content
+    assert len(tokens) == 6 and all(t.logprob <= 0 and t.top_logprobs == [] for t in tokens)
+
+
+def test_completion_logprobs_whole_and_streamed(client):
+    kwargs = dict(model="Tiny GPT-2 B", prompt="Hello", max_tokens=6, temperature=0, logprobs=3, echo=True)
+    reply = client.completions.create(**kwargs)
+    lp = reply.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) > 0
+    assert all(v <= 0 for v in lp.token_logprobs) and lp.text_offset[0] == len("Hello")
+    assert lp.text_offset == sorted(lp.text_offset)
+    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert 0 < len(top) <= 3 and all(v <= 0 for v in top.values())
+        values = list(top.values())
+        assert values == sorted(values, reverse=True)
+        best = max(top, key=top.get)  # temperature 0: the chosen token is the top-1
+        assert best == token and top[token] == pytest.approx(logprob, abs=1e-5)
+    streamed = []
+    for event in client.completions.create(**kwargs, stream=True):
+        for c in event.choices:
+            if c.logprobs:
+                streamed += list(zip(c.logprobs.tokens, c.logprobs.token_logprobs, c.logprobs.text_offset))
+    assert [(t, pytest.approx(v, abs=1e-5), o) for t, v, o in streamed] == list(
+        zip(lp.tokens, lp.token_logprobs, lp.text_offset))
+
+
+@pytest.mark.parametrize("value", [21, -1, "3", True])
+def test_completion_logprobs_out_of_range_is_a_400(client, value):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="Tiny GPT-2 B", prompt="Hello", max_tokens=2, logprobs=value)
+    message = err.value.message
+    assert "logprobs must be a whole number from 0 to 20" in message and "必须是 0 到 20 之间的整数" in message
+
+
+def test_a_remote_model_cannot_give_logprobs(monkeypatch, fresh_registry):
+    from server.protocol import ApiError, read_completion
+
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", "Far=openai:http://127.0.0.1:9/v1#far-model")
+    assert read_completion({"model": "Far", "prompt": "hi"}).logprobs is None
+    with pytest.raises(ApiError) as err:
+        read_completion({"model": "Far", "prompt": "hi", "logprobs": 2})
+    assert err.value.status == 400 and "remote server" in str(err.value) and "远程服务器" in str(err.value)
+
+
+def test_logprobs_end_with_the_text_at_a_stop_string(client, no_eos):
+    kwargs = dict(model=CHAT, messages=HI, max_tokens=24, temperature=1.0, seed=3, logprobs=True, top_logprobs=2)
+    whole = client.chat.completions.create(**kwargs)
+    text, tokens = whole.choices[0].message.content, whole.choices[0].logprobs.content
+
+    def written(part):
+        return b"".join(bytes(t.bytes) for t in part).decode("utf-8", "ignore")
+
+    # a stop string that is exactly a later token's text (after a whole character): the answer and its tokens
+    # end before that token
+    ends = [k for k in range(len(tokens) // 2, len(tokens)) if tokens[k].token.strip() == tokens[k].token != ""
+            and "\ufffd" not in tokens[k - 1].token + tokens[k].token
+            and text.find(tokens[k].token) == len(written(tokens[:k]))]
+    assert ends, f"the tiny model's reply has no token to stop at: {text!r}"
+    k = ends[0]
+    for stream in (False, True):
+        reply = client.chat.completions.create(**kwargs, stop=[tokens[k].token], stream=stream)
+        if stream:
+            got = [t for c in reply if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+        else:
+            got = reply.choices[0].logprobs.content
+        assert [t.token for t in got] == [t.token for t in tokens[:k]]

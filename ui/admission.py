@@ -103,6 +103,7 @@ class Admission:
         self.total = total
         self.push = queue.push
         self.lock: asyncio.Lock | None = None  # made in the server's event loop, on the first request
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def seconds_each(self, fn: Any) -> float:
         """Gradio's measured average for ``fn``, else its group's typical cost."""
@@ -142,8 +143,9 @@ class Admission:
         if body.fn_index is None:
             return await self.push(body=body, request=request, username=username)
         fn = route_utils.get_fn(self.queue.blocks, None, body)
-        if self.lock is None:
-            self.lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self.lock is None or self.loop is not loop:  # a relaunched server runs in a new event loop
+            self.lock, self.loop = asyncio.Lock(), loop
         async with self.lock:  # check and enqueue as one step, so a burst cannot overshoot the line
             error = self.refusal(fn)
             if error is None:
