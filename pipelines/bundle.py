@@ -9,24 +9,13 @@ import os
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 from . import registry
 from .downloads import save_download
 from .errors import InvalidInputError
 from .speech import audio_dir
-
-
-@dataclass
-class StorySettings:
-    """How the story was asked for: style, length, creativity, language and the seed it was sampled with."""
-
-    style: str
-    length: int
-    creativity: float
-    language: str
-    seed: int | None = None
+from .story import StorySettings
 
 
 def _served_file(path: Any) -> str | None:

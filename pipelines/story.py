@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .backends import chat_backend, max_new_tokens_cap
@@ -85,8 +85,8 @@ class StorySettings:
     length: int
     creativity: float
     language: str
-    seed: int | None
-    notices: list[str]
+    seed: int | None = None
+    notices: list[str] = field(default_factory=list)
 
 
 def story_settings(style: Any = "温馨", length: Any = 300, creativity: Any = 5, language: Any = "zh",
