@@ -193,5 +193,6 @@ def test_resident_memory_after_an_int8_load_stays_near_its_weight_bytes(tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert "int8" in measured["dtype"]
-    # Measured: 1.4x with the freed float32 weights given back, 2.4x without (float32 alone would be ~4x).
-    assert measured["grew"] <= 1.6 * measured["weights"], measured
+    # Measured: 1.4x with the freed float32 weights given back (once 1.77x inside a full, loaded test run),
+    # 2.4x without (float32 alone would be ~4x): 2.0 keeps the two apart.
+    assert measured["grew"] <= 2.0 * measured["weights"], measured
