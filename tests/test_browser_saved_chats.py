@@ -93,12 +93,13 @@ def test_a_reload_keeps_the_chat_and_past_chats_can_be_reopened_and_deleted(page
 
 def test_export_then_import_gives_the_same_chat(page, tmp_path):
     send(page, "导出我")
+    shown_max_new = int(page.locator("#chat-max-new input[type=number]").input_value())
     page.locator("#chat-export-json").click()
     link = page.locator("#chat-exported a[href*='/gradio_api/file=']")
     link.wait_for()
     exported = json.loads(page.request.get(link.get_attribute("href")).body())
     assert [m["role"] for m in exported["messages"]] == ["system", "user", "assistant"]
-    assert exported["messages"][1]["content"] == "导出我" and exported["settings"]["max_new_tokens"] == 16
+    assert exported["messages"][1]["content"] == "导出我" and exported["settings"]["max_new_tokens"] == shown_max_new
     assert exported["model"]
     page.locator("#chat-export-md").click()
     page.wait_for_function("document.querySelector('#chat-exported a').href.includes('.md')")

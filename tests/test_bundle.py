@@ -49,7 +49,11 @@ def test_the_zip_holds_picture_captions_story_audio_and_settings(upload):
         assert "story.wav" in names and record["models"]["speech"] == "espeak-ng"
 
 
-def test_files_outside_the_served_folders_are_never_read(tmp_path):
+def test_files_outside_the_served_folders_are_never_read(tmp_path, monkeypatch):
+    # Only the temp and audio folders are served; point the temp folder elsewhere, since a checkout (this one
+    # included) may itself lie under /tmp.
+    monkeypatch.setattr("pipelines.bundle.tempfile.gettempdir", lambda: str(tmp_path / "served"))
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
     path = story_bundle(str(CAT), "c", "c", "s", "/etc/passwd", SETTINGS)  # the repository is not served
     with zipfile.ZipFile(path) as archive:
         assert sorted(archive.namelist()) == ["caption_en.txt", "caption_zh.txt", "story.json", "story.txt"]
