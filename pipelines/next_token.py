@@ -22,8 +22,7 @@ from .decoding import DecodeBatch
 from .engine import engine
 from .errors import InvalidInputError
 from .inputs import clean_text, number, seed as parse_seed
-from .sampling import (REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE, SamplingParams,
-                       choose, distribution, new_generator, resolve_seed)
+from .sampling import SamplingParams, checked_settings, choose, distribution, new_generator, resolve_seed
 from .tokens import BYTES_NOTE, has_byte_pieces, readable
 
 CHAT_SUFFIX = "· 对话模板 chat template"
@@ -208,14 +207,8 @@ def _tokenized(loaded: registry.LoadedModel, is_chat: bool, text: str) -> list[i
 
 def settings(temperature: Any, top_k: Any, top_p: Any, repetition_penalty: Any, notices: list[str]) -> SamplingParams:
     """Check the four settings (the text generation tab's ranges) and return them as ``SamplingParams``."""
-    return SamplingParams(
-        temperature=number(temperature, name="temperature", lo=TEMPERATURE_RANGE[0], hi=TEMPERATURE_RANGE[1],
-                           notices=notices, default=1.0),
-        top_k=number(top_k, name="top_k", lo=TOP_K_RANGE[0], hi=TOP_K_RANGE[1], notices=notices, integer=True,
-                     default=0),
-        top_p=number(top_p, name="top_p", lo=TOP_P_RANGE[0], hi=TOP_P_RANGE[1], notices=notices, default=1.0),
-        repetition_penalty=number(repetition_penalty, name="repetition_penalty", lo=REPETITION_PENALTY_RANGE[0],
-                                  hi=REPETITION_PENALTY_RANGE[1], notices=notices, default=1.0))
+    return SamplingParams(**checked_settings(temperature, top_k, top_p, repetition_penalty, notices,
+                                             defaults=(1.0, 0, 1.0, 1.0)))
 
 
 def _entropy(probs: Any) -> float:

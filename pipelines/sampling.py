@@ -31,6 +31,23 @@ TOP_P_CANDIDATES = 1024  # top-p looks at this many most likely tokens first (se
 MAX_TOP_LOGPROBS = 20  # the most alternatives recorded per token (OpenAI's limit)
 
 
+def checked_settings(temperature: Any, top_k: Any, top_p: Any, repetition_penalty: Any, notices: list[str], *,
+                     defaults: tuple[float, int, float, float]) -> dict[str, Any]:
+    """Return the four sampling settings clamped to the ranges above (each clamp noted in ``notices``)."""
+    from .inputs import number  # imported here: inputs needs nothing from sampling, sampling stays import-light
+
+    return {
+        "temperature": number(temperature, name="temperature", lo=TEMPERATURE_RANGE[0], hi=TEMPERATURE_RANGE[1],
+                              notices=notices, default=defaults[0]),
+        "top_k": number(top_k, name="top_k", lo=TOP_K_RANGE[0], hi=TOP_K_RANGE[1], notices=notices, integer=True,
+                        default=defaults[1]),
+        "top_p": number(top_p, name="top_p", lo=TOP_P_RANGE[0], hi=TOP_P_RANGE[1], notices=notices,
+                        default=defaults[2]),
+        "repetition_penalty": number(repetition_penalty, name="repetition_penalty", lo=REPETITION_PENALTY_RANGE[0],
+                                     hi=REPETITION_PENALTY_RANGE[1], notices=notices, default=defaults[3]),
+    }
+
+
 @dataclass
 class SamplingParams:
     """How to pick tokens. ``temperature == 0`` means greedy decoding.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from .backends import max_new_tokens_cap, text_backend
 from .inputs import clean_text, logprobs_count, number, seed as parse_seed
-from .sampling import (REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE,
-                       SamplingParams)
+from .sampling import SamplingParams, checked_settings
 from .streaming import TextStream
 
 MAX_SEQUENCES = 8
@@ -36,13 +35,7 @@ def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int 
     params = SamplingParams(
         max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=1, hi=max_new_tokens_cap(backend),
                               notices=notices, integer=True, default=100),
-        temperature=number(temperature, name="temperature", lo=TEMPERATURE_RANGE[0], hi=TEMPERATURE_RANGE[1],
-                           notices=notices, default=0.8),
-        top_k=number(top_k, name="top_k", lo=TOP_K_RANGE[0], hi=TOP_K_RANGE[1], notices=notices, integer=True,
-                     default=50),
-        top_p=number(top_p, name="top_p", lo=TOP_P_RANGE[0], hi=TOP_P_RANGE[1], notices=notices, default=0.95),
-        repetition_penalty=number(repetition_penalty, name="repetition_penalty", lo=REPETITION_PENALTY_RANGE[0],
-                                  hi=REPETITION_PENALTY_RANGE[1], notices=notices, default=1.1),
+        **checked_settings(temperature, top_k, top_p, repetition_penalty, notices, defaults=(0.8, 50, 0.95, 1.1)),
         seed=parse_seed(seed),
         top_logprobs=logprobs_count(top_logprobs, notices),
     )

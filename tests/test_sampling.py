@@ -124,3 +124,19 @@ def test_processed_marks_removed_candidates_and_keeps_the_top_one():
     assert ids.shape == (1, 10)
     assert torch.isfinite(values[0, 0]) and bool(torch.isinf(values[0, 1:]).all())
     assert int(ids[0, 0]) == int(logits.argmax())
+
+
+def test_textgen_and_the_explorer_clamp_sampling_settings_to_the_same_ranges():
+    from pipelines.sampling import REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE
+    from pipelines.textgen import generate_text
+    from pipelines.next_token import settings as explorer_settings
+
+    stream = generate_text("你好", None, max_new_tokens=2, temperature=9, top_k=5000, top_p=0.0,
+                           repetition_penalty=7, seed=1)
+    list(stream)
+    notes: list[str] = []
+    params = explorer_settings(9, 5000, 0.0, 7, notes)
+    assert (params.temperature, params.top_k, params.top_p, params.repetition_penalty) == (
+        TEMPERATURE_RANGE[1], TOP_K_RANGE[1], TOP_P_RANGE[0], REPETITION_PENALTY_RANGE[1])
+    for notices in (stream.notices, notes):
+        assert sum(name in " ".join(notices) for name in ("temperature", "top_k", "top_p", "repetition_penalty")) == 4
