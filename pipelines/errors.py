@@ -12,7 +12,7 @@ widgets (an empty chat box, an upload gradio cannot open, an unexpected error).
     ├── StorageError            the audio folder is full or cannot be written
     ├── BusyError               too many requests of this kind are waiting: come back later
     │   └── RemoteBusyError     a remote server said 429 (too many requests), with its wait
-    ├── OutOfMemoryError        a model ran out of memory: ask for less (``known_error`` maps torch's and Python's)
+X
     └── ConfigError             a MODELDECK_* setting is malformed (start-up stops with it)
 """
 
@@ -66,13 +66,19 @@ class OutOfMemoryError(PipelineError):
                          "Out of memory: shorten the input or ask for fewer new tokens or sequences, then retry.")
 
 
+# torch.OutOfMemoryError ("CUDA out of memory. Tried to allocate …", a RuntimeError), MPS ("MPS backend out of
+# memory"), and the CPU allocator ("DefaultCPUAllocator: not enough memory: you tried to allocate …").
+_OUT_OF_MEMORY = ("out of memory", "not enough memory")
+
+
 def known_error(exc: BaseException) -> PipelineError | None:
     """Return ``exc`` as an error a user can act on (itself, or ``OutOfMemoryError`` for torch's
-    ``OutOfMemoryError``, a ``RuntimeError`` saying "out of memory" or ``MemoryError``); None when unexpected."""
+    ``OutOfMemoryError``, its allocators' ``RuntimeError`` or ``MemoryError``); None when it is unexpected."""
     if isinstance(exc, PipelineError):
         return exc
-    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()):
-        return OutOfMemoryError()  # torch.OutOfMemoryError is a RuntimeError ("CUDA out of memory. …")
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(
+            words in str(exc).lower() for words in _OUT_OF_MEMORY)):
+        return OutOfMemoryError()
     return None
 
 

@@ -65,7 +65,8 @@ def build() -> None:
             top_p = gr.Slider(*TOP_P_RANGE, value=0.95, step=0.01, label=t("md_top_p"), info=t("md_top_p_info"))
             fewest, most = max_new_tokens_range()  # what the pipeline clamps to
             max_new = gr.Slider(fewest, most, value=min(DEFAULT_MAX_NEW_TOKENS, most), step=1,
-                                label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"), elem_id="textgen-max-new")
+                                label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"),
+                                elem_id="textgen-max-new")
             penalty = gr.Slider(*REPETITION_PENALTY_RANGE, value=1.1, step=0.05, label=t("md_repetition_penalty"),
                                 info=t("md_repetition_penalty_info"))
             sequences = gr.Slider(1, MAX_SEQUENCES, value=1, step=1, label=t("md_num_sequences"),
