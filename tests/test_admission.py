@@ -24,16 +24,7 @@ from gradio_client.utils import Status
 import pipelines
 from ui import admission
 
-DEADLINE = 120  # seconds a condition may take on a loaded 2-core machine before the test gives up
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds (a state, not a duration: the deadline only stops a hung test)."""
-    end = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < end, f"gave up waiting for: {what}"
-        time.sleep(0.02)
-
+from gates import DEADLINE, wait_until
 
 class Gate:
     """Wraps a task function: calls wait at the gate until the test opens it; counts who arrived."""

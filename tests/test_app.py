@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,8 @@ from gradio_client.exceptions import AppError
 
 from pipelines.batching import Batcher
 from pipelines.engine import engine
+
+from gates import PassGate, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT = str(ROOT / "example_images" / "cat.jpg")
@@ -70,33 +71,18 @@ def test_generate_streams_text_and_reports_the_seed(client):
     assert tuple(again) == (text, 77)
 
 
-def wait_until(condition, what: str) -> None:
-    """Return once ``condition()`` holds (a state the test waits for, not a time window)."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def test_cancelled_generation_stops_computing_and_frees_the_slot(client, app_module):
     from pipelines import registry
 
     loaded = registry.get_model("textgen")
-    permits, passes = threading.Semaphore(0), []
-
-    def gated_step(*_):  # each forward pass waits for the test's permit, and is counted
-        assert permits.acquire(timeout=120), "the test never let this forward pass run"
-        passes.append(1)
 
     def solo_requests():
         return [d.request for d in engine.decoders() if not isinstance(d, Batcher)]
 
-    hook = loaded.model.register_forward_pre_hook(gated_step)
-    try:
+    with PassGate(loaded, permits=0) as gate:  # each forward pass waits for the test's permit, and is counted
         job = client.submit("你好", None, 64, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")
-        for _ in range(3):
-            permits.release()
-        wait_until(lambda: len(passes) == 3, f"generation did not start: {job.status()}")
+        gate.allow(3)
+        wait_until(lambda: gate.passes == 3, lambda: f"generation did not start: {job.status()}")
         canceller = threading.Thread(target=job.cancel)  # it returns once the server has stopped the job
         canceller.start()
 
@@ -104,20 +90,15 @@ def test_cancelled_generation_stops_computing_and_frees_the_slot(client, app_mod
             return all(r.cancel.is_set() for r in solo_requests())
 
         while not cancel_reached():  # one step at a time until the cancel reaches the request
-            before = len(passes)
-            permits.release()
-            wait_until(lambda: len(passes) > before or cancel_reached(), "the generation stalled")
-        at_cancel = len(passes)
-        for _ in range(100):  # every permit it could want: only the cancel can keep them from running
-            permits.release()
+            before = gate.passes
+            gate.allow(1)
+            wait_until(lambda: gate.passes > before or cancel_reached(), "the generation stalled")
+        at_cancel = gate.passes
+        gate.allow(100)  # every permit it could want: only the cancel can keep them from running
         wait_until(lambda: not solo_requests(), "the decoder never left the engine")
         canceller.join(60)
-        assert len(passes) <= at_cancel + 1, f"{len(passes) - at_cancel} forward passes ran after the cancel"
+        assert gate.passes <= at_cancel + 1, f"{gate.passes - at_cancel} forward passes ran after the cancel"
         assert at_cancel < 64
-    finally:
-        for _ in range(1000):
-            permits.release()
-        hook.remove()
     assert client.predict("猫", None, 4, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")[0].startswith("猫")
 
 

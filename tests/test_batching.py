@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
 import pipelines as p
 from pipelines import registry
 from pipelines.batching import batcher_for
-from pipelines.engine import engine
 from pipelines.sampling import SamplingParams
+
+from gates import HeldEngine, PassGate, wait_until
 
 
 def _prompt(text: str) -> list[int]:
@@ -19,19 +17,13 @@ def _prompt(text: str) -> list[int]:
 
 
 def _run_together(jobs):
-    """Submit every (prompt, params) at the same moment; return the finished streams."""
+    """Submit every (prompt, params) while the engine is held, so all are admitted as one batch; return the
+    finished streams."""
     batcher = batcher_for(registry.get_model("chat"))
-    barrier = threading.Barrier(len(jobs))
-    streams = [None] * len(jobs)
-
-    def go(i, prompt, params):
-        barrier.wait()
-        streams[i] = batcher.submit(_prompt(prompt), params, [])
-        streams[i].collect()
-
-    threads = [threading.Thread(target=go, args=(i, *job)) for i, job in enumerate(jobs)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    with HeldEngine():
+        streams = [batcher.submit(_prompt(prompt), params, []) for prompt, params in jobs]
+    for stream in streams:
+        stream.collect()
     return batcher, streams
 
 
@@ -48,8 +40,8 @@ def test_simultaneous_requests_share_a_batch_and_keep_their_own_results(monkeypa
         alone.append((stream.collect(), stream.usage.completion_tokens))
     before = batcher_for(registry.get_model("chat")).batches_run
     batcher, together = _run_together(jobs)
-    assert batcher.batches_run - before < len(jobs), "the requests should have shared a batch"
-    assert batcher.largest_batch >= 2
+    assert batcher.batches_run - before == 1, "the requests should have shared a batch"
+    assert batcher.largest_batch == len(jobs)
     for (text, tokens), stream, (_, params) in zip(alone, together, jobs):
         assert stream.text == text and stream.usage.completion_tokens == tokens  # seeds hold inside a batch
         assert stream.usage.completion_tokens <= params.max_new_tokens
@@ -67,33 +59,22 @@ def test_int8_requests_in_a_batch_each_get_their_own_reply(fresh_registry):
 
 def test_stopping_one_request_leaves_the_others_running():
     loaded = registry.get_model("chat")
-    hook = loaded.model.register_forward_pre_hook(lambda *_: time.sleep(0.01) or None)
     batcher = batcher_for(loaded)
-    try:
-        barrier = threading.Barrier(2)
-        results = {}
-
-        def stopped():
-            barrier.wait()
-            stream = batcher.submit(_prompt("你好"), SamplingParams(max_new_tokens=60, temperature=0), [])
-            for _ in stream:
-                stream.cancel()
-            results["stopped"] = stream.usage
-
-        def kept():
-            barrier.wait()
-            stream = batcher.submit(_prompt("Hello"), SamplingParams(max_new_tokens=60, temperature=0), [])
-            stream.collect()
-            results["kept"] = stream.usage
-
-        threads = [threading.Thread(target=stopped), threading.Thread(target=kept)]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
-    finally:
-        hook.remove()
-    assert results["stopped"].finish_reason == "cancelled" and results["stopped"].completion_tokens < 10
-    assert results["kept"].finish_reason in ("length", "eos")
-    assert results["kept"].completion_tokens > results["stopped"].completion_tokens
+    params = SamplingParams(max_new_tokens=60, temperature=0)
+    with PassGate(loaded, permits=2) as gate:  # the joint prefill and one step, then the stop
+        with HeldEngine():
+            stopped = batcher.submit(_prompt("你好"), params, [])
+            kept = batcher.submit(_prompt("Hello"), params, [])
+        wait_until(lambda: gate.passes == 2, "the joint prefill and first step")
+        stopped.cancel()
+        gate.open()
+        stopped.collect()
+        kept.collect()
+    assert gate.sizes[:2] == [2, 2], "both requests should have started in one batch"
+    assert stopped.usage.finish_reason == "cancelled" and stopped.usage.completion_tokens <= 3
+    assert kept.usage.finish_reason in ("length", "eos")
+    assert kept.usage.completion_tokens > stopped.usage.completion_tokens
+    assert gate.sizes[3:] and set(gate.sizes[3:]) == {1}, "the stopped row should have left the batch"
 
 
 def test_chat_goes_through_the_batcher():
@@ -107,43 +88,16 @@ def test_chat_goes_through_the_batcher():
 def test_a_request_cancelled_while_waiting_costs_nothing(n):
     loaded = registry.get_model("chat")
     batcher = batcher_for(loaded)
-    passes = []
-    hook = loaded.model.register_forward_pre_hook(lambda *_: passes.append(1))
-    busy, release = threading.Event(), threading.Event()
-
-    def occupy():  # holds the one engine thread: the requests below wait, whatever the batch window
-        busy.set()
-        release.wait(60)
-
-    holder = threading.Thread(target=engine.call, args=(occupy,))
-    holder.start()
-    try:
-        assert busy.wait(60)
-        streams = [batcher.submit(_prompt("你好"), SamplingParams(max_new_tokens=8, temperature=0), [])
-                   for _ in range(n)]
-        for stream in streams:
-            stream.cancel()
-    finally:
-        release.set()
-        holder.join(60)
-    try:
+    with PassGate(loaded) as gate:
+        with HeldEngine():  # the requests below wait, whatever the batch window
+            streams = [batcher.submit(_prompt("你好"), SamplingParams(max_new_tokens=8, temperature=0), [])
+                       for _ in range(n)]
+            for stream in streams:
+                stream.cancel()
         for stream in streams:
             stream.collect()
             assert stream.usage.finish_reason == "cancelled"
-    finally:
-        hook.remove()
-    assert passes == [], f"{len(passes)} forward passes ran for requests stopped while waiting"
-
-
-def _slow(loaded, seconds=0.01):
-    """Slow every forward pass down to a realistic pace, and record each one's batch size."""
-    sizes: list[int] = []
-
-    def hook(module, args, kwargs):
-        sizes.append(kwargs["input_ids"].shape[0])
-        time.sleep(seconds)
-
-    return sizes, loaded.model.register_forward_pre_hook(hook, with_kwargs=True)
+    assert gate.passes == 0, f"{gate.passes} forward passes ran for requests stopped while waiting"
 
 
 @pytest.mark.parametrize("quantize", ["", "none"])
@@ -154,17 +108,14 @@ def test_a_request_arriving_mid_generation_joins_the_running_batch(monkeypatch, 
     batcher = batcher_for(loaded)
     late = ("我是一个模型", SamplingParams(max_new_tokens=10, temperature=0.9, seed=5))
     alone = batcher.submit(_prompt(late[0]), late[1], []).collect()
-    sizes, hook = _slow(loaded)
-    try:
+    with PassGate(loaded, permits=2) as gate:  # the early request's prefill and first step, then it waits
         early = batcher.submit(_prompt("Hello, how are you?"), SamplingParams(max_new_tokens=40, temperature=0), [])
-        first = iter(early)
-        next(first)  # the early request is generating
+        wait_until(lambda: gate.passes == 2, "the early request to be generating")
         joined = batcher.submit(_prompt(late[0]), late[1], [])
+        gate.open()
         assert joined.collect() == alone, "a seed gives the same text inside a running batch"
-        for _ in first:
-            pass
-    finally:
-        hook.remove()
+        early.collect()
+    sizes = gate.sizes
     assert batcher.joined_running == 1
     assert 2 in sizes, "both requests should have shared forward passes"
     assert early.usage.completion_tokens == 40 or early.usage.finish_reason == "eos"
@@ -173,12 +124,10 @@ def test_a_request_arriving_mid_generation_joins_the_running_batch(monkeypatch, 
 def test_finished_rows_leave_the_batch(fresh_registry):
     loaded = registry.get_model("chat")
     batcher = batcher_for(loaded)
-    sizes, hook = _slow(loaded, 0.005)
-    try:
+    with PassGate(loaded) as gate:
         _run_together([("你好", SamplingParams(max_new_tokens=2, temperature=0)),
                        ("Hello", SamplingParams(max_new_tokens=30, temperature=0))])
-    finally:
-        hook.remove()
+    sizes = gate.sizes
     assert batcher.largest_batch == 2
     assert sizes.count(2) <= 3, "the short request's row should stop costing after its last token"
     assert sizes[-1] == 1
@@ -187,7 +136,6 @@ def test_finished_rows_leave_the_batch(fresh_registry):
 def test_a_failing_prefill_fails_only_the_newcomer(monkeypatch):
     loaded = registry.get_model("chat")
     batcher = batcher_for(loaded)
-    sizes, hook = _slow(loaded)
     real_admit = batcher.batch.admit
 
     def admit(requests):
@@ -196,19 +144,18 @@ def test_a_failing_prefill_fails_only_the_newcomer(monkeypatch):
         return real_admit(requests)
 
     monkeypatch.setattr(batcher.batch, "admit", admit)
-    try:
+    joined_before = batcher.joined_running
+    with PassGate(loaded, permits=2) as gate:  # the running request's prefill and first step, then it waits
         running = batcher.submit(_prompt("Hello"), SamplingParams(max_new_tokens=30, temperature=0), [])
-        first = iter(running)
-        next(first)
+        wait_until(lambda: gate.passes == 2, "the first request to be generating")
         doomed = batcher.submit(_prompt("你好"), SamplingParams(max_new_tokens=7, temperature=0), [])
+        gate.open()
         with pytest.raises(p.PipelineError, match="Generation failed"):
             doomed.collect()
-        for _ in first:
-            pass
-    finally:
-        hook.remove()
+        running.collect()
+    assert batcher.joined_running == joined_before + 1, "the newcomer should have joined a running batch"
     assert running.usage.finish_reason in ("length", "eos")
-    assert running.usage.completion_tokens > 1
+    assert running.usage.completion_tokens > 2 or running.usage.finish_reason == "eos"
 
 
 def test_requests_with_the_same_settings_share_filtering_but_not_their_draws(monkeypatch, fresh_registry):

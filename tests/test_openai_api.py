@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from importlib.util import find_spec
 
 import httpx
@@ -16,6 +15,8 @@ from pipelines import registry
 from pipelines.batching import Batcher, batcher_for
 from pipelines.engine import engine
 from server.limits import gate
+
+from gates import HeldEngine, wait_until
 
 CHAT = "Tiny Qwen2"
 HI = [{"role": "user", "content": "你好"}]
@@ -57,34 +58,14 @@ def submitted(monkeypatch):
     return streams
 
 
-class Paused:
-    """Holds the engine thread (one blocking call) until released: requests queue up meanwhile."""
-
-    def __enter__(self):
-        self.release = threading.Event()
-        self.started = threading.Event()
-
-        def hold():
-            self.started.set()
-            self.release.wait(60)
-
-        self.thread = threading.Thread(target=engine.call, args=(hold,), daemon=True)
-        self.thread.start()
-        assert self.started.wait(30)
-        return self
-
-    def __exit__(self, *exc):
-        self.release.set()
-        self.thread.join(30)
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
+def wait_for(condition, what):
+    """``wait_until`` that says, on a hang, where the chat batcher's requests were."""
+    def state():
         batcher = batcher_for(registry.get_model("chat"))
-        assert time.monotonic() < deadline, (f"timed out waiting for {what}: pending {len(batcher.pending)}, "
-                                             f"running {len(batcher.batch.requests)}, decoders {engine.decoders()}")
-        time.sleep(0.01)
+        return (f"{what}: pending {len(batcher.pending)}, running {len(batcher.batch.requests)}, "
+                f"decoders {engine.decoders()}")
+
+    wait_until(condition, state)
 
 
 def test_models_lists_the_chat_and_text_generation_models(client):
@@ -158,7 +139,7 @@ def test_closing_a_stream_stops_its_generation(client, no_eos, submitted):
     model = registry.get_model("chat").model
     hook = model.register_forward_pre_hook(lambda *_: forwards.append(1))
     try:
-        with Paused():
+        with HeldEngine():
             stream = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=200, stream=True)
             first = next(iter(stream))
             assert first.choices[0].delta.role == "assistant"
@@ -177,7 +158,7 @@ def test_api_and_ui_chats_share_decode_steps(client, url, no_eos, submitted):
                                            with_kwargs=True)
     ui = Client(url, verbose=False)
     try:
-        with Paused():
+        with HeldEngine():
             api = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=6, stream=True)
             next(iter(api))  # accepted and waiting in the batcher
             job = ui.submit("你好呀", [], "You are helpful.", 0.7, 0.9, 6, api_name="/chat")
@@ -194,7 +175,7 @@ def test_past_the_limit_a_request_waits_then_is_refused_with_retry_after(client,
     monkeypatch.setenv("MODELDECK_API_CONCURRENCY", "1")
     monkeypatch.setenv("MODELDECK_API_QUEUE", "1")
     answers = {}
-    with Paused():
+    with HeldEngine():
         running = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=4, stream=True)
         next(iter(running))
 
@@ -287,7 +268,7 @@ def test_a_client_leaving_a_whole_reply_request_stops_it(url, no_eos, submitted)
 
     address = urlparse(url)
     body = json.dumps({"model": CHAT, "messages": HI, "max_tokens": 200}).encode()
-    with Paused():
+    with HeldEngine():
         connection = socket.create_connection((address.hostname, address.port))
         connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))

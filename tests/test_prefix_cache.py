@@ -12,6 +12,8 @@ from pipelines.errors import ConfigError
 from pipelines.prefix_cache import MIN_SHARED_TOKENS, PrefixCache, budget
 from pipelines.sampling import SamplingParams
 
+from gates import PassGate, wait_until
+
 
 def _kv(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(torch.zeros(1, 2, n, 4), torch.zeros(1, 2, n, 4))]
@@ -101,8 +103,6 @@ def test_a_chats_second_turn_reuses_the_first(fresh_registry):
 
 
 def test_a_reused_prefix_joins_a_running_batch_with_the_same_reply(monkeypatch, fresh_registry):
-    import time
-
     monkeypatch.setenv("MODELDECK_QUANTIZE", "none")  # exact equality in company needs float weights
     loaded = registry.get_model("chat")
     tokenizer = loaded.processor
@@ -112,16 +112,14 @@ def test_a_reused_prefix_joins_a_running_batch_with_the_same_reply(monkeypatch, 
     alone, _ = _generate(follow)  # reuses the first prompt's keys and values, alone
     _generate(first)  # keep the first prompt's keys and values for the next reuse
     batcher = batcher_for(loaded)
-    hook = loaded.model.register_forward_pre_hook(lambda *_: time.sleep(0.01))
-    try:
+    joined_before = batcher.joined_running
+    with PassGate(loaded, permits=2) as gate:  # the other request's prefill and first step, then it waits
         other = batcher.submit(tokenizer("Hello", add_special_tokens=False)["input_ids"],
                                SamplingParams(max_new_tokens=40, temperature=0), [])
-        running = iter(other)
-        next(running)
-        joined = batcher.submit(follow, SamplingParams(max_new_tokens=10, temperature=0), []).collect()
-        for _ in running:
-            pass
-    finally:
-        hook.remove()
-    assert batcher.joined_running >= 1 and batcher.batch.prefixes.hits >= 2
+        wait_until(lambda: gate.passes == 2, "the other request to be generating")
+        joining = batcher.submit(follow, SamplingParams(max_new_tokens=10, temperature=0), [])
+        gate.open()
+        joined = joining.collect()
+        other.collect()
+    assert batcher.joined_running == joined_before + 1 and batcher.batch.prefixes.hits >= 2
     assert joined == alone

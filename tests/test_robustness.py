@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from PIL import Image
 import pipelines
 from pipelines.story import MAX_LENGTH, MIN_LENGTH, story_settings
 from test_images import bomb_png
+
+from gates import DEADLINE, PassGate, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT = str(ROOT / "example_images" / "cat.jpg")
@@ -158,21 +159,27 @@ def test_the_queue_is_bounded_and_says_busy(app_module):
     busy_demo.queue(default_concurrency_limit=1, max_size=2)
     _, busy_url, _ = busy_demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1")
     loaded = registry.get_model("textgen")
-    hook = loaded.model.register_forward_pre_hook(lambda *_: time.sleep(0.05) or None)
+
+    def generate():
+        return Client(busy_url, verbose=False).submit("你好", None, 40, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")
+
+    def outcome(job):
+        try:
+            job.result(timeout=DEADLINE)
+            return "done"
+        except Exception as exc:  # gradio_client raises for a full queue
+            return str(exc)
+
     try:
-        jobs = [Client(busy_url, verbose=False).submit("你好", None, 40, 0, 0, 1.0, 1.0, 1, None,
-                                                       api_name="/generate") for _ in range(6)]
-        outcomes = []
-        for job in jobs:
-            try:
-                job.result(timeout=120)
-                outcomes.append("done")
-            except Exception as exc:  # gradio_client raises for a full queue
-                outcomes.append(str(exc))
+        with PassGate(loaded, permits=0) as gate:  # the first generation holds the one slot until the gate opens
+            first = generate()
+            wait_until(lambda: gate.arrived >= 1, "the first generation to start")
+            others = [generate() for _ in range(5)]
+            wait_until(lambda: sum(job.done() for job in others) == 3, "three requests to be turned away")
+        outcomes = [outcome(job) for job in [first, *others]]
     finally:
-        hook.remove()
         busy_demo.close()
-    assert outcomes.count("done") >= 1
+    assert outcomes.count("done") == 3  # the one running and the two that fit in line
     refused = [o for o in outcomes if o != "done"]
     assert refused and all("full" in o.lower() or "try again" in o.lower() for o in refused)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +13,8 @@ from pipelines.batching import Batcher, stream_generate
 from pipelines.engine import engine
 from pipelines.sampling import SamplingParams
 from pipelines.streaming import remove_cjk_spaces, spaces_between_cjk
+
+from gates import PassGate, wait_until
 
 
 class ScriptedModel(torch.nn.Module):
@@ -101,43 +102,12 @@ def test_temperature_zero_is_greedy_and_deterministic():
     assert a.seed is None
 
 
-class Gate:
-    """Lets a model run one forward pass per permit: the test, not the clock, decides how far it gets."""
-
-    def __init__(self, loaded) -> None:
-        self.permits = threading.Semaphore(0)
-        self.passes = 0
-        self.handle = loaded.model.register_forward_pre_hook(self._wait)
-
-    def _wait(self, *_):
-        if not self.permits.acquire(timeout=120):
-            raise RuntimeError("the test never let this forward pass run")
-        self.passes += 1
-
-    def allow(self, n: int) -> None:
-        for _ in range(n):
-            self.permits.release()
-
-    def open(self) -> None:
-        self.allow(10_000)
-        self.handle.remove()
-
-
 @pytest.fixture
 def gated_textgen():
     """The tiny GPT-2 behind a gate that counts and permits each forward pass."""
     loaded = registry.get_model("textgen")
-    gate = Gate(loaded)
-    yield loaded, gate
-    gate.open()
-
-
-def wait_until(condition, what: str) -> None:
-    """Return once ``condition()`` holds (a state the test waits for, not a time window)."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
+    with PassGate(loaded, permits=0) as gate:
+        yield loaded, gate
 
 
 def solo_decoder_gone() -> None:
