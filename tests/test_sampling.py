@@ -7,7 +7,7 @@ import torch
 from transformers.generation.logits_process import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
                                                     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
-from pipelines.sampling import TOP_P_CANDIDATES, SamplingParams, choose, distribution, new_generator, processed
+from pipelines.sampling import TOP_P_CANDIDATES, SamplingParams, choose, distribution, new_generator, nucleus, processed
 
 VOCAB = 151936  # Qwen2.5's vocabulary: wider than the top-p candidates
 
@@ -61,7 +61,7 @@ def test_the_distribution_equals_transformers_logits_processors(p, peaked):
     assert abs(float(probs.double().sum()) - 1) < 1e-4  # float32 softmax over 152k tokens (transformers' too)
 
 
-def test_top_p_past_the_candidates_sorts_everything():
+def test_top_p_past_the_candidates_keeps_what_a_full_sort_keeps():
     """A flat distribution whose top-p mass lies beyond the 1024 candidates keeps what the full sort keeps."""
     logits = torch.randn((1, VOCAB), generator=torch.Generator().manual_seed(6)) * 0.1
     logits[0, :10] = 3.0
@@ -71,6 +71,28 @@ def test_top_p_past_the_candidates_sorts_everything():
     assert int(kept.sum()) > TOP_P_CANDIDATES
     differ = (kept != torch.isfinite(theirs)).nonzero()[:, 0]
     assert len(differ) <= 1 and all(_on_the_top_p_edge(before_top_p, p, int(i)) for i in differ)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.99])
+def test_the_nucleus_without_a_sort_is_the_top_p_set(top_p):
+    """Rows that are flat, peaked, full of ties, partly -inf or all equal: the kept tokens are the most likely
+    ones, and each kept token's more likely tokens hold at most top_p while the kept ones hold more."""
+    g = torch.Generator().manual_seed(7)
+    rows = torch.randn((5, VOCAB), generator=g) * 2
+    rows[1] = _logits(8, True)[0]
+    rows[2] = (rows[2] * 2).round()  # ties: thousands of tokens share each value
+    rows[3, :50000] = float("-inf")
+    rows[4] = 0.0
+    keep = nucleus(rows, top_p)
+    probs = rows.double().softmax(-1)
+    for row, kept in zip(probs, keep):
+        assert bool(kept.any()) and float(row[kept].min()) >= float(row[~kept].max())
+        last = float(row[kept].min())
+        above_last = float(row[row > last].sum())
+        assert above_last <= top_p + 1e-6  # the least likely kept token still had room
+        assert float(row[kept].sum()) > top_p - 1e-6  # and the kept ones reach top_p
+        tied = int(kept.sum()) - int((row > last).sum())  # which equal tokens are kept is arbitrary, not how many
+        assert 1 <= tied <= int((row == last).sum()) and above_last + (tied - 1) * last <= top_p + 1e-6
 
 
 def test_temperature_zero_is_one_hot_on_the_penalised_maximum():
