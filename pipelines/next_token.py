@@ -264,14 +264,15 @@ def _draw(loaded: registry.LoadedModel, ids: list[int], params: SamplingParams, 
           rng: bytes | None) -> Step:
     import torch
 
-    logits = explorer(loaded).logits(ids)
+    state = explorer(loaded)
+    logits = state.logits(ids)
     generator, greedy = None, params.temperature <= 0
     if not greedy:
         generator = new_generator(seed, logits.device)
         if rng:
             generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
     token = int(choose(logits[None], params, generator, torch.tensor([ids], device=logits.device))[0, 0])
-    raw = logits.softmax(-1)
+    raw = state.before(ids)[0]
     after, _ = distribution(logits, params, torch.tensor(ids, device=logits.device))
     rank = int((raw > raw[token]).sum()) + 1
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)

@@ -7,7 +7,7 @@ import torch
 from transformers.generation.logits_process import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
                                                     TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
-from pipelines.sampling import TOP_P_CANDIDATES, SamplingParams, choose, distribution, new_generator, processed
+from pipelines.sampling import TOP_P_CANDIDATES, SamplingParams, choose, distribution, new_generator, nucleus, processed
 
 VOCAB = 151936  # Qwen2.5's vocabulary: wider than the top-p candidates
 
@@ -61,7 +61,7 @@ def test_the_distribution_equals_transformers_logits_processors(p, peaked):
     assert abs(float(probs.double().sum()) - 1) < 1e-4  # float32 softmax over 152k tokens (transformers' too)
 
 
-def test_top_p_past_the_candidates_sorts_everything():
+def test_top_p_past_the_candidates_keeps_what_a_full_sort_keeps():
     """A flat distribution whose top-p mass lies beyond the 1024 candidates keeps what the full sort keeps."""
     logits = torch.randn((1, VOCAB), generator=torch.Generator().manual_seed(6)) * 0.1
     logits[0, :10] = 3.0
@@ -71,6 +71,28 @@ def test_top_p_past_the_candidates_sorts_everything():
     assert int(kept.sum()) > TOP_P_CANDIDATES
     differ = (kept != torch.isfinite(theirs)).nonzero()[:, 0]
     assert len(differ) <= 1 and all(_on_the_top_p_edge(before_top_p, p, int(i)) for i in differ)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.99])
+def test_the_nucleus_without_a_sort_is_the_top_p_set(top_p):
+    """Rows that are flat, peaked, full of ties, partly -inf or all equal: the kept tokens are the most likely
+    ones, and each kept token's more likely tokens hold at most top_p while the kept ones hold more."""
+    g = torch.Generator().manual_seed(7)
+    rows = torch.randn((5, VOCAB), generator=g) * 2
+    rows[1] = _logits(8, True)[0]
+    rows[2] = (rows[2] * 2).round()  # ties: thousands of tokens share each value
+    rows[3, :50000] = float("-inf")
+    rows[4] = 0.0
+    keep = nucleus(rows, top_p)
+    probs = rows.double().softmax(-1)
+    for row, kept in zip(probs, keep):
+        assert bool(kept.any()) and float(row[kept].min()) >= float(row[~kept].max())
+        last = float(row[kept].min())
+        above_last = float(row[row > last].sum())
+        assert above_last <= top_p + 1e-6  # the least likely kept token still had room
+        assert float(row[kept].sum()) > top_p - 1e-6  # and the kept ones reach top_p
+        tied = int(kept.sum()) - int((row > last).sum())  # which equal tokens are kept is arbitrary, not how many
+        assert 1 <= tied <= int((row == last).sum()) and above_last + (tied - 1) * last <= top_p + 1e-6
 
 
 def test_temperature_zero_is_one_hot_on_the_penalised_maximum():
@@ -83,7 +105,8 @@ def test_temperature_zero_is_one_hot_on_the_penalised_maximum():
 
 
 def _old_pick(logits, p, generator, seen):
-    """The token picking of the code before the explorer (commit 5cf6631), kept as the oracle."""
+    """The token picking of the code before the explorer (commit 5cf6631), kept as the oracle (its draw now
+    the inverse-CDF one, written here independently: a comparison, then ``searchsorted``'s count)."""
     logits = logits.float()
     if seen is not None:
         prior = logits.gather(1, seen)
@@ -97,9 +120,15 @@ def _old_pick(logits, p, generator, seen):
         if p.top_p < 1.0:
             probs = values.softmax(-1)
             values = values.masked_fill(probs.cumsum(-1) - probs > p.top_p, float("-inf"))
-        probs = values.softmax(-1)
-        return index.gather(-1, torch.multinomial(probs, 1, generator=generator))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
+        return index.gather(-1, _inverse_cdf(values.softmax(-1), generator))
+    return _inverse_cdf(logits.softmax(-1), generator)
+
+
+def _inverse_cdf(probs, generator):
+    """One uniform number per row placed on the running sum (the draw that replaced torch.multinomial)."""
+    running = probs.double().cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator).double() * running[:, -1:]
+    return (running <= u).sum(-1, keepdim=True)
 
 
 # The last setting is left out on purpose: at temperature 2 the 1024 candidates of these logits hold less than
@@ -107,7 +136,7 @@ def _old_pick(logits, p, generator, seen):
 # (test_the_distribution_equals_transformers_logits_processors covers it).
 @pytest.mark.parametrize("p", SETTINGS[:-1] + [SamplingParams(temperature=0, repetition_penalty=1.2)],
                          ids=lambda p: f"T{p.temperature}-k{p.top_k}-p{p.top_p}-r{p.repetition_penalty}")
-def test_a_seed_draws_the_same_tokens_as_before_the_refactor(p):
+def test_a_seed_draws_the_same_tokens_as_the_oracle(p):
     seen = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(4))
     for seed in range(8):
         logits = torch.cat([_logits(10 + seed, True), _logits(20 + seed, True)])
@@ -140,3 +169,22 @@ def test_textgen_and_the_explorer_clamp_sampling_settings_to_the_same_ranges():
         TEMPERATURE_RANGE[1], TOP_K_RANGE[1], TOP_P_RANGE[0], REPETITION_PENALTY_RANGE[1])
     for notices in (stream.notices, notes):
         assert sum(name in " ".join(notices) for name in ("temperature", "top_k", "top_p", "repetition_penalty")) == 4
+
+
+def test_draws_follow_the_distribution_and_never_pick_a_removed_token():
+    logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05] + [1e-4] * 995]))
+    p = SamplingParams(temperature=1.0, top_k=4)
+    generator = new_generator(7)
+    counts = torch.bincount(torch.cat([choose(logits, p, generator)[:, 0] for _ in range(4000)]), minlength=1000)
+    assert int(counts[4:].sum()) == 0  # top-k removed them: never drawn
+    expected = torch.tensor([0.5, 0.2, 0.15, 0.1]) / 0.95 * 4000
+    chi2 = float(((counts[:4] - expected) ** 2 / expected).sum())
+    assert chi2 < 16.3  # 3 degrees of freedom: p = 0.001
+
+
+def test_a_uniform_number_rounded_up_to_the_total_still_draws_a_kept_token(monkeypatch):
+    from pipelines import sampling
+
+    values = torch.tensor([[3.0, 2.0, 1.0, float("-inf"), float("-inf")]])
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw.get("dtype")))
+    assert int(sampling.draw(values, None, new_generator(0))) == 2  # the last token with a probability
