@@ -12,7 +12,7 @@ widgets (an empty chat box, an upload gradio cannot open, an unexpected error).
     ├── StorageError            the audio folder is full or cannot be written
     ├── BusyError               too many requests of this kind are waiting: come back later
     │   └── RemoteBusyError     a remote server said 429 (too many requests), with its wait
-X
+    ├── OutOfMemoryError        a model ran out of memory: ask for less (see ``known_error``)
     └── ConfigError             a MODELDECK_* setting is malformed (start-up stops with it)
 """
 
