@@ -51,6 +51,17 @@ def test_a_gbk_csv_is_classified_into_a_table_and_downloads_as_utf8_with_bom(pag
     shot(page, "classify_batch")
 
 
+def test_a_file_in_an_unknown_encoding_is_refused_on_the_page(page, tmp_path):
+    upload = tmp_path / "binary.csv"
+    upload.write_bytes(b"id,text\n1,\xff\xfe\xff\n")  # neither UTF-8 nor GBK
+    open_tab(page, "🏷️ 文本分类")
+    page.locator("#classify-batch-file input[type=file]").set_input_files(str(upload))
+    toast = page.locator(".toast-body", has_text="encoding is not recognised")
+    toast.wait_for()  # says why and what to do, Chinese first
+    assert "无法识别文件编码" in toast.inner_text() and "UTF-8 or GBK" in toast.inner_text()
+    assert not page.locator("#classify-batch-column").is_visible()
+
+
 def test_pasted_lines_are_classified_too(page):
     open_tab(page, "🏷️ 文本分类")
     page.locator("#classify-batch-text textarea").fill("很好\n\n很差\n一般")

@@ -113,19 +113,27 @@ def test_export_then_import_gives_the_same_chat(page, tmp_path):
     page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
     import_file(page, good)
     page.locator(USER, has_text="导入的问题").wait_for()
-    assert texts(page, BOT) == [exported["messages"][2]["content"].strip()]
+    shown, answer = texts(page, BOT), exported["messages"][2]["content"]
+    assert [" ".join(t.split()) for t in shown] == [" ".join(answer.split())]  # the page folds whitespace
     wait_saved(page, "导入的问题")
 
 
-@pytest.mark.skip(reason="open: in headless Chromium the refusal toast's text is never found (180 s); the refusal "
-                         "itself and 'nothing changes' are tested in test_conversations.py and test_app_batch.py")
 def test_a_hostile_import_shows_why_and_changes_nothing(page, tmp_path):
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     send(page, "留着我")
-    wait_saved(page, "留着我")
     hostile = tmp_path / "evil.json"
-    hostile.write_text(json.dumps({"messages": [{"role": "tool", "content": "<img src=x onerror=alert(1)>"}]}))
+    hostile.write_text(json.dumps({"messages": [{"role": "user", "content": "<img src=x onerror=alert(1)>"},
+                                                {"role": "tool", "content": "<img src=x onerror=alert(2)>"}]}))
     import_file(page, hostile)
-    page.get_by_text("only system, user and assistant").first.wait_for()
-    assert texts(page, USER) == ["留着我"]  # nothing changed
+    toast = page.locator(".toast-body", has_text="only system, user and assistant")
+    toast.wait_for()  # the page says why, in both languages
+    assert "不受支持" in toast.inner_text() and "Nothing was changed" in toast.inner_text()
+    assert texts(page, USER) == ["留着我"]  # the open chat is untouched
+    page.screenshot(path="/tmp/s213_hostile.png")
+    page.locator("#chat-saved input").click()
+    page.get_by_role("option", name="留着我").wait_for()
+    assert page.get_by_role("option").count() == 1  # nothing was added to the list
     page.reload()
     page.locator(USER, has_text="留着我").wait_for()
+    assert texts(page, USER) == ["留着我"] and not dialogs

@@ -127,13 +127,17 @@ def export(kind: str, conversation_id: str | None, history: list[dict], system: 
 
 
 @edge
-def import_file(upload: Any, store: Any) -> tuple[Any, ...]:
-    """Open a JSON export as a new saved conversation; a bad file changes nothing."""
+def read_import(upload: Any) -> Conversation:
+    """Check a JSON export; a bad file is refused here, before anything on the page changes."""
     path = file_path(upload)
     if not path:
         raise gr.Error("请选择一个 JSON 文件。 / Choose a JSON file.", print_exception=False)
     with open(path, "rb") as f:  # a path gradio gave us inside its upload folder
-        conversation = conversations.parse_export(f.read(conversations.MAX_IMPORT_BYTES + 1))
+        return conversations.parse_export(f.read(conversations.MAX_IMPORT_BYTES + 1))
+
+
+def open_import(conversation: Conversation, store: Any) -> tuple[Any, ...]:
+    """Open a checked import as a new saved conversation."""
     store = conversations.remember(store, conversation)
     gr.Info("已导入对话。 / The conversation was imported.")
     return (*_shown(conversation), store, _choices(store, conversation.id))
@@ -153,14 +157,19 @@ def build(chatbot: gr.Chatbot, settings: list[Any]) -> SavedChats:
         upload = gr.UploadButton("⬆️ 导入 JSON · Import JSON", file_types=[".json"], elem_id="chat-import")
     exported = gr.File(label="导出的文件 Exported file", interactive=False, visible=False, elem_id="chat-exported")
 
-    private = {"api_visibility": "private", "queue": False}
+    # Events that can refuse go through the queue: gradio 6.31's page shows no toast for an error raised by an
+    # unqueued event (its run/predict reply reaches the page without the "visible" flag the toast needs).
+    private = {"api_visibility": "private", "show_progress": "hidden"}  # quick; no spinner or error veil
     view = [chatbot, current, *settings]  # settings: system prompt, temperature, top_p, max_new_tokens
     root = Context.root_block
     if root is not None:  # restore once the page has read the browser's store (either may come first)
-        gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], **private)
+        gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], queue=False,
+              **private)
     open_btn.click(open_saved, [listing, store], [*view, store], **private)
     delete_btn.click(delete_saved, [listing, current, store], [chatbot, current, store, listing], **private)
     for button, kind in ((json_btn, "json"), (md_btn, "md")):
         button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings], exported, **private)
-    upload.upload(import_file, [upload, store], [*view, store, listing], **private)
+    checked = gr.State(None)  # a refused file marks only this invisible output with the error
+    upload.upload(read_import, upload, checked, **private).success(
+        open_import, [checked, store], [*view, store, listing], **private)
     return SavedChats(store, current, listing, [chatbot, *settings])

@@ -90,6 +90,6 @@ def build(model: gr.Dropdown) -> None:
                                elem_id="classify-batch-download")
     private = {"api_visibility": "private"}
     for trigger in (upload.change, header.change):
-        trigger(columns, [upload, header], [column, status], queue=False, **private)
+        trigger(columns, [upload, header], [column, status], **private)  # queued: see chat_saved.build
     go.click(classify_many, [pasted, upload, header, column, model], [table, download, status],
              concurrency_id=CLASSIFIER, concurrency_limit=1, **private)
