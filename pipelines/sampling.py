@@ -31,6 +31,13 @@ REPETITION_PENALTY_RANGE = (1.0, 2.0)  # below 1 rewards repeating; above 2 bans
 TOP_P_CANDIDATES = 1024  # top-p looks at this many most likely tokens first (see the module docstring)
 TOP_P_BINS = 4096  # past them, log-probabilities fall into this many bins; only the edge's bin is sorted
 MAX_TOP_LOGPROBS = 20  # the most alternatives recorded per token (OpenAI's limit)
+MIN_NEW_TOKENS = 1
+
+
+def max_new_tokens_range() -> tuple[int, int]:
+    """Return the fewest and most new tokens a request may ask for (the most is ``MODELDECK_MAX_NEW_TOKENS``;
+    a model with a short window allows fewer, see ``backends.max_new_tokens_cap``)."""
+    return MIN_NEW_TOKENS, settings.get("MODELDECK_MAX_NEW_TOKENS")
 
 
 def checked_settings(temperature: Any, top_k: Any, top_p: Any, repetition_penalty: Any, notices: list[str], *,
