@@ -52,8 +52,8 @@ Tokens already in the text have their score divided by r (if positive) or multip
 **熵 entropy** 衡量不确定程度（比特）：1 比特 ≈ 两个词五五开。**保留的概率 kept mass** 是被保留的词在原始分布里占的概率。 /
 **Entropy** measures uncertainty in bits: 1 bit ≈ a coin flip between two tokens. **Kept mass** is how much of the original probability the kept tokens hold.
 
-**远程后端 remote backends** — 这个视图需要模型的完整概率分布，只支持本地运行的模型；OpenAI 兼容的远程服务器最多只返回前 20 个词的 logprobs，不能显示这个视图。 /
-This view needs the model's whole distribution, so it works with local models only; a remote OpenAI-compatible server returns at most 20 logprobs per token and cannot show it.
+**远程后端 remote backends** — OpenAI 兼容的服务器（例如 vLLM）只返回概率最高的前 N 个词（最多 20 个）的 logprobs：“之前”就是这 N 个，“之后”只用这 N 个重新计算（当作整个词表），熵也只算这 N 个；重复惩罚无法显示，逐词模式只支持本地模型。不返回 logprobs 的服务器（例如 `transformers serve`）和 Hugging Face Inference Providers 无法显示这个视图，会直接说明。 /
+An OpenAI-compatible server (vLLM, for one) returns the logprobs of its top N tokens only (at most 20): "before" is those N, "after" is recomputed from those N alone (as if they were the whole vocabulary), and so are the entropies; the repetition penalty cannot be shown and step mode needs a local model. A server that returns no logprobs (`transformers serve`) and Hugging Face Inference Providers cannot show this view, and the tab says so.
 """
 
 
@@ -77,6 +77,13 @@ def chart_html(view: pipelines.NextTokenView) -> str:
     summary = (f"<p class='nt-summary'>熵 entropy: <b>{view.entropy_before:.2f}</b> → <b>{view.entropy_after:.2f}</b> bits"
                f" · 保留 kept: <b>{view.kept_count}</b> / {view.vocab_size} 个词 tokens, "
                f"占原始概率 kept mass <b>{view.kept_mass:.1%}</b> · {html.escape(view.model)}</p>")
+    if view.known_mass is not None:
+        n = view.vocab_size
+        summary += (f"<p class='nt-remote'>⚠️ 远程模型：只知道服务器返回的前 {n} 个词（共占概率 {view.known_mass:.1%}）；"
+                    f"“之后”和熵只用这 {n} 个词重新计算；重复惩罚无法显示；逐词模式只支持本地模型。 / Remote model: only "
+                    f"the top {n} tokens the server returned are known (together {view.known_mass:.1%} of the "
+                    f"probability); \"after\" and the entropies are recomputed from those {n} only; the repetition "
+                    "penalty cannot be shown; step mode needs a local model.</p>")
     head = ("<tr><th>#</th><th>词元 token</th><th colspan='2'>之前 before (T=1, 不过滤 no filter)</th>"
             "<th colspan='2'>之后 after (当前设置 current settings)</th></tr>")
     return f"{summary}<table>{head}{''.join(rows)}</table><p><small>{SPACE_NOTE}</small></p>"
@@ -112,7 +119,7 @@ def draw(prompt: str, model: str, temperature: float, top_k: int, top_p: float, 
     state = _own(state, prompt, model)
     view = pipelines.next_token(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
                                 repetition_penalty=penalty, top_n=top_n, appended=state["ids"])
-    choices = [(f"{c.token}  ·  {_pct(c.p) if c.kept else '✂'}", str(c.id)) for c in view.candidates]
+    choices = [(f"{c.token}  ·  {_pct(c.p) if c.kept else '✂'}", str(c.id)) for c in view.candidates if c.id >= 0]
     state["labels"] = {str(c.id): c.token for c in view.candidates}
     return (chart_html(view), gr.update(choices=choices, value=None),
             text_html(prompt, state["tokens"], state["marks"]), notices_md(view.notices), state)
