@@ -157,7 +157,7 @@ ZH = {
     "md_tab_next_token": "🔍 下一个词 · Next token", "md_nt_top_n": "显示前 N 个词", "md_nt_show": "🔍 显示下一个词",
     "md_nt_sample": "🎲 采样一个词", "md_nt_restart": "🔄 重新开始",
     "md_nt_seed_info": "留空 = 随机；同一个种子连续采样，写出的词和文本生成用这个种子写出的一样。",
-    "md_nt_pick": "点一个候选词，把它接到文本后面", "md_color_by_p": "🎨 按概率给回复上色",
+    "md_nt_pick": "👆 点图里的一行，把这个词接到文本后面", "md_color_by_p": "🎨 按概率给回复上色",
 }
 EN = {
     "md_title": "# 🧪 ModelDeck · small-model playground\nTry small Hugging Face models in your browser: chat, "
@@ -193,7 +193,7 @@ EN = {
     "md_nt_sample": "🎲 Sample one token", "md_nt_restart": "🔄 Start over",
     "md_nt_seed_info": "Empty = random; sampling step by step with one seed writes what text generation writes "
                        "with that seed.",
-    "md_nt_pick": "Click a candidate to append it to the text", "md_color_by_p": "🎨 Colour the reply by probability",
+    "md_nt_pick": "👆 Click a row of the chart to append its token to the text", "md_color_by_p": "🎨 Colour the reply by probability",
 }
 assert ZH.keys() == EN.keys()
 # Keys carry a prefix: gradio has its own translation namespaces ("audio", "image", …).
