@@ -1,5 +1,6 @@
 """The chat tab's lasting work, used in headless Chromium the way a person would: edit an earlier message,
-reload and find the chat again, reopen and delete past chats, export and import."""
+flip through regenerated answers, reload and find the chat again, reopen and delete past chats, export and
+import."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 
 import pytest
 
+from pipelines.inputs import _CONTROL
 from test_browser import CHROMIUM, browser, page, shot  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser,
@@ -63,6 +65,42 @@ def test_edit_an_earlier_message_and_the_answer_is_regenerated_from_there(page):
     assert texts(page, USER) == ["改过的问题"]  # the later turns are gone, the edit is the question now
     assert len(texts(page, BOT)) == 1 and texts(page, BOT)[0]
     page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+
+
+def folded(page, selector: str) -> list[str]:
+    """The texts as the page shows them, whitespace folded and without the control characters the chat drops
+    from kept answers (a random tiny model writes some)."""
+    return [" ".join(_CONTROL.sub("", t).split()) for t in texts(page, selector)]
+
+
+def stored(page) -> str:
+    return page.evaluate("() => localStorage.getItem('modeldeck-chats') || ''")
+
+
+def test_regenerated_answers_are_kept_and_can_be_flipped_through(page, monkeypatch):
+    monkeypatch.delenv("MODELDECK_SEED")  # the test app fixes the seed; a visitor's regenerated answers vary
+    version = page.locator("#chat-version")
+    send(page, "给我两个版本")
+    first = folded(page, BOT)
+    assert not version.is_visible()  # one answer: nothing to flip
+    page.locator("#chat-regenerate").click()
+    version.get_by_text("2/2").wait_for()  # the new answer is shown, the first one kept
+    second = folded(page, BOT)
+    assert len(second) == 1 and second != first
+    before = stored(page)
+    page.locator("#chat-version-prev").click()
+    version.get_by_text("1/2").wait_for()
+    assert folded(page, BOT) == first and texts(page, USER) == ["给我两个版本"]
+    page.wait_for_function("old => (localStorage.getItem('modeldeck-chats') || '') !== old", arg=before)
+    shot(page, "chat_versions")
+    page.reload()
+    version.get_by_text("1/2").wait_for()  # the chosen version is the one kept
+    assert folded(page, BOT) == first
+    page.locator("#chat-version-next").click()
+    version.get_by_text("2/2").wait_for()
+    assert folded(page, BOT) == second
+    send(page, "继续", title="给我两个版本")  # the chat goes on from the version shown
+    assert folded(page, BOT)[0] == second[0] and not version.is_visible()
 
 
 def test_a_reload_keeps_the_chat_and_past_chats_can_be_reopened_and_deleted(page):
