@@ -10,8 +10,8 @@ from .chat import DEFAULT_SYSTEM_PROMPT, chat
 from .classify import classify_text, classify_texts, readable_label
 from .devices import device_and_dtype_names
 from . import settings
-from .errors import (BusyError, ConfigError, InvalidInputError, ModelUnavailableError, PipelineError,
-                     RemoteBusyError, RemoteUnavailableError, SpeechUnavailableError, StorageError)
+from .errors import (BusyError, ConfigError, InvalidInputError, ModelUnavailableError, OutOfMemoryError,
+                     PipelineError, RemoteBusyError, RemoteUnavailableError, SpeechUnavailableError, StorageError)
 from .images import load_image
 from .next_token import Candidate, NextTokenView, Step, next_token, sample_step
 from .picture_story import PictureStoryUpdate, picture_story
@@ -26,7 +26,7 @@ from .tokens import TokenLogprob
 
 __all__ = [
     "BusyError", "Candidate", "Caption", "ConfigError", "DEFAULT_SYSTEM_PROMPT", "InvalidInputError",
-    "ModelUnavailableError", "NextTokenView", "PictureStoryUpdate", "PipelineError", "RemoteBusyError",
+    "ModelUnavailableError", "NextTokenView", "OutOfMemoryError", "PictureStoryUpdate", "PipelineError", "RemoteBusyError",
     "RemoteUnavailableError", "RowResult", "STYLES", "SamplingParams", "Speech", "SpeechUnavailableError", "Step", "StorageError",
     "TextStream", "TokenLogprob", "Usage", "caption_image", "chat", "classify_rows", "classify_text", "classify_texts",
     "device_and_dtype_names", "generate_text", "get_model", "load_image", "loaded_models", "model_names",

@@ -6,14 +6,15 @@ from typing import Any
 
 from .inputs import clean_text, logprobs_count, normalize_messages, number, seed as parse_seed
 from .backends import chat_backend, max_new_tokens_cap
-from .sampling import TEMPERATURE_RANGE, TOP_P_RANGE, SamplingParams
+from .sampling import MIN_NEW_TOKENS, TEMPERATURE_RANGE, TOP_P_RANGE, SamplingParams
 from .streaming import TextStream
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人的助手。"
+DEFAULT_MAX_NEW_TOKENS = 512  # a full answer of a few paragraphs
 
 
 def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-         temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 512,
+         temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
          seed: int | None = None, top_logprobs: int | None = None) -> TextStream:
     """Return a stream of the assistant's reply to ``message`` after ``history``.
 
@@ -33,8 +34,8 @@ def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAU
         system = inline[-1]["content"]
     backend = chat_backend("chat")
     params = SamplingParams(
-        max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=1, hi=max_new_tokens_cap(backend),
-                              notices=notices, integer=True, default=512),
+        max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=MIN_NEW_TOKENS, hi=max_new_tokens_cap(backend),
+                              notices=notices, integer=True, default=DEFAULT_MAX_NEW_TOKENS),
         temperature=number(temperature, name="temperature", lo=TEMPERATURE_RANGE[0], hi=TEMPERATURE_RANGE[1],
                            notices=notices, default=0.7),
         top_p=number(top_p, name="top_p", lo=TOP_P_RANGE[0], hi=TOP_P_RANGE[1], notices=notices, default=0.9),

@@ -13,7 +13,7 @@ import re
 import uuid
 
 from .errors import StorageError
-from .speech import _remove, audio_dir, cleanup
+from .speech import audio_dir, cleanup, remove_file
 
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -32,7 +32,7 @@ def save_download(data: bytes, stem: str, extension: str) -> str:
             f.write(data)
         os.replace(temp, path)
     except OSError as exc:
-        _remove(temp)
+        remove_file(temp)
         raise StorageError(f"无法保存下载文件（{exc.strerror or exc}）。请检查 MODELDECK_AUDIO_DIR 是否可写、磁盘是否已满。",
                            f"The download could not be saved ({exc.strerror or exc}). Check that MODELDECK_AUDIO_DIR "
                            "is writable and the disk is not full.") from exc

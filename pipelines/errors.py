@@ -12,6 +12,7 @@ widgets (an empty chat box, an upload gradio cannot open, an unexpected error).
     ├── StorageError            the audio folder is full or cannot be written
     ├── BusyError               too many requests of this kind are waiting: come back later
     │   └── RemoteBusyError     a remote server said 429 (too many requests), with its wait
+    ├── OutOfMemoryError        a model ran out of memory: ask for less (see ``known_error``)
     └── ConfigError             a MODELDECK_* setting is malformed (start-up stops with it)
 """
 
@@ -55,6 +56,33 @@ class StorageError(PipelineError):
 
 class BusyError(PipelineError):
     """Too many requests of one kind are already waiting; the message says when to come back."""
+
+
+class OutOfMemoryError(PipelineError):
+    """A model ran out of (GPU or CPU) memory on this request; a smaller request may fit."""
+
+    def __init__(self) -> None:
+        super().__init__("内存不足：请缩短输入、减少生成长度或生成条数后重试。",
+                         "Out of memory: shorten the input or ask for fewer new tokens or sequences, then retry.")
+
+
+# torch.OutOfMemoryError ("CUDA out of memory. Tried to allocate …", a RuntimeError), MPS ("MPS backend out of
+# memory"), and the CPU allocator ("DefaultCPUAllocator: not enough memory: you tried to allocate …").
+_OUT_OF_MEMORY = ("out of memory", "not enough memory")
+
+
+def known_error(exc: BaseException) -> PipelineError | None:
+    """Return ``exc`` as an error a user can act on (itself, or ``OutOfMemoryError`` for torch's
+    ``OutOfMemoryError``, its allocators' ``RuntimeError`` or ``MemoryError``); None when it is unexpected."""
+    if isinstance(exc, PipelineError):
+        return exc
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(
+            words in str(exc).lower() for words in _OUT_OF_MEMORY)):
+        return OutOfMemoryError()
+    return None
+
+
+UNEXPECTED = ("出现意外错误，已记录。请重试。", "Something unexpected went wrong and was logged. Please retry.")
 
 
 class ConfigError(PipelineError):

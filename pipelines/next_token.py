@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import registry
-from .backends.local import LocalChatBackend, _window
+from .backends.local import LocalChatBackend
 from .decoding import DecodeBatch
 from .engine import engine
 from .errors import InvalidInputError
 from .inputs import clean_text, number, seed as parse_seed
 from .sampling import SamplingParams, checked_settings, choose, distribution, new_generator, resolve_seed
 from .tokens import BYTES_NOTE, has_byte_pieces, readable
+from .windows import context_window
 
 CHAT_SUFFIX = "· 对话模板 chat template"
 REMOTE_ZH = "这个模型在远程服务器上运行，服务器不提供完整的概率分布，无法显示下一个词视图。请选本地模型。"
@@ -175,7 +176,7 @@ def prompt_ids(prompt: str, model: str | None, notices: list[str]) -> tuple[regi
     if not ids:
         raise InvalidInputError("提示文本里没有模型认识的字符，请换一段文字。",
                                 "The model recognises no character of the prompt; try other text.")
-    window = _window(loaded)
+    window = context_window(loaded)
     if len(ids) >= window:  # the next token follows the end, so keep the end
         ids = ids[-(window - 1):]
         notices.append(f"文本过长，只使用了最后 {window - 1} 个词元。 / "

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from . import backends
 from .caption import Caption, add_chinese, english_caption, from_text
-from .errors import PipelineError
+from .errors import PipelineError, known_error
 from .images import load_image
 from .speech import synthesize_speech
 from .story import story_settings, write_story
@@ -38,8 +38,9 @@ def _warm(role: str) -> None:
 
 def step_failed(kept_zh: str, kept_en: str, exc: Exception) -> str:
     """A notice saying what was kept and why the next step failed; unexpected errors are logged with a trace."""
-    if isinstance(exc, PipelineError):
-        zh, en = exc.zh, exc.en
+    known = known_error(exc)
+    if known is not None:
+        zh, en = known.zh, known.en
     else:
         log.exception("picture story: a step failed (%s)", kept_en)
         zh = en = f"{type(exc).__name__}"

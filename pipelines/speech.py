@@ -132,19 +132,20 @@ def cleanup(folder: str | None = None, *, now: float | None = None) -> int:
         stat = entry.stat()
         stale_tmp = entry.name.startswith(".tmp-") and now - stat.st_mtime > 3600
         if now - stat.st_mtime > max_age or stale_tmp:
-            removed += _remove(entry.path)
+            removed += remove_file(entry.path)
         elif not entry.name.startswith(".tmp-"):
             kept.append((stat.st_mtime, stat.st_size, entry.path))
     total = sum(size for _, size, _ in kept)
     for _, size, path in sorted(kept):
         if total <= cap:
             break
-        removed += _remove(path)
+        removed += remove_file(path)
         total -= size
     return removed
 
 
-def _remove(path: str) -> int:
+def remove_file(path: str) -> int:
+    """Delete ``path``; return 1 if it was removed, 0 if it was already gone or cannot be removed."""
     try:
         os.remove(path)
         return 1
@@ -200,7 +201,7 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
                 f.write(data)
             os.replace(temp, path)  # the final name appears only when the file is complete
         except OSError as exc:
-            _remove(temp)
+            remove_file(temp)
             raise _storage_error(exc) from exc
         if engine != order[0]:
             notices.append("在线语音（gTTS）不可用，已改用离线语音 espeak-ng。 / Online speech (gTTS) was "

@@ -17,13 +17,10 @@ import threading
 from typing import Any, Callable, Iterator
 
 from .decoding import END_OF_STREAM, Request, Usage, tokenizer_of
-from .errors import PipelineError
-from .sampling import SamplingParams, resolve_seed
+from .errors import PipelineError, known_error
 from .tokens import TokenLogprob, token_logprob
 
-__all__ = ["SamplingParams", "TextStream", "TokenLogprob", "Usage", "consume", "has_cjk", "looks_wordpiece_spaced",
-           "remove_cjk_spaces",
-           "resolve_seed", "spaces_between_cjk"]
+__all__ = ["TextStream", "consume", "has_cjk", "looks_wordpiece_spaced", "remove_cjk_spaces", "spaces_between_cjk"]
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +200,9 @@ class _Cut:
 
 
 def _as_pipeline_error(exc: BaseException) -> BaseException:
-    if isinstance(exc, PipelineError):
-        return exc
-    if "out of memory" in str(exc).lower():
-        return PipelineError("内存不足：请缩短输入或减少生成长度后重试。",
-                             "Out of memory: shorten the input or ask for fewer new tokens, then retry.")
+    known = known_error(exc)
+    if known is not None:
+        return known
     log.error("generation failed", exc_info=exc)
     return PipelineError(f"生成失败：{type(exc).__name__}。请重试。",
                          f"Generation failed: {type(exc).__name__}. Please retry.")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from .backends import max_new_tokens_cap, text_backend
 from .inputs import clean_text, logprobs_count, number, seed as parse_seed
-from .sampling import SamplingParams, checked_settings
+from .sampling import MIN_NEW_TOKENS, SamplingParams, checked_settings
 from .streaming import TextStream
 
 MAX_SEQUENCES = 8
+DEFAULT_MAX_NEW_TOKENS = 100  # a paragraph: enough to see what the settings do, quick on a CPU
 NEUTRAL = {"top_k": 0, "repetition_penalty": 1.0, "n": 1}  # a setting at this value changes nothing
 
 
@@ -18,7 +19,7 @@ def join_sequences(texts: list[str]) -> str:
     return "\n\n".join(f"【{i + 1}】\n{t}" for i, t in enumerate(texts))
 
 
-def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int = 100,
+def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                   temperature: float = 0.8, top_k: int = 50, top_p: float = 0.95,
                   repetition_penalty: float = 1.1, num_return_sequences: int = 1,
                   seed: int | None = None, top_logprobs: int | None = None) -> TextStream:
@@ -33,8 +34,8 @@ def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int 
     text = clean_text(prompt, field_zh="提示文本", field_en="prompt", notices=notices)
     backend = text_backend(model)
     params = SamplingParams(
-        max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=1, hi=max_new_tokens_cap(backend),
-                              notices=notices, integer=True, default=100),
+        max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=MIN_NEW_TOKENS, hi=max_new_tokens_cap(backend),
+                              notices=notices, integer=True, default=DEFAULT_MAX_NEW_TOKENS),
         **checked_settings(temperature, top_k, top_p, repetition_penalty, notices, defaults=(0.8, 50, 0.95, 1.1)),
         seed=parse_seed(seed),
         top_logprobs=logprobs_count(top_logprobs, notices),

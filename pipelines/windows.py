@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import settings
+
 # Tokenizers without a limit report a huge placeholder (transformers' VERY_LARGE_INTEGER, ~1e30).
 _NO_LIMIT = 10**9
 # A model whose config names no position table (none of ours): assume the common BERT-era size.
@@ -43,3 +45,9 @@ def model_window(loaded: Any) -> int:
 def input_window(loaded: Any, room_for_output: int = 0) -> int:
     """Return how many input tokens fit in ``loaded``'s window after ``room_for_output`` (at least 1)."""
     return max(1, model_window(loaded) - max(0, room_for_output))
+
+
+def context_window(loaded: Any) -> int:
+    """Return how many tokens a local language model's prompt and reply may hold together: its window,
+    capped by ``MODELDECK_MAX_CONTEXT_TOKENS`` (chat, story, text generation and the next-token view)."""
+    return min(model_window(loaded), settings.get("MODELDECK_MAX_CONTEXT_TOKENS"))

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from pipelines import InvalidInputError, ModelUnavailableError, PipelineError
+from pipelines.errors import UNEXPECTED, known_error
 
 from .jobs import Job
 from .limits import authorized, gate
@@ -36,6 +37,7 @@ def routes() -> list[BaseRoute]:
 
 def error_response(exc: BaseException) -> JSONResponse:
     """The OpenAI error JSON and status for ``exc``; unexpected errors are logged and not shown."""
+    exc = known_error(exc) or exc
     if isinstance(exc, ApiError):
         status, body = exc.status, error_body(str(exc), exc.kind, exc.code, exc.param)
     elif isinstance(exc, InvalidInputError):
@@ -46,8 +48,7 @@ def error_response(exc: BaseException) -> JSONResponse:
         status, body = 500, error_body(str(exc), "server_error")
     else:
         log.error("unexpected error in the API", exc_info=exc)
-        status, body = 500, error_body("出现意外错误，已记录。请重试。 / Something unexpected went wrong and was logged. "
-                                       "Please retry.", "server_error")
+        status, body = 500, error_body(" / ".join(UNEXPECTED), "server_error")
     return JSONResponse(body, status_code=status)
 
 

@@ -105,7 +105,8 @@ def test_temperature_zero_is_one_hot_on_the_penalised_maximum():
 
 
 def _old_pick(logits, p, generator, seen):
-    """The token picking of the code before the explorer (commit 5cf6631), kept as the oracle."""
+    """The token picking of the code before the explorer (commit 5cf6631), kept as the oracle (its draw now
+    the inverse-CDF one, written here independently: a comparison, then ``searchsorted``'s count)."""
     logits = logits.float()
     if seen is not None:
         prior = logits.gather(1, seen)
@@ -119,9 +120,15 @@ def _old_pick(logits, p, generator, seen):
         if p.top_p < 1.0:
             probs = values.softmax(-1)
             values = values.masked_fill(probs.cumsum(-1) - probs > p.top_p, float("-inf"))
-        probs = values.softmax(-1)
-        return index.gather(-1, torch.multinomial(probs, 1, generator=generator))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator)
+        return index.gather(-1, _inverse_cdf(values.softmax(-1), generator))
+    return _inverse_cdf(logits.softmax(-1), generator)
+
+
+def _inverse_cdf(probs, generator):
+    """One uniform number per row placed on the running sum (the draw that replaced torch.multinomial)."""
+    running = probs.double().cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator).double() * running[:, -1:]
+    return (running <= u).sum(-1, keepdim=True)
 
 
 # The last setting is left out on purpose: at temperature 2 the 1024 candidates of these logits hold less than
@@ -129,7 +136,7 @@ def _old_pick(logits, p, generator, seen):
 # (test_the_distribution_equals_transformers_logits_processors covers it).
 @pytest.mark.parametrize("p", SETTINGS[:-1] + [SamplingParams(temperature=0, repetition_penalty=1.2)],
                          ids=lambda p: f"T{p.temperature}-k{p.top_k}-p{p.top_p}-r{p.repetition_penalty}")
-def test_a_seed_draws_the_same_tokens_as_before_the_refactor(p):
+def test_a_seed_draws_the_same_tokens_as_the_oracle(p):
     seen = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(4))
     for seed in range(8):
         logits = torch.cat([_logits(10 + seed, True), _logits(20 + seed, True)])
@@ -162,3 +169,22 @@ def test_textgen_and_the_explorer_clamp_sampling_settings_to_the_same_ranges():
         TEMPERATURE_RANGE[1], TOP_K_RANGE[1], TOP_P_RANGE[0], REPETITION_PENALTY_RANGE[1])
     for notices in (stream.notices, notes):
         assert sum(name in " ".join(notices) for name in ("temperature", "top_k", "top_p", "repetition_penalty")) == 4
+
+
+def test_draws_follow_the_distribution_and_never_pick_a_removed_token():
+    logits = torch.log(torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05] + [1e-4] * 995]))
+    p = SamplingParams(temperature=1.0, top_k=4)
+    generator = new_generator(7)
+    counts = torch.bincount(torch.cat([choose(logits, p, generator)[:, 0] for _ in range(4000)]), minlength=1000)
+    assert int(counts[4:].sum()) == 0  # top-k removed them: never drawn
+    expected = torch.tensor([0.5, 0.2, 0.15, 0.1]) / 0.95 * 4000
+    chi2 = float(((counts[:4] - expected) ** 2 / expected).sum())
+    assert chi2 < 16.3  # 3 degrees of freedom: p = 0.001
+
+
+def test_a_uniform_number_rounded_up_to_the_total_still_draws_a_kept_token(monkeypatch):
+    from pipelines import sampling
+
+    values = torch.tensor([[3.0, 2.0, 1.0, float("-inf"), float("-inf")]])
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw.get("dtype")))
+    assert int(sampling.draw(values, None, new_generator(0))) == 2  # the last token with a probability

@@ -139,3 +139,37 @@ def test_picture_story_yields_caption_then_story_then_audio():
     assert updates[1].stage == "caption" and updates[1].caption.zh
     final = updates[-1]
     assert final.story and final.audio and final.audio.endswith(".wav")
+
+
+def test_a_story_model_of_its_own_writes_the_stories_and_the_chat_model_the_chats(tmp_path, monkeypatch,
+                                                                                   fresh_registry):
+    from gates import PassGate
+    from tiny_models import qwen2_chat
+
+    qwen2_chat(tmp_path / "story", width=16)
+    monkeypatch.setenv("MODELDECK_STORY_MODEL", f"Tiny story={tmp_path / 'story'}")
+    monkeypatch.setenv("MODELDECK_MAX_NEW_TOKENS", "8")
+    chat_model, story_model = fresh_registry.get_model("chat"), fresh_registry.get_model("story")
+    assert story_model.spec.name == "Tiny story" and story_model.model is not chat_model.model
+    with PassGate(chat_model) as chat_passes, PassGate(story_model) as story_passes:
+        p.write_story("一只猫", "温馨", 50, 5, "zh").collect()
+        assert story_passes.passes > 0 and chat_passes.passes == 0
+        p.chat("你好", max_new_tokens=4).collect()
+        assert chat_passes.passes > 0
+
+
+def test_a_chat_model_without_a_chat_template_gets_the_plain_fallback(monkeypatch, fresh_registry):
+    import os
+
+    from pipelines.backends import chat_backend
+
+    gpt2 = os.environ["MODELDECK_TEXTGEN_MODELS"].split(",")[0].split("=", 1)[1]  # a BERT-style tokenizer
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", f"Tiny GPT-2 as chat={gpt2}")
+    backend = chat_backend("chat")
+    assert not getattr(backend.tokenizer, "chat_template", None)
+    messages = [{"role": "system", "content": "简短"}, {"role": "user", "content": "你好"}]
+    assert backend.render(messages) == "system: 简短\nuser: 你好\nassistant:"
+    stream = p.chat("你好", system_prompt="简短", max_new_tokens=4)
+    stream.collect()
+    assert stream.usage.prompt_tokens == backend.count(backend.render(messages))
+    assert 1 <= stream.usage.completion_tokens <= 4

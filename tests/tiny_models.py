@@ -85,7 +85,7 @@ def blip(d: Path) -> None:
     proc.save_pretrained(d)
 
 
-def marian(d: Path, max_positions: int = 64) -> None:
+def marian(d: Path, max_positions: int = 64, language_codes: tuple[str, ...] = ()) -> None:
     import sentencepiece as spm
     from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
@@ -97,7 +97,7 @@ def marian(d: Path, max_positions: int = 64) -> None:
             minloglevel=2)
         os.replace(f"{d}/{name}.model", f"{d}/{name}.spm")
         os.remove(f"{d}/{name}.vocab")
-    pieces = ["</s>", "<unk>", "<pad>"]
+    pieces = ["</s>", "<unk>", "<pad>", *language_codes]  # codes such as >>cmn_Hans<< pick a target language
     for name in ("source", "target"):
         sp = spm.SentencePieceProcessor(model_file=f"{d}/{name}.spm")
         pieces += [p for p in map(sp.id_to_piece, range(sp.get_piece_size())) if p not in pieces]

@@ -9,7 +9,8 @@ import gradio as gr
 
 import pipelines
 from pipelines.inputs import normalize_messages
-from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE
+from pipelines.chat import DEFAULT_MAX_NEW_TOKENS
+from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
 from . import adapters, chat_saved, chat_versions
 from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, t, usage_md
@@ -95,8 +96,9 @@ def build() -> None:
         temperature = gr.Slider(*TEMPERATURE_RANGE, value=0.7, step=0.05, label=t("md_temperature"),
                                 info=t("md_temperature_info"))
         top_p = gr.Slider(*TOP_P_RANGE, value=0.9, step=0.01, label=t("md_top_p"), info=t("md_top_p_info"))
-        max_new = gr.Slider(16, 1024, value=512, step=16, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"),
-                            elem_id="chat-max-new")
+        fewest, most = max_new_tokens_range()  # what the pipeline clamps to
+        max_new = gr.Slider(fewest, most, value=min(DEFAULT_MAX_NEW_TOKENS, most), step=1, label=t("md_max_new_tokens"),
+                            info=t("md_max_new_tokens_info"), elem_id="chat-max-new")
         color = gr.Checkbox(False, label=t("md_color_by_p"), elem_id="chat-color")
     examples([[e] for e in EXAMPLES], [box], ["示例 Example"])
     saved = chat_saved.build(chatbot, [system, temperature, top_p, max_new], nav)

@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from pipelines import InvalidInputError, PipelineError, registry
+from pipelines import InvalidInputError, registry
+from pipelines.errors import UNEXPECTED, known_error
 from pipelines.batching import max_batch
 
 log = logging.getLogger("modeldeck.ui")
@@ -45,11 +46,11 @@ def edge(fn: Callable[..., Any]) -> Callable[..., Any]:
     def convert(exc: Exception) -> gr.Error:
         if isinstance(exc, gr.Error):
             return exc
-        if isinstance(exc, PipelineError):
-            return gr.Error(str(exc), print_exception=False)
+        known = known_error(exc)
+        if known is not None:
+            return gr.Error(str(known), print_exception=False)
         log.exception("unexpected error in %s", fn.__name__)
-        return gr.Error("出现意外错误，已记录。请重试。 / Something unexpected went wrong and was logged. Please retry.",
-                        print_exception=False)
+        return gr.Error(" / ".join(UNEXPECTED), print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)

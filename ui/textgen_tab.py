@@ -11,8 +11,9 @@ from typing import Iterator
 
 import gradio as gr
 
-from pipelines.sampling import REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE
-from pipelines.textgen import MAX_SEQUENCES
+from pipelines.sampling import (REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE,
+                                max_new_tokens_range)
+from pipelines.textgen import DEFAULT_MAX_NEW_TOKENS, MAX_SEQUENCES
 
 from . import adapters
 from .common import model_choices, TEXTGEN, edge, examples, gpu, notices_md, t, usage_md
@@ -62,7 +63,10 @@ def build() -> None:
                                     info=t("md_temperature_info"), elem_id="textgen-temperature")
             top_k = gr.Slider(*TOP_K_RANGE, value=50, step=1, label=t("md_top_k"), info=t("md_top_k_info"))
             top_p = gr.Slider(*TOP_P_RANGE, value=0.95, step=0.01, label=t("md_top_p"), info=t("md_top_p_info"))
-            max_new = gr.Slider(8, 512, value=100, step=8, label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"))
+            fewest, most = max_new_tokens_range()  # what the pipeline clamps to
+            max_new = gr.Slider(fewest, most, value=min(DEFAULT_MAX_NEW_TOKENS, most), step=1,
+                                label=t("md_max_new_tokens"), info=t("md_max_new_tokens_info"),
+                                elem_id="textgen-max-new")
             penalty = gr.Slider(*REPETITION_PENALTY_RANGE, value=1.1, step=0.05, label=t("md_repetition_penalty"),
                                 info=t("md_repetition_penalty_info"))
             sequences = gr.Slider(1, MAX_SEQUENCES, value=1, step=1, label=t("md_num_sequences"),

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .. import registry, settings
 from ..registry import ModelSpec
+from ..sampling import max_new_tokens_range
 from .base import Captioner, ChatBackend, Classifier, TextBackend, Translator
 from .remote import Remote
 
@@ -114,7 +115,8 @@ def translator() -> Translator:
 
 def max_new_tokens_cap(backend: Any) -> int:
     """The most new tokens one request may ask for: a setting, and at most half the context window."""
-    return max(1, min(settings.get("MODELDECK_MAX_NEW_TOKENS"), backend.context_window // 2))
+    fewest, most = max_new_tokens_range()
+    return max(fewest, min(most, backend.context_window // 2))
 
 
 def remote_targets() -> list[tuple[str, ModelSpec, Remote]]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-from ..streaming import SamplingParams, TextStream
+from ..sampling import SamplingParams
+from ..streaming import TextStream
 
 Render = Callable[[list[str]], str]
 Message = dict[str, str]

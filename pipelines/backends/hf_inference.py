@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator
 from .. import settings
 from ..errors import PipelineError
 from ..registry import ModelSpec
-from ..sampling import resolve_seed
-from ..streaming import SamplingParams, TextStream
+from ..sampling import SamplingParams, resolve_seed
+from ..streaming import TextStream
 from .base import Message, Render
 from .remote import Remote, is_too_long, too_long_error
 from .streams import openai_pieces, remote_stream

@@ -13,20 +13,20 @@ from .. import registry, settings
 from ..batching import batcher_for, stream_generate
 from ..engine import engine
 from ..errors import InvalidInputError
-from ..streaming import SamplingParams, TextStream
-from ..windows import input_window, model_window
+from ..sampling import SamplingParams
+from ..streaming import TextStream
+from ..windows import context_window, input_window
 from .base import Message, Render, fit_messages
 
 TRANSLATION_TOKENS = 96  # a one-sentence caption in Chinese, with room to spare
+# Cutting a message and decoding it may re-tokenize differently at the cut (a byte-level character split,
+# merged pieces): cut this many tokens more than the overflow, so that one cut is enough to fit.
+RETOKENIZE_MARGIN = 8
 
 
 def _fallback_template(messages: list[Message]) -> str:
     lines = [f"{m['role']}: {m['content']}" for m in messages]
     return "\n".join(lines) + "\nassistant:"
-
-
-def _window(loaded: registry.LoadedModel) -> int:
-    return min(model_window(loaded), settings.get("MODELDECK_MAX_CONTEXT_TOKENS"))
 
 
 class LocalChatBackend:
@@ -36,7 +36,7 @@ class LocalChatBackend:
         self.loaded = loaded
         self.tokenizer = loaded.processor
         self.name = loaded.spec.name
-        self.context_window = _window(loaded)
+        self.context_window = context_window(loaded)
         # The model's own recommendation (Qwen2.5 ships 1.05), used by chat and story.
         self.repetition_penalty = float(getattr(loaded.model.generation_config, "repetition_penalty", None) or 1.0)
 
@@ -50,7 +50,7 @@ class LocalChatBackend:
 
     def shorten(self, content: str, overflow: int) -> str:
         ids = self.tokenizer(content, add_special_tokens=False)["input_ids"]
-        keep = max(1, len(ids) - overflow - 8)
+        keep = max(1, len(ids) - overflow - RETOKENIZE_MARGIN)
         return self.tokenizer.decode(ids[:keep], skip_special_tokens=True).rstrip("\ufffd")
 
     def fit(self, messages: list[Message], budget: int, notices: list[str]) -> str:
@@ -74,7 +74,7 @@ class LocalTextBackend:
     def __init__(self, loaded: registry.LoadedModel) -> None:
         self.loaded = loaded
         self.name = loaded.spec.name
-        self.context_window = _window(loaded)
+        self.context_window = context_window(loaded)
 
     def stream_text(self, prompt: str, params: SamplingParams, n: int, notices: list[str],
                     render: Render) -> TextStream:

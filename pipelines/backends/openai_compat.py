@@ -13,10 +13,11 @@ import time
 from typing import Any
 
 from .. import settings
+from ..decoding import Usage
 from ..errors import InvalidInputError, PipelineError
 from ..registry import ModelSpec
-from ..sampling import resolve_seed
-from ..streaming import SamplingParams, TextStream, Usage
+from ..sampling import SamplingParams, resolve_seed
+from ..streaming import TextStream
 from .base import Message, Render, fit_messages
 from .remote import Remote
 from .streams import openai_pieces, remote_stream
@@ -117,9 +118,14 @@ def _seed(params: SamplingParams) -> int | None:
     return None if params.temperature <= 0 else resolve_seed(params.seed)
 
 
+# Without the server's tokenizer at hand: cut as if each overflowing token were this many characters
+# (most tokens are one or more), plus a margin for the estimate's error, so one cut is enough.
+CHARS_PER_TOKEN_ESTIMATE = 2
+CUT_MARGIN_CHARS = 16
+
+
 def _shorten(content: str, overflow: int) -> str:
-    # Without the server's tokenizer at hand: a token is at least one character; keep a margin.
-    return content[:max(1, len(content) - 2 * overflow - 16)]
+    return content[:max(1, len(content) - CHARS_PER_TOKEN_ESTIMATE * overflow - CUT_MARGIN_CHARS)]
 
 
 class OpenAIChatBackend:

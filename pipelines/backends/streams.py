@@ -13,7 +13,8 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from ..streaming import TextStream, Usage, looks_wordpiece_spaced, remove_cjk_spaces
+from ..decoding import Usage
+from ..streaming import TextStream, looks_wordpiece_spaced, remove_cjk_spaces
 from .base import Render
 from .remote import Remote
 
