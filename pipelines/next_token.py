@@ -27,9 +27,9 @@ from .tokens import BYTES_NOTE, has_byte_pieces, readable
 from .windows import context_window
 
 CHAT_SUFFIX = "· 对话模板 chat template"
-REMOTE_ZH = "这个模型在远程服务器上运行，服务器不提供完整的概率分布，无法显示下一个词视图。请选本地模型。"
-REMOTE_EN = ("This model runs on a remote server, which does not give the whole distribution: the next-token view "
-             "works with local models only. Choose a local model.")
+STEP_ZH = "逐词模式（抽一个词、点候选词接上去）只支持本地模型：远程服务器只返回前几个词的概率。请选本地模型。"
+STEP_EN = ("Step mode (sampling a token, clicking a candidate to append it) works with local models only: a remote "
+           "server returns only its top tokens' probabilities. Choose a local model.")
 MAX_TOP_N = 100
 KEPT_TEXTS = 8  # (model, text) pairs whose logits stay cached
 _prompts_lock = threading.Lock()
@@ -60,9 +60,10 @@ class NextTokenView:
     entropy_after: float
     kept_mass: float  # how much of the "before" probability the kept tokens hold
     kept_count: int
-    vocab_size: int
+    vocab_size: int  # a remote model: the number of tokens the server returned
     prompt_tokens: int
     notices: list[str] = field(default_factory=list)
+    known_mass: float | None = None  # a remote model: the probability its returned top tokens hold (None: local)
 
 
 @dataclass
@@ -101,7 +102,7 @@ class _Explorer:
 
             raw = entry[0].softmax(-1)
             values, order = torch.topk(raw, min(MAX_TOP_N, raw.shape[-1]))
-            entry[2] = (raw, _entropy(raw), order.tolist(), values.tolist())
+            entry[2] = (raw, entropy(raw), order.tolist(), values.tolist())
         return entry[2]
 
     def _entry(self, ids: list[int]) -> list[Any]:
@@ -143,29 +144,29 @@ def model_choices() -> list[str]:
     return registry.model_names("textgen") + [f"{name} {CHAT_SUFFIX}" for name in registry.model_names("chat")]
 
 
-def _model(name: str | None) -> tuple[registry.LoadedModel, bool, str]:
-    """Load the model ``name`` names; return it, whether it is the chat model, and its shown name."""
+def _resolve(name: str | None) -> tuple[registry.ModelSpec, bool]:
+    """The model ``name`` names (a text generation model, or the chat model) and whether it is the chat model."""
     wanted = (name or "").strip()
-    role, chat_name = "textgen", wanted
     if wanted.endswith(CHAT_SUFFIX) or (wanted and wanted not in registry.model_names("textgen")
                                         and wanted in registry.model_names("chat")):
-        role, chat_name = "chat", wanted.removesuffix(CHAT_SUFFIX).strip()
+        return registry.resolve("chat", wanted.removesuffix(CHAT_SUFFIX).strip() or None), True
     try:
-        remote = registry.resolve(role, chat_name or None).is_remote
-    except InvalidInputError:
-        remote = False
-    if remote:
-        raise InvalidInputError(REMOTE_ZH, REMOTE_EN)
-    if wanted.endswith(CHAT_SUFFIX) or (wanted and wanted not in registry.model_names("textgen")
-                                        and wanted in registry.model_names("chat")):
-        chat_name = wanted.removesuffix(CHAT_SUFFIX).strip()
-        return registry.get_model("chat", chat_name), True, f"{registry.resolve('chat', chat_name).name} {CHAT_SUFFIX}"
-    try:
-        spec = registry.resolve("textgen", wanted or None)
+        return registry.resolve("textgen", wanted or None), False
     except InvalidInputError:
         raise InvalidInputError(f"没有名为 {wanted!r} 的模型。可选：{'、'.join(model_choices())}",
                                 f"There is no model called {wanted!r}. Choose one of: {', '.join(model_choices())}")
-    return registry.get_model("textgen", spec.name), False, spec.name
+
+
+def _shown(spec: registry.ModelSpec, is_chat: bool) -> str:
+    return f"{spec.name} {CHAT_SUFFIX}" if is_chat else spec.name
+
+
+def _model(name: str | None) -> tuple[registry.LoadedModel, bool, str]:
+    """Load the local model ``name`` names; return it, whether it is the chat model, and its shown name."""
+    spec, is_chat = _resolve(name)
+    if spec.is_remote:
+        raise InvalidInputError(STEP_ZH, STEP_EN)
+    return registry.get_model("chat" if is_chat else "textgen", spec.name), is_chat, _shown(spec, is_chat)
 
 
 def prompt_ids(prompt: str, model: str | None, notices: list[str]) -> tuple[registry.LoadedModel, list[int], str]:
@@ -212,7 +213,8 @@ def settings(temperature: Any, top_k: Any, top_p: Any, repetition_penalty: Any, 
                                              defaults=(1.0, 0, 1.0, 1.0)))
 
 
-def _entropy(probs: Any) -> float:
+def entropy(probs: Any) -> float:
+    """The entropy of ``probs`` in bits."""
     import torch
 
     return float(torch.special.entr(probs).sum(dtype=torch.float64)) / math.log(2)
@@ -232,7 +234,7 @@ def _view(loaded: registry.LoadedModel, ids: list[int], params: SamplingParams, 
                   zip(order[:top_n], values[:top_n], after[top].tolist(), kept[top].tolist())]
     if has_byte_pieces([c.token for c in candidates]):
         notices.append(BYTES_NOTE)
-    return NextTokenView(shown, candidates, entropy_before, _entropy(after), float(raw[kept].sum()),
+    return NextTokenView(shown, candidates, entropy_before, entropy(after), float(raw[kept].sum()),
                          int(kept.sum()), raw.shape[-1], len(ids), notices)
 
 
@@ -242,9 +244,19 @@ def next_token(prompt: str, model: str | None = None, *, temperature: float = 1.
     """Return the ``top_n`` most likely next tokens after ``prompt`` (then ``appended`` token ids), before and
     after the settings."""
     notices: list[str] = []
-    loaded, ids, shown = prompt_ids(prompt, model, notices)
+    spec, is_chat = _resolve(model)
+    if spec.is_remote:  # only the server's top tokens are known
+        from .next_token_remote import remote_view
+
+        if appended:
+            raise InvalidInputError(STEP_ZH, STEP_EN)
+        text = clean_text(prompt, field_zh="提示文本", field_en="prompt", notices=notices)
+    else:
+        loaded, ids, shown = prompt_ids(prompt, model, notices)
     params = settings(temperature, top_k, top_p, repetition_penalty, notices)
     n = number(top_n, name="top_n", lo=1, hi=MAX_TOP_N, notices=notices, integer=True, default=20)
+    if spec.is_remote:
+        return remote_view(spec, is_chat, text, params, n, _shown(spec, is_chat), notices)
     extra = _appended(appended, loaded)
     return engine.call(_view, loaded, ids + extra, params, n, shown, notices)
 

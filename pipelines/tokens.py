@@ -70,7 +70,12 @@ def token_bytes(tokenizer: Any, token_id: int) -> bytes:
 
 def readable(tokenizer: Any, token_id: int) -> str:
     """Return token ``token_id`` as text: spaces as ␣, line breaks as ↵, partial characters as <0xE4>."""
-    text = token_bytes(tokenizer, token_id).decode("utf-8", errors="modeldeck-hex")
+    return readable_bytes(token_bytes(tokenizer, token_id))
+
+
+def readable_bytes(raw: bytes) -> str:
+    """Return a token's bytes as text: spaces as ␣, line breaks as ↵, partial characters as <0xE4>."""
+    text = raw.decode("utf-8", errors="modeldeck-hex")
     return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥").replace("\r", "") or "∅"
 
 

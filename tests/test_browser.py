@@ -117,11 +117,16 @@ def test_next_token_sliders_reshape_the_after_bars_and_steps_append(page):
     page.locator("#nt-sample").click()
     page.locator("#nt-status").get_by_text("42").wait_for()
     assert "rank" in page.locator("#nt-status").inner_text() and "🎲" in page.locator("#nt-text").inner_text()
-    candidate = page.locator("#nt-pick label").first
-    token = candidate.inner_text().split("·")[0].strip()
-    candidate.click()
-    page.locator("#nt-text sup", has_text="👆").wait_for()
-    assert token in page.locator("#nt-text").inner_text()
+    for clicks in (1, 2):  # click a bar: its token is appended once, and the chart shows the next distribution
+        added = page.locator("#nt-text .nt-added").count()
+        chart = page.locator("#nt-chart table").inner_html()
+        row = page.locator("#nt-chart tr.nt-click").nth(1)
+        token = row.locator("code").inner_text()
+        row.locator(".nt-before").click()
+        page.wait_for_function(f"document.querySelectorAll('#nt-text sup.nt-mark').length == {added + 1}")
+        assert page.locator("#nt-text sup", has_text="👆").count() == clicks  # once: the listener outlives redraws
+        assert page.locator("#nt-text .nt-added").last.inner_text() == token
+        page.wait_for_function(f"document.querySelector('#nt-chart table').innerHTML != {chart!r}")
     shot(page, "next_token")
     page.reload()
     open_tab(page, "🔍 下一个词 · Next token")

@@ -127,3 +127,18 @@ def test_caption_only_then_edit_rewrite_and_voice_again(page):
     page.locator("#story-text textarea").fill("从前有一只猫。它很好。")
     page.locator("#story-revoice").click()
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()
+
+
+def test_enter_classifies_and_shift_enter_starts_a_new_line(page):
+    open_tab(page, "🏷️ 文本分类")
+    box = page.locator("#classify-text textarea")
+    box.fill("这家店的服务太好了，")
+    box.press("Shift+Enter")  # a new line, not a classification
+    box.type("下次还来！")
+    assert box.input_value() == "这家店的服务太好了，\n下次还来！"
+    assert page.locator("#classify-labels").get_by_text("正面 positive").count() == 0
+    box.press("Enter")
+    labels = page.locator("#classify-labels")
+    labels.get_by_text("正面 positive").first.wait_for()
+    assert labels.get_by_text("负面 negative").count() >= 1 and re.search(r"\d+%", labels.inner_text())
+    assert box.input_value() == "这家店的服务太好了，\n下次还来！"  # the text stays to edit and classify again

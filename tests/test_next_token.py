@@ -149,8 +149,10 @@ def test_bad_input_gets_a_clear_message():
     assert len(clamped.candidates) == 1 and any("top_n" in n for n in clamped.notices)
 
 
-def test_a_remote_model_is_refused_plainly(monkeypatch, fresh_registry):
+def test_a_remote_model_that_cannot_be_reached_gets_a_clear_message(monkeypatch, fresh_registry):
     monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", "Far=openai:http://127.0.0.1:9/v1#far-model")
     assert model_choices()[0] == "Far"
-    with pytest.raises(InvalidInputError, match="local models only"):
+    with pytest.raises(pipelines.ModelUnavailableError, match="MODELDECK_TEXTGEN_MODELS"):
         pipelines.next_token("hi", "Far")
+    with pytest.raises(InvalidInputError, match="local models only"):
+        pipelines.sample_step("hi", "Far")

@@ -14,6 +14,7 @@ import pytest
 
 import pipelines as p
 from pipelines import InvalidInputError, ModelUnavailableError, backends, registry
+from pipelines.next_token import CHAT_SUFFIX
 from servers import free_port, running
 from tiny_models import gpt2_zh, qwen2_chat, sample_by_default
 
@@ -139,3 +140,14 @@ def test_status_lists_the_remote_backend_without_credentials(remote, monkeypatch
     assert f"{url}/v1" in page and "qwen2" in page
     assert "✅" in page  # reachable
     assert "sk-NeverShowThis123" not in page
+
+
+def test_the_next_token_view_says_plainly_that_a_server_without_logprobs_cannot_show_it(remote):
+    """``transformers serve`` accepts ``logprobs`` but ignores it: no distribution comes back, and the view says so."""
+    for model in ("Served GPT-2", f"Served Qwen {CHAT_SUFFIX}"):  # completions, then chat completions
+        with pytest.raises(InvalidInputError, match="cannot show the next-token view: the server returned no logprobs"):
+            p.next_token("今天天气很好", model, top_n=5)
+    with pytest.raises(InvalidInputError, match="Step mode .* local models only"):
+        p.sample_step("今天天气很好", "Served GPT-2", seed=1)
+    with pytest.raises(InvalidInputError, match="Step mode .* local models only"):
+        p.next_token("今天天气很好", "Served GPT-2", appended=[3])

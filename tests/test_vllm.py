@@ -216,3 +216,48 @@ def test_a_message_longer_than_the_context_is_shortened_not_refused(remote):
         assert "too long" in str(exc).lower() or "长" in str(exc)
     else:
         assert stream.usage.prompt_tokens <= 512 - 16
+
+
+def test_the_next_token_view_shows_the_servers_top_logprobs(remote, vllm_servers):
+    """vLLM returns the top 20 log-probabilities: they are the model's own (computed here from the same weights),
+    "after" is recomputed from those 20 alone, and moving a slider asks the server nothing."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipelines.next_token import CHAT_SUFFIX
+    from pipelines.tokens import readable
+
+    server, model = remote["chat"], f"vLLM Qwen2 {CHAT_SUFFIX}"
+    asked = metric(server, "vllm:request_success_total")
+    view = pipelines.next_token("Hello, how are you?", model, top_n=30)
+    assert len(view.candidates) == view.vocab_size == 20 and any("at most the top 20" in n for n in view.notices)
+    raw = [c.raw_p for c in view.candidates]
+    assert raw == sorted(raw, reverse=True) and 0 < view.known_mass < 1
+    assert abs(view.known_mass - sum(raw)) < 1e-6 and all(c.id == -1 for c in view.candidates)
+    folder = vllm_servers.models["qwen2"]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer.apply_chat_template([{"role": "system", "content": pipelines.DEFAULT_SYSTEM_PROMPT},
+                                         {"role": "user", "content": "Hello, how are you?"}],
+                                        add_generation_prompt=True, return_dict=False)
+    with torch.no_grad():
+        logits = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)(torch.tensor([ids])).logits[0, -1]
+    probs = logits.softmax(-1)
+    local: dict[str, float] = {}
+    for i in range(len(probs)):
+        local[readable(tokenizer, i)] = local.get(readable(tokenizer, i), 0.0) + float(probs[i])
+    spelled = [c for c in view.candidates if c.token != "∅" and "\ufffd" not in c.token]
+    assert len(spelled) >= 3  # vLLM spells a piece of a character as "" (shown ∅) or "\ufffd": those are skipped
+    for c in spelled:  # the server computes in bfloat16
+        assert abs(local[c.token] - c.raw_p) <= 0.1 * c.raw_p, (c.token, local[c.token], c.raw_p)
+    sharp = pipelines.next_token("Hello, how are you?", model, temperature=0.5, top_k=3, top_n=20)
+    assert [c.kept for c in sharp.candidates] == [True] * 3 + [False] * 17 and sharp.kept_count == 3
+    squared = [r ** 2 for r in raw[:3]]
+    assert all(abs(c.p - s / sum(squared)) < 1e-5 for c, s in zip(sharp.candidates, squared))
+    assert abs(sharp.kept_mass - sum(raw[:3])) < 1e-6
+    greedy = pipelines.next_token("Hello, how are you?", model, temperature=0, repetition_penalty=1.5, top_n=20)
+    assert greedy.candidates[0].p == 1.0 and any("repetition penalty" in n for n in greedy.notices)
+    assert metric(server, "vllm:request_success_total") == asked + 1  # the sliders re-ranked the kept answer
+    text = pipelines.next_token("今天天气很好", "vLLM GPT-2 中文", top_n=10)  # /v1/completions' logprobs=N
+    assert len(text.candidates) == 10 and all(c.token and c.raw_p > 0 for c in text.candidates)
+    with pytest.raises(InvalidInputError, match="local models only"):
+        pipelines.sample_step("今天天气很好", "vLLM GPT-2 中文")

@@ -24,7 +24,10 @@ def build() -> None:
     names = [name for _, name in choices]
     with gr.Row():
         with gr.Column():
-            text = gr.Textbox(label=t("md_text"), placeholder=t("md_text_ph"), lines=4, elem_id="classify-text")
+            # One line that grows: Enter classifies, Shift+Enter starts a new line (gradio submits on Enter only
+            # when lines=1; with more lines it is the other way round).
+            text = gr.Textbox(label=t("md_text"), placeholder=t("md_text_ph"), lines=1, max_lines=8,
+                              elem_id="classify-text")
             model = gr.Dropdown(choices, value=names[0], label=t("md_model"), elem_id="classify-model")
             go = gr.Button(t("md_classify"), variant="primary", elem_id="classify-run")
         with gr.Column():

@@ -147,7 +147,7 @@ ZH = {
     "md_seed_ph": "🎲 留空 = 每次随机", "md_seed_reuse": "♻️ 复用上次的种子", "md_seed_random": "🎲 改回每次随机",
     "md_prompt": "提示文本（开头）", "md_prompt_ph": "写一个开头，模型接着往下写", "md_generate": "🚀 生成",
     "md_model": "模型", "md_output": "生成结果", "md_examples": "示例",
-    "md_text": "文本", "md_text_ph": "输入一段评论或句子", "md_classify": "🏷️ 分类", "md_labels": "各标签得分",
+    "md_text": "文本", "md_text_ph": "输入一段评论或句子，按回车分类（Shift+回车换行）", "md_classify": "🏷️ 分类", "md_labels": "各标签得分",
     "md_image": "上传图片", "md_style": "故事风格", "md_length": "故事长度（中文字数 / 英文单词数）",
     "md_creativity": "创意值（0–10）", "md_creativity_info": "0 = 保守常规，10 = 脑洞大开（对应温度 0.2–1.2）",
     "md_language": "故事语言", "md_run_all": "🚀 生成描述 + 故事 + 语音", "md_caption_zh": "图片描述（可修改）",
@@ -157,7 +157,7 @@ ZH = {
     "md_tab_next_token": "🔍 下一个词 · Next token", "md_nt_top_n": "显示前 N 个词", "md_nt_show": "🔍 显示下一个词",
     "md_nt_sample": "🎲 采样一个词", "md_nt_restart": "🔄 重新开始",
     "md_nt_seed_info": "留空 = 随机；同一个种子连续采样，写出的词和文本生成用这个种子写出的一样。",
-    "md_nt_pick": "点一个候选词，把它接到文本后面", "md_color_by_p": "🎨 按概率给回复上色",
+    "md_nt_pick": "👆 点图里的一行，把这个词接到文本后面", "md_color_by_p": "🎨 按概率给回复上色",
 }
 EN = {
     "md_title": "# 🧪 ModelDeck · small-model playground\nTry small Hugging Face models in your browser: chat, "
@@ -182,7 +182,7 @@ EN = {
     "md_seed_random": "🎲 Back to random",
     "md_prompt": "Prompt (the beginning)", "md_prompt_ph": "Write a beginning; the model continues it",
     "md_generate": "🚀 Generate", "md_model": "Model", "md_output": "Output", "md_examples": "Examples",
-    "md_text": "Text", "md_text_ph": "Type a review or a sentence", "md_classify": "🏷️ Classify", "md_labels": "Scores",
+    "md_text": "Text", "md_text_ph": "Type a review or a sentence; Enter classifies (Shift+Enter for a new line)", "md_classify": "🏷️ Classify", "md_labels": "Scores",
     "md_image": "Upload a picture", "md_style": "Story style", "md_length": "Story length (Chinese characters / English words)",
     "md_creativity": "Creativity (0–10)", "md_creativity_info": "0 = conventional, 10 = wild (temperature 0.2–1.2)",
     "md_language": "Story language", "md_run_all": "🚀 Caption + story + voice", "md_caption_zh": "Caption (editable)",
@@ -193,7 +193,7 @@ EN = {
     "md_nt_sample": "🎲 Sample one token", "md_nt_restart": "🔄 Start over",
     "md_nt_seed_info": "Empty = random; sampling step by step with one seed writes what text generation writes "
                        "with that seed.",
-    "md_nt_pick": "Click a candidate to append it to the text", "md_color_by_p": "🎨 Colour the reply by probability",
+    "md_nt_pick": "👆 Click a row of the chart to append its token to the text", "md_color_by_p": "🎨 Colour the reply by probability",
 }
 assert ZH.keys() == EN.keys()
 # Keys carry a prefix: gradio has its own translation namespaces ("audio", "image", …).

@@ -29,6 +29,8 @@ CSS = """
 #nt-chart .nt-after { background: #e8873a; }
 #nt-chart tr.nt-removed td { opacity: 0.35; }
 #nt-chart tr.nt-removed .nt-after { background: #999; }
+#nt-chart tr.nt-click { cursor: pointer; }
+#nt-chart tr.nt-click:hover td, #nt-chart tr.nt-click:focus td { background: #fdf1e2; }
 #nt-chart code { white-space: pre; }
 #nt-text .nt-added { background: #fde7c8; border-radius: 3px; }
 """
@@ -52,8 +54,8 @@ Tokens already in the text have their score divided by r (if positive) or multip
 **熵 entropy** 衡量不确定程度（比特）：1 比特 ≈ 两个词五五开。**保留的概率 kept mass** 是被保留的词在原始分布里占的概率。 /
 **Entropy** measures uncertainty in bits: 1 bit ≈ a coin flip between two tokens. **Kept mass** is how much of the original probability the kept tokens hold.
 
-**远程后端 remote backends** — 这个视图需要模型的完整概率分布，只支持本地运行的模型；OpenAI 兼容的远程服务器最多只返回前 20 个词的 logprobs，不能显示这个视图。 /
-This view needs the model's whole distribution, so it works with local models only; a remote OpenAI-compatible server returns at most 20 logprobs per token and cannot show it.
+**远程后端 remote backends** — OpenAI 兼容的服务器（例如 vLLM）只返回概率最高的前 N 个词（最多 20 个）的 logprobs：“之前”就是这 N 个，“之后”只用这 N 个重新计算（当作整个词表），熵也只算这 N 个；重复惩罚无法显示，逐词模式只支持本地模型。不返回 logprobs 的服务器（例如 `transformers serve`）和 Hugging Face Inference Providers 无法显示这个视图，会直接说明。 /
+An OpenAI-compatible server (vLLM, for one) returns the logprobs of its top N tokens only (at most 20): "before" is those N, "after" is recomputed from those N alone (as if they were the whole vocabulary), and so are the entropies; the repetition penalty cannot be shown and step mode needs a local model. A server that returns no logprobs (`transformers serve`) and Hugging Face Inference Providers cannot show this view, and the tab says so.
 """
 
 
@@ -61,15 +63,31 @@ def _pct(p: float) -> str:
     return f"{p:.1%}" if p >= 0.001 or p == 0 else f"{p:.2e}"
 
 
+# Clicking a row (or Enter on it) appends its token: one listener on the component, which outlives redraws.
+CLICK_JS = """
+if (!element.dataset.ntClick) {
+  element.dataset.ntClick = "1";
+  const pick = (event) => {
+    const row = event.target.closest("tr.nt-click");
+    if (row && element.contains(row)) trigger("click", {token_id: row.dataset.id});
+  };
+  element.addEventListener("click", pick);
+  element.addEventListener("keydown", (event) => { if (event.key === "Enter") pick(event); });
+}
+"""
+
+
 def chart_html(view: pipelines.NextTokenView) -> str:
-    """The before/after bars of ``view``'s candidates, removed ones greyed, with entropy and kept mass."""
+    """The before/after bars of ``view``'s candidates, removed ones greyed, with entropy and kept mass; each row of a
+    local model is a button that appends its token."""
     top = max([c.raw_p for c in view.candidates] + [c.p for c in view.candidates] + [1e-9])
     rows = []
     for rank, c in enumerate(view.candidates, start=1):
         after = _pct(c.p) if c.kept else "✂ 已过滤 removed"
+        click = (f" nt-click' data-id='{c.id}' tabindex='0' role='button' title='点击接上这个词 / click to append'"
+                 if c.id >= 0 else "'")
         rows.append(
-            f"<tr class='nt-row {'nt-kept' if c.kept else 'nt-removed'}'"
-            f" data-id='{c.id}'><td>{rank}</td><td><code>{html.escape(c.token)}</code></td>"
+            f"<tr class='nt-row {'nt-kept' if c.kept else 'nt-removed'}{click}><td>{rank}</td><td><code>{html.escape(c.token)}</code></td>"
             f"<td style='width:32%'><div class='nt-bar nt-before' style='width:{100 * c.raw_p / top:.2f}%'></div></td>"
             f"<td>{_pct(c.raw_p)}</td>"
             f"<td style='width:32%'><div class='nt-bar nt-after' style='width:{100 * c.p / top:.2f}%'></div></td>"
@@ -77,6 +95,13 @@ def chart_html(view: pipelines.NextTokenView) -> str:
     summary = (f"<p class='nt-summary'>熵 entropy: <b>{view.entropy_before:.2f}</b> → <b>{view.entropy_after:.2f}</b> bits"
                f" · 保留 kept: <b>{view.kept_count}</b> / {view.vocab_size} 个词 tokens, "
                f"占原始概率 kept mass <b>{view.kept_mass:.1%}</b> · {html.escape(view.model)}</p>")
+    if view.known_mass is not None:
+        n = view.vocab_size
+        summary += (f"<p class='nt-remote'>⚠️ 远程模型：只知道服务器返回的前 {n} 个词（共占概率 {view.known_mass:.1%}）；"
+                    f"“之后”和熵只用这 {n} 个词重新计算；重复惩罚无法显示；逐词模式只支持本地模型。 / Remote model: only "
+                    f"the top {n} tokens the server returned are known (together {view.known_mass:.1%} of the "
+                    f"probability); \"after\" and the entropies are recomputed from those {n} only; the repetition "
+                    "penalty cannot be shown; step mode needs a local model.</p>")
     head = ("<tr><th>#</th><th>词元 token</th><th colspan='2'>之前 before (T=1, 不过滤 no filter)</th>"
             "<th colspan='2'>之后 after (当前设置 current settings)</th></tr>")
     return f"{summary}<table>{head}{''.join(rows)}</table><p><small>{SPACE_NOTE}</small></p>"
@@ -104,24 +129,22 @@ def _own(state: dict[str, Any] | None, prompt: str, model: str) -> dict[str, Any
 @gpu
 @edge
 def draw(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
-         state: dict[str, Any] | None) -> tuple[str, Any, str, str, dict[str, Any]]:
-    """Redraw the chart (from cached logits when the text is unchanged) and the candidates to click."""
+         state: dict[str, Any] | None) -> tuple[str, str, str, dict[str, Any]]:
+    """Redraw the chart (from cached logits when the text is unchanged); its rows are the candidates to click."""
     if not (prompt or "").strip():
         return ("<p>输入提示文本，然后点「显示下一个词」。 / Enter a prompt, then press Show next token.</p>",
-                gr.update(choices=[], value=None), "", "", fresh_state())
+                "", "", fresh_state())
     state = _own(state, prompt, model)
     view = pipelines.next_token(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
                                 repetition_penalty=penalty, top_n=top_n, appended=state["ids"])
-    choices = [(f"{c.token}  ·  {_pct(c.p) if c.kept else '✂'}", str(c.id)) for c in view.candidates]
-    state["labels"] = {str(c.id): c.token for c in view.candidates}
-    return (chart_html(view), gr.update(choices=choices, value=None),
-            text_html(prompt, state["tokens"], state["marks"]), notices_md(view.notices), state)
+    state["labels"] = {str(c.id): c.token for c in view.candidates if c.id >= 0}
+    return chart_html(view), text_html(prompt, state["tokens"], state["marks"]), notices_md(view.notices), state
 
 
 @gpu
 @edge
 def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
-           seed: float | None, state: dict[str, Any] | None) -> tuple[str, Any, str, str, dict[str, Any], Any]:
+           seed: float | None, state: dict[str, Any] | None) -> tuple[str, str, str, dict[str, Any], Any]:
     """Draw one token with the seed (continuing the seeded sequence), append it, show the next distribution."""
     state = _own(state, prompt, model)
     wanted = None if seed is None or seed == "" else int(seed)
@@ -133,19 +156,20 @@ def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float
     state.update(seed=step.seed, rng=step.rng, ids=state["ids"] + [step.id],
                  tokens=state["tokens"] + [step.token], marks=state["marks"] + [f"🎲{step.rank}"])
     # The chart now shows the next distribution; the sampled token is marked in the text, with its rank.
-    chart, picks, text, notes, state = draw(prompt, model, temperature, top_k, top_p, penalty, top_n, state)
+    chart, text, notes, state = draw(prompt, model, temperature, top_k, top_p, penalty, top_n, state)
     seed_text = f" · 🎲 seed **{step.seed}**" if step.seed is not None else ""
     status = (f"**抽到 sampled:** `{step.token}` — 排名 rank **{step.rank}**, 原始概率 raw p {_pct(step.raw_p)}, "
               f"设置后 after {_pct(step.p)}{seed_text}\n\n{step.reason}")
-    return chart, picks, text, "\n\n".join(x for x in (status, notes) if x), state, step.seed
+    return chart, text, "\n\n".join(x for x in (status, notes) if x), state, step.seed
 
 
 @gpu
 @edge
-def append(choice: str | None, prompt: str, model: str, temperature: float, top_k: int, top_p: float,
-           penalty: float, top_n: int, state: dict[str, Any] | None) -> tuple[str, Any, str, str, dict[str, Any]]:
-    """Append the clicked candidate and show the next distribution."""
+def append(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
+           state: dict[str, Any] | None, event: gr.EventData) -> tuple[str, str, str, dict[str, Any]]:
+    """Append the candidate whose row was clicked and show the next distribution."""
     state = _own(state, prompt, model)
+    choice = str(getattr(event, "token_id", "") or "")
     if choice and choice in state["labels"]:
         state.update(ids=state["ids"] + [int(choice)], tokens=state["tokens"] + [state["labels"][choice]],
                      marks=state["marks"] + ["👆"])
@@ -178,8 +202,8 @@ def build() -> None:
                              elem_id="nt-seed")
             text = gr.HTML(elem_id="nt-text")
             status = gr.Markdown(elem_id="nt-status")
-            chart = gr.HTML(elem_id="nt-chart", js_on_load=None)
-            pick = gr.Radio([], label=t("md_nt_pick"), elem_id="nt-pick")
+            gr.Markdown(t("md_nt_pick"), elem_id="nt-pick-hint")
+            chart = gr.HTML(elem_id="nt-chart", js_on_load=CLICK_JS)
         with gr.Column(scale=2):
             temperature = gr.Slider(*TEMPERATURE_RANGE, value=1.0, step=0.05, label=t("md_temperature"), elem_id="nt-temperature")
             top_k = gr.Slider(*TOP_K_RANGE, value=0, step=1, label=t("md_top_k"), elem_id="nt-top-k")
@@ -189,7 +213,7 @@ def build() -> None:
     examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
 
     settings = [prompt, model, temperature, top_k, top_p, penalty, top_n]
-    shown = [chart, pick, text, status, state]
+    shown = [chart, text, status, state]
     quiet = {"api_visibility": "private", "concurrency_id": NEXT_TOKEN,
              "concurrency_limit": concurrency_limit(NEXT_TOKEN)}
     redraw = {"fn": draw, "inputs": settings + [state], "outputs": shown, **quiet}
@@ -199,6 +223,6 @@ def build() -> None:
     for slider in (temperature, top_k, top_p, penalty, top_n):
         slider.change(trigger_mode="always_last", show_progress="hidden", **redraw)
     step.click(sample, settings + [seed, state], shown + [seed], **quiet)
-    pick.input(append, [pick] + settings + [state], shown, **quiet)
+    chart.click(append, settings + [state], shown, **quiet)
     back.click(undo, state, state, api_visibility="private", queue=False).then(**redraw)
     restart.click(lambda: fresh_state(), None, state, api_visibility="private", queue=False).then(**redraw)
