@@ -257,6 +257,10 @@ def test_the_next_token_view_shows_the_servers_top_logprobs(remote, vllm_servers
     greedy = pipelines.next_token("Hello, how are you?", model, temperature=0, repetition_penalty=1.5, top_n=20)
     assert greedy.candidates[0].p == 1.0 and any("repetition penalty" in n for n in greedy.notices)
     assert metric(server, "vllm:request_success_total") == asked + 1  # the sliders re-ranked the kept answer
+    from ui.next_token_tab import chart_html
+
+    shown = chart_html(view)  # the tab says what is unknown, and its rows cannot be clicked to append
+    assert "only the top 20 tokens the server returned are known" in shown and "nt-click" not in shown
     text = pipelines.next_token("今天天气很好", "vLLM GPT-2 中文", top_n=10)  # /v1/completions' logprobs=N
     assert len(text.candidates) == 10 and all(c.token and c.raw_p > 0 for c in text.candidates)
     with pytest.raises(InvalidInputError, match="local models only"):
