@@ -1,8 +1,10 @@
 """Saved chats: the list kept in the visitor's browser, JSON and Markdown exports, checked imports.
 
 A conversation is plain data: user/assistant messages, the system prompt, the sampling settings and
-the chat model's id. The JSON export holds OpenAI-style ``messages`` (the system prompt first, as a
-``system`` message), so it can be sent to any OpenAI-compatible server as is. An import is hostile
+the chat model's id, and the kept versions of the last answer (``answer_versions``). The JSON export holds
+OpenAI-style ``messages`` (the system prompt first, as a ``system`` message; the last answer as shown), so
+it can be sent to any OpenAI-compatible server as is; the other versions of the last answer ride along in
+the ModelDeck field ``answer_versions`` (``{"texts": [...], "shown": n}``), which older exports lack. An import is hostile
 input: it is size-capped, parsed strictly, and either accepted whole or refused with a message that
 names the problem; nothing is half-imported.
 """
@@ -15,6 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import answer_versions
 from .errors import InvalidInputError
 from .inputs import _CONTROL, max_input_chars, number
 
@@ -36,6 +39,7 @@ class Conversation:
     system_prompt: str = ""
     settings: dict[str, float] = field(default_factory=dict)
     model: str = ""
+    versions: dict[str, Any] | None = None  # the last answer's versions, as ``answer_versions.saved_form``
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     updated: float = field(default_factory=time.time)
 
@@ -104,6 +108,23 @@ def _settings(raw: Any) -> dict[str, float]:
     return out
 
 
+def _versions(raw: Any, messages: list[dict[str, str]]) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    texts = raw.get("texts") if isinstance(raw, dict) else None
+    if not isinstance(texts, list) or not 2 <= len(texts) <= answer_versions.MAX_VERSIONS \
+            or type(raw.get("shown")) is not int:
+        raise _bad(f"answer_versions 必须含有 2 到 {answer_versions.MAX_VERSIONS} 个文本的列表 texts 和序号 shown。",
+                   f"answer_versions must hold a list texts of 2 to {answer_versions.MAX_VERSIONS} texts and a "
+                   "number shown.")
+    kept = answer_versions.restored({"texts": [_text(t, len(messages)) for t in texts], "shown": raw["shown"]},
+                                    messages)
+    if kept is None:
+        raise _bad("answer_versions 里显示的版本和最后一条回答不一致。",
+                   "the version answer_versions shows is not the last answer in messages.")
+    return answer_versions.saved_form(kept, messages)
+
+
 def parse_export(data: bytes) -> Conversation:
     """Return the conversation in a JSON export (ours, ``{"messages": [...]}``, or a bare message list)."""
     if len(data) > MAX_IMPORT_BYTES:
@@ -120,7 +141,8 @@ def parse_export(data: bytes) -> Conversation:
         raise _bad("JSON 顶层必须是对象或消息列表。", "the JSON must be an object or a list of messages.")
     system, messages = _messages(doc.get("messages"))
     model = doc.get("model", "")
-    return Conversation(messages, system, _settings(doc.get("settings")), model if isinstance(model, str) else "")
+    return Conversation(messages, system, _settings(doc.get("settings")), model if isinstance(model, str) else "",
+                        _versions(doc.get("answer_versions"), messages))
 
 
 def to_json(conversation: Conversation) -> str:
@@ -130,6 +152,8 @@ def to_json(conversation: Conversation) -> str:
            "settings": conversation.settings,
            "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "messages": system + [dict(m) for m in conversation.messages]}
+    if conversation.versions:
+        doc["answer_versions"] = conversation.versions
     return json.dumps(doc, ensure_ascii=False, indent=2)
 
 
@@ -156,8 +180,12 @@ def saved_list(store: Any) -> list[Conversation]:
         try:
             system, messages = _messages([{"role": "system", "content": entry.get("system_prompt", "")},
                                           *entry["messages"]])
+            try:
+                versions = _versions(entry.get("versions"), messages)
+            except InvalidInputError:  # damaged versions: keep the chat as shown
+                versions = None
             out.append(Conversation(messages, system, _settings(entry.get("settings")), str(entry.get("model", "")),
-                                    str(entry["id"]), float(entry.get("updated", 0))))
+                                    versions, str(entry["id"]), float(entry.get("updated", 0))))
         except (InvalidInputError, KeyError, TypeError, AttributeError, ValueError):
             continue
     return sorted(out, key=lambda c: -c.updated)

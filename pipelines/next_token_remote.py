@@ -3,8 +3,9 @@
 Such a server gives at most the top N (vLLM: 20) tokens' log-probabilities, not the whole distribution:
 the "before" bars are those N, as the server computed them (temperature 1, no filter), and "after" is
 ``sampling.distribution`` (the code sampling uses) applied to those N alone, as if they were the whole
-vocabulary. A server that refuses or ignores ``logprobs`` (``transformers serve`` ignores it) cannot show
-the view, and the message says so. The server's answer is kept per text: moving a slider asks nothing.
+vocabulary. An ``hf:`` chat model is asked through ``InferenceClient.chat_completion``. A server that refuses
+or ignores ``logprobs`` (``transformers serve`` ignores it), and an ``hf:`` text model, cannot show the view,
+and the message says so. The server's answer is kept per text: moving a slider asks nothing.
 """
 
 from __future__ import annotations
@@ -44,20 +45,37 @@ def _token_bytes(entry: dict[str, Any] | None, token: str) -> bytes:
     return token.encode()
 
 
-def _ask(remote: Any, is_chat: bool, text: str, n: int) -> list[tuple[bytes, float]]:
-    """The server's top ``n`` (bytes, logprob) for the token after ``text``, most likely first."""
-    body: dict[str, Any] = {"model": remote.model, "max_tokens": 1, "temperature": 1.0, "stream": False}
-    if is_chat:
-        from .chat import DEFAULT_SYSTEM_PROMPT
+def _is_hf(remote: Any) -> bool:
+    return hasattr(remote, "inference_client")  # an hf: entry (Inference Providers or an endpoint URL)
 
-        body.update(messages=[{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": text}],
-                    logprobs=True, top_logprobs=n)
-        path = "/chat/completions"
+
+def _messages(text: str) -> list[dict[str, str]]:
+    from .chat import DEFAULT_SYSTEM_PROMPT
+
+    return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": text}]
+
+
+def _request(remote: Any, is_chat: bool, text: str, n: int) -> Any:
+    """The server's answer to a one-token request with ``n`` log-probabilities (OpenAI's shape, dict-like)."""
+    if _is_hf(remote):  # chat_completion through InferenceClient
+        return remote.call(lambda client: client.chat_completion(_messages(text), model=remote.model, max_tokens=1,
+                                                                 temperature=0.0, logprobs=True, top_logprobs=n))
+    # Greedy: vLLM puts the sampled token among the returned ones, and a greedy one is the top one anyway.
+    body: dict[str, Any] = {"model": remote.model, "max_tokens": 1, "temperature": 0.0, "stream": False}
+    if is_chat:
+        body.update(messages=_messages(text), logprobs=True, top_logprobs=n)
     else:
         body.update(prompt=text, logprobs=n)
-        path = "/completions"
+    return remote.json("POST", remote.base_url + ("/chat/completions" if is_chat else "/completions"), body)
+
+
+def _ask(remote: Any, is_chat: bool, text: str, n: int) -> list[tuple[bytes, float]]:
+    """The server's top ``n`` (bytes, logprob) for the token after ``text``, most likely first."""
+    if _is_hf(remote) and not is_chat:
+        raise cannot_show(remote.name, "这个后端（Hugging Face）的文本生成接口在这里不返回 logprobs。",
+                          "its text generation (Hugging Face text_generation) returns no logprobs here.")
     try:
-        data = remote.json("POST", remote.base_url + path, body)
+        data = _request(remote, is_chat, text, n)
     except InvalidInputError as exc:  # a 400/422 answer: the server refuses logprobs (or this many of them)
         raise cannot_show(remote.name, f"服务器拒绝了 logprobs 请求（{exc.en}）。",
                           f"the server refused to return logprobs ({exc.en}).") from None
@@ -66,7 +84,7 @@ def _ask(remote: Any, is_chat: bool, text: str, n: int) -> list[tuple[bytes, flo
     found: list[tuple[bytes, float]] = []
     if is_chat and logprobs.get("content"):
         found = [(_token_bytes(e, str(e.get("token", ""))), float(e["logprob"]))
-                 for e in logprobs["content"][0].get("top_logprobs") or [] if isinstance(e, dict)]
+                 for e in logprobs["content"][0].get("top_logprobs") or [] if e]
     elif not is_chat and logprobs.get("top_logprobs"):
         found = [(_token_bytes(None, str(t)), float(lp)) for t, lp in (logprobs["top_logprobs"][0] or {}).items()]
     found = [(b, lp) for b, lp in found if math.isfinite(lp)]
@@ -81,9 +99,6 @@ def answer(spec: ModelSpec, is_chat: bool, text: str, n: int) -> list[tuple[byte
     from .backends import remote_for
 
     remote = remote_for(spec)
-    if spec.entry is None or spec.entry.scheme != "openai":
-        raise cannot_show(spec.name, "这个后端（Hugging Face Inference Providers）不返回 logprobs。",
-                          "this backend (Hugging Face Inference Providers) does not return logprobs here.")
     with _lock:
         kept = remote.facts.setdefault("next_token", collections.OrderedDict())
         known = kept.get((is_chat, text))

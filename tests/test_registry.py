@@ -164,23 +164,29 @@ def test_half_precision_on_the_cpu_runs_unquantised(monkeypatch, fresh_registry)
 
 def test_a_request_during_preloading_waits_for_one_load_at_most(fresh_registry, monkeypatch):
     import threading
-    import time
 
-    order = []
+    from gates import DEADLINE, wait_until
+
+    order, loading, go_on = [], threading.Event(), threading.Event()
     real = fresh_registry._load
 
-    def slow_load(spec):
+    def held_load(spec):  # the first preload holds the loading lock until the visitor waits for it
         order.append(spec.role)
-        time.sleep(0.3)
+        if len(order) == 1:
+            loading.set()
+            assert go_on.wait(DEADLINE), "the test never let the first load finish"
         return real(spec)
 
-    monkeypatch.setattr(fresh_registry, "_load", slow_load)
+    monkeypatch.setattr(fresh_registry, "_load", held_load)
     preloading = threading.Thread(target=fresh_registry.preload, args=(["classifier", "captioner", "textgen"],))
     preloading.start()
-    while not order:
-        time.sleep(0.01)
-    fresh_registry.get_model("translator")  # a visitor's request, while the first classifier loads
-    preloading.join()
+    assert loading.wait(DEADLINE)
+    visitor = threading.Thread(target=fresh_registry.get_model, args=("translator",))  # while the classifier loads
+    visitor.start()
+    wait_until(lambda: fresh_registry._requests_waiting == 1, "the visitor to wait for the load in progress")
+    go_on.set()
+    visitor.join(DEADLINE)
+    preloading.join(DEADLINE)
     assert order[:2] == ["classifier", "translator"]
     assert set(order[2:]) == {"classifier", "captioner", "textgen"}
 

@@ -257,7 +257,30 @@ def test_the_next_token_view_shows_the_servers_top_logprobs(remote, vllm_servers
     greedy = pipelines.next_token("Hello, how are you?", model, temperature=0, repetition_penalty=1.5, top_n=20)
     assert greedy.candidates[0].p == 1.0 and any("repetition penalty" in n for n in greedy.notices)
     assert metric(server, "vllm:request_success_total") == asked + 1  # the sliders re-ranked the kept answer
+    from ui.next_token_tab import chart_html
+
+    shown = chart_html(view)  # the tab says what is unknown, and its rows cannot be clicked to append
+    assert "only the top 20 tokens the server returned are known" in shown and "nt-click" not in shown
     text = pipelines.next_token("今天天气很好", "vLLM GPT-2 中文", top_n=10)  # /v1/completions' logprobs=N
     assert len(text.candidates) == 10 and all(c.token and c.raw_p > 0 for c in text.candidates)
     with pytest.raises(InvalidInputError, match="local models only"):
         pipelines.sample_step("今天天气很好", "vLLM GPT-2 中文")
+
+
+def test_an_hf_endpoint_shows_the_next_token_view_through_chat_completion(remote, monkeypatch):
+    """An ``hf:`` entry asks ``InferenceClient.chat_completion`` for logprobs: the same numbers as ``openai:``."""
+    from huggingface_hub import constants
+
+    from pipelines.next_token import CHAT_SUFFIX
+
+    openai = pipelines.next_token("Hello, how are you?", f"vLLM Qwen2 {CHAT_SUFFIX}", top_n=5)
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)  # the "endpoint" is on loopback
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", f"Endpoint=hf:{remote['chat'].base}#{CHAT_NAME}")
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"HF GPT-2=hf:{remote['textgen'].base}#{GPT2_NAME}")
+    hf = pipelines.next_token("Hello, how are you?", f"Endpoint {CHAT_SUFFIX}", top_n=5)
+    assert [c.token for c in hf.candidates] == [c.token for c in openai.candidates]
+    # vLLM computes in bfloat16 and the second request reuses its prefix cache: the same numbers to rounding
+    assert all(abs(a.raw_p - b.raw_p) <= 0.02 * b.raw_p for a, b in zip(hf.candidates, openai.candidates)), \
+        [(a.raw_p, b.raw_p) for a, b in zip(hf.candidates, openai.candidates)]
+    with pytest.raises(InvalidInputError, match="cannot show the next-token view: its text generation"):
+        pipelines.next_token("今天天气很好", "HF GPT-2")

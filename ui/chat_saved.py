@@ -10,12 +10,14 @@ from typing import Any
 import gradio as gr
 from gradio.context import Context
 
-from pipelines import conversations, registry
+from pipelines import answer_versions, conversations, registry
 from pipelines.conversations import Conversation
 from pipelines.downloads import save_download
 from pipelines.inputs import normalize_messages
 
+from . import chat_versions
 from .adapters import file_path
+from .chat_versions import VersionNav
 from .common import edge
 
 EMPTY_STORE: dict[str, Any] = {"current": None, "chats": []}
@@ -32,10 +34,12 @@ class SavedChats:
     current: gr.State
     listing: gr.Dropdown
     settings: list[Any]
+    nav: VersionNav
 
     def save_after(self, event: Any) -> Any:
-        """Chain saving the open conversation after ``event``."""
-        return event.then(save, [self.current, *self.settings, self.store], [self.current, self.store, self.listing],
+        """Chain saving the open conversation (and recording its last answer's version) after ``event``."""
+        return event.then(save, [self.current, *self.settings, self.nav.state, self.store],
+                          [self.current, self.store, self.listing, *self.nav.outputs],
                           api_visibility="private", queue=False)
 
 
@@ -47,75 +51,83 @@ def _choices(store: Any, selected: str | None = None) -> dict[str, Any]:
 
 
 def _conversation(conversation_id: str | None, history: list[dict], system: str, temperature: float,
-                  top_p: float, max_new_tokens: int) -> Conversation:
+                  top_p: float, max_new_tokens: int, versions: Any = None) -> Conversation:
     messages = [m for m in normalize_messages(history) if m["role"] in ("user", "assistant")]
     settings = {"temperature": float(temperature), "top_p": float(top_p), "max_new_tokens": int(max_new_tokens)}
     model = registry.resolve("chat").source
-    conversation = Conversation(messages, system or "", settings, model)
+    conversation = Conversation(messages, system or "", settings, model, answer_versions.saved_form(versions, messages))
     if conversation_id:
         conversation.id = conversation_id
     return conversation
 
 
 def _shown(conversation: Conversation | None) -> tuple[Any, ...]:
-    """The chat view, id, system prompt and sliders for ``conversation`` (all cleared for None)."""
+    """The chat view, id, answer versions, system prompt and sliders for ``conversation`` (cleared for None)."""
     if conversation is None:
-        return [], None, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return [], None, *chat_versions.NONE, gr.skip(), gr.skip(), gr.skip(), gr.skip()
     s = conversation.settings
-    return ([dict(m) for m in conversation.messages], conversation.id, conversation.system_prompt,
+    messages = [dict(m) for m in conversation.messages]
+    versions = answer_versions.restored(conversation.versions, messages)
+    return (messages, conversation.id, *chat_versions.shown(versions, messages), conversation.system_prompt,
             s.get("temperature", 0.7), s.get("top_p", 0.9), s.get("max_new_tokens", 512))
 
 
 @edge
 def save(conversation_id: str | None, history: list[dict], system: str, temperature: float, top_p: float,
-         max_new_tokens: int, store: Any) -> tuple[Any, Any, Any]:
-    """Keep the open conversation in the browser (a chat without messages is not kept)."""
-    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens)
+         max_new_tokens: int, versions: Any, store: Any) -> tuple[Any, ...]:
+    """Keep the open conversation in the browser, its last answer among that answer's versions (a chat
+    without messages is not kept)."""
+    versions = answer_versions.record(versions, history)
+    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens, versions)
     if not conversation.messages:
-        return conversation_id, gr.skip(), gr.skip()
+        return conversation_id, gr.skip(), gr.skip(), *chat_versions.NONE
     store = conversations.remember(store, conversation)
-    return conversation.id, store, _choices(store, conversation.id)
+    return conversation.id, store, _choices(store, conversation.id), *chat_versions.shown(versions, history)
 
 
 def restore(store: Any, history: list[dict], conversation_id: str | None) -> tuple[Any, ...]:
     """After a reload, show the conversation that was open (only into an empty, unsaved chat view)."""
     listing = _choices(store, store.get("current") if isinstance(store, dict) else None)
     if history or conversation_id:
-        return (gr.skip(),) * 6 + (listing,)
+        return (gr.skip(),) * 9 + (listing,)
     current = conversations.find(store, store.get("current") if isinstance(store, dict) else None)
     if current is None:
-        return (gr.skip(),) * 6 + (listing,)
+        return (gr.skip(),) * 9 + (listing,)
     return (*_shown(current), listing)
+
+
+def chosen(selected: str | None, store: Any) -> None:
+    """Refuse, before anything on the page changes, when no saved conversation is chosen in the list."""
+    if conversations.find(store, selected) is None:
+        raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
 
 
 def open_saved(selected: str | None, store: Any) -> tuple[Any, ...]:
     """Show the chosen saved conversation."""
+    chosen(selected, store)
     conversation = conversations.find(store, selected)
-    if conversation is None:
-        raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
     store = {**store, "current": conversation.id}
     return (*_shown(conversation), store)
 
 
 def delete_saved(selected: str | None, conversation_id: str | None, store: Any) -> tuple[Any, ...]:
     """Delete the chosen saved conversation; deleting the open one clears the chat view."""
-    if not selected:
-        raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
+    chosen(selected, store)
     store = conversations.forget(store, selected)
-    view = ([], None) if selected == conversation_id else (gr.skip(), gr.skip())
+    view = ([], None, *chat_versions.NONE) if selected == conversation_id else (gr.skip(),) * 5
     return (*view, store, _choices(store))
 
 
-def start_new(store: Any) -> tuple[Any, Any]:
-    """Forget which conversation is open (the old one stays in the list)."""
-    return None, {**(store if isinstance(store, dict) else EMPTY_STORE), "current": None}
+def start_new(store: Any) -> tuple[Any, ...]:
+    """Forget which conversation is open (the old one stays in the list) and its answer versions."""
+    return None, {**(store if isinstance(store, dict) else EMPTY_STORE), "current": None}, *chat_versions.NONE
 
 
 @edge
 def export(kind: str, conversation_id: str | None, history: list[dict], system: str, temperature: float,
-           top_p: float, max_new_tokens: int) -> Any:
+           top_p: float, max_new_tokens: int, versions: Any) -> Any:
     """Write the open conversation as a JSON or Markdown file and offer it for download."""
-    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens)
+    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens, versions)
     if not conversation.messages:
         raise gr.Error("对话是空的，没有可导出的内容。 / The chat is empty: there is nothing to export.",
                        print_exception=False)
@@ -143,7 +155,7 @@ def open_import(conversation: Conversation, store: Any) -> tuple[Any, ...]:
     return (*_shown(conversation), store, _choices(store, conversation.id))
 
 
-def build(chatbot: gr.Chatbot, settings: list[Any]) -> SavedChats:
+def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav) -> SavedChats:
     """Lay out the saved-chats row and the export/import row; wire everything that needs no model."""
     store = gr.BrowserState(EMPTY_STORE, storage_key="modeldeck-chats", secret=STORE_SECRET)
     current = gr.State(None)
@@ -160,16 +172,20 @@ def build(chatbot: gr.Chatbot, settings: list[Any]) -> SavedChats:
     # Events that can refuse go through the queue: gradio 6.31's page shows no toast for an error raised by an
     # unqueued event (its run/predict reply reaches the page without the "visible" flag the toast needs).
     private = {"api_visibility": "private", "show_progress": "hidden"}  # quick; no spinner or error veil
-    view = [chatbot, current, *settings]  # settings: system prompt, temperature, top_p, max_new_tokens
+    view = [chatbot, current, *nav.outputs, *settings]  # settings: system prompt, temperature, top_p, max_new_tokens
     root = Context.root_block
     if root is not None:  # restore once the page has read the browser's store (either may come first)
         gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], queue=False,
               **private)
-    open_btn.click(open_saved, [listing, store], [*view, store], **private)
-    delete_btn.click(delete_saved, [listing, current, store], [chatbot, current, store, listing], **private)
+    # A refusal comes from a first step without outputs, so it marks nothing on the page with an error.
+    open_btn.click(chosen, [listing, store], None, **private).success(open_saved, [listing, store], [*view, store],
+                                                                       **private)
+    delete_btn.click(chosen, [listing, store], None, **private).success(
+        delete_saved, [listing, current, store], [chatbot, current, *nav.outputs, store, listing], **private)
     for button, kind in ((json_btn, "json"), (md_btn, "md")):
-        button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings], exported, **private)
-    checked = gr.State(None)  # a refused file marks only this invisible output with the error
+        button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings, nav.state], exported,
+                     **private)
+    checked = gr.State(None)  # likewise: a refused file marks only this invisible output
     upload.upload(read_import, upload, checked, **private).success(
         open_import, [checked, store], [*view, store, listing], **private)
-    return SavedChats(store, current, listing, [chatbot, *settings])
+    return SavedChats(store, current, listing, [chatbot, *settings], nav)

@@ -12,10 +12,11 @@ from pipelines.inputs import normalize_messages
 from pipelines.chat import DEFAULT_MAX_NEW_TOKENS
 from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
-from . import adapters, chat_saved
+from . import adapters, chat_saved, chat_versions
 from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, t, usage_md
 from .token_colors import colored_html
 
+CSS = chat_versions.CSS
 EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）和 top-p 有什么区别？",
             "Write a haiku about small language models.", "帮我把这句话翻译成英文：今天天气真好。"]
 
@@ -80,6 +81,7 @@ def build() -> None:
     """Lay out the chat tab inside the current Blocks."""
     chatbot = gr.Chatbot(label=t("md_chatbot"), height=420, buttons=["copy", "copy_all"],
                          editable="user", elem_id="chatbot")
+    nav, flips = chat_versions.build(chatbot)
     status = gr.Markdown(elem_id="chat-status")
     colors = gr.HTML(elem_id="chat-colors", js_on_load=None)
     with gr.Row():
@@ -100,21 +102,23 @@ def build() -> None:
                             info=t("md_max_new_tokens_info"), elem_id="chat-max-new")
         color = gr.Checkbox(False, label=t("md_color_by_p"), elem_id="chat-color")
     examples([[e] for e in EXAMPLES], [box], ["示例 Example"])
-    saved = chat_saved.build(chatbot, [system, temperature, top_p, max_new])
+    saved = chat_saved.build(chatbot, [system, temperature, top_p, max_new], nav)
 
     settings = [chatbot, system, temperature, top_p, max_new, color]
     private = {"api_visibility": "private"}
     answer = {"fn": reply, "inputs": settings, "outputs": [chatbot, status, colors], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM), **private}
-    runs = [box.submit(add_user_message, [box, chatbot], [box, chatbot], **private).success(**answer),
-            send.click(add_user_message, [box, chatbot], [box, chatbot], **private).success(**answer)]
-    runs.append(regenerate.click(drop_last_reply, chatbot, chatbot, **private).then(**answer))
-    runs.append(chatbot.retry(drop_last_reply, chatbot, chatbot, **private).then(**answer))
-    runs.append(chatbot.edit(edit_message, chatbot, chatbot, **private).success(**answer))
-    for run in runs:
+    starts = [box.submit(add_user_message, [box, chatbot], [box, chatbot], **private),
+              send.click(add_user_message, [box, chatbot], [box, chatbot], **private),
+              regenerate.click(drop_last_reply, chatbot, chatbot, **private),
+              chatbot.retry(drop_last_reply, chatbot, chatbot, **private),
+              chatbot.edit(edit_message, chatbot, chatbot, **private)]
+    runs = [start.success(chat_versions.hide, None, nav.row, queue=False, **private).then(**answer)
+            for start in starts]
+    for run in runs + flips:
         saved.save_after(run)
     saved.save_after(stop.click(None, None, None, cancels=runs, **private))
     saved.save_after(undo_btn.click(undo, chatbot, [chatbot, box], cancels=runs, **private))
     for cleared in (clear.click(lambda: ([], "", ""), None, [chatbot, status, colors], cancels=runs, **private),
                     chatbot.clear(lambda: ("", ""), None, [status, colors], cancels=runs, **private)):  # the chat's 🗑 icon
-        cleared.then(chat_saved.start_new, saved.store, [saved.current, saved.store], **private)
+        cleared.then(chat_saved.start_new, saved.store, [saved.current, saved.store, *nav.outputs], **private)

@@ -54,8 +54,8 @@ Tokens already in the text have their score divided by r (if positive) or multip
 **熵 entropy** 衡量不确定程度（比特）：1 比特 ≈ 两个词五五开。**保留的概率 kept mass** 是被保留的词在原始分布里占的概率。 /
 **Entropy** measures uncertainty in bits: 1 bit ≈ a coin flip between two tokens. **Kept mass** is how much of the original probability the kept tokens hold.
 
-**远程后端 remote backends** — OpenAI 兼容的服务器（例如 vLLM）只返回概率最高的前 N 个词（最多 20 个）的 logprobs：“之前”就是这 N 个，“之后”只用这 N 个重新计算（当作整个词表），熵也只算这 N 个；重复惩罚无法显示，逐词模式只支持本地模型。不返回 logprobs 的服务器（例如 `transformers serve`）和 Hugging Face Inference Providers 无法显示这个视图，会直接说明。 /
-An OpenAI-compatible server (vLLM, for one) returns the logprobs of its top N tokens only (at most 20): "before" is those N, "after" is recomputed from those N alone (as if they were the whole vocabulary), and so are the entropies; the repetition penalty cannot be shown and step mode needs a local model. A server that returns no logprobs (`transformers serve`) and Hugging Face Inference Providers cannot show this view, and the tab says so.
+**远程后端 remote backends** — OpenAI 兼容的服务器（例如 vLLM）只返回概率最高的前 N 个词（最多 20 个）的 logprobs：“之前”就是这 N 个，“之后”只用这 N 个重新计算（当作整个词表），熵也只算这 N 个；重复惩罚无法显示，逐词模式只支持本地模型。`hf:` 条目只有对话模型可以（通过 chat_completion）。不返回 logprobs 的服务器（例如 `transformers serve`）无法显示这个视图，会直接说明。 /
+An OpenAI-compatible server (vLLM, for one) returns the logprobs of its top N tokens only (at most 20): "before" is those N, "after" is recomputed from those N alone (as if they were the whole vocabulary), and so are the entropies; the repetition penalty cannot be shown and step mode needs a local model. Of `hf:` entries only chat models can (through chat_completion). A server that returns no logprobs (`transformers serve`) cannot show this view, and the tab says so.
 """
 
 
