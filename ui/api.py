@@ -15,6 +15,8 @@ from gradio import FileData
 
 import pipelines
 from pipelines import DEFAULT_SYSTEM_PROMPT
+from pipelines.chat import DEFAULT_MAX_NEW_TOKENS as CHAT_MAX_NEW_TOKENS
+from pipelines.textgen import DEFAULT_MAX_NEW_TOKENS as TEXTGEN_MAX_NEW_TOKENS
 from pipelines.tokens import BYTES_NOTE
 
 from . import adapters
@@ -30,7 +32,7 @@ def warn(notices: list[str]) -> None:
 @gpu
 @edge
 def chat(message: str, history: Optional[list[dict]] = None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-         temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 512) -> str:
+         temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = CHAT_MAX_NEW_TOKENS) -> str:
     """Chat with the small instruction-tuned model (Qwen2.5-0.5B-Instruct by default); it answers in the language
     of the message, Chinese and English best. Streams the reply as it grows; the last value is the whole reply.
 
@@ -57,9 +59,9 @@ def chat(message: str, history: Optional[list[dict]] = None, system_prompt: str 
 
 @gpu
 @edge
-def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = 100, temperature: float = 0.8,
-             top_k: int = 50, top_p: float = 0.95, repetition_penalty: float = 1.1, num_return_sequences: int = 1,
-             seed: Union[int, str, None] = None) -> tuple[str, Optional[int]]:
+def generate(prompt: str, model: Optional[str] = None, max_new_tokens: int = TEXTGEN_MAX_NEW_TOKENS,
+             temperature: float = 0.8, top_k: int = 50, top_p: float = 0.95, repetition_penalty: float = 1.1,
+             num_return_sequences: int = 1, seed: Union[int, str, None] = None) -> tuple[str, Optional[int]]:
     """Continue a text with a small GPT-2 model (not a chat model: it writes what could come next).
     Streams the growing text; the last value is final.
 
