@@ -26,7 +26,7 @@ from ui.common import I18N, t  # noqa: E402
 
 log = logging.getLogger("modeldeck")
 
-CSS = "#story-audio audio { width: 100%; } footer { opacity: 0.7; }" + next_token_tab.CSS
+CSS = "#story-audio audio { width: 100%; } footer { opacity: 0.7; }" + next_token_tab.CSS + chat_tab.CSS
 
 
 def build_demo() -> gr.Blocks:

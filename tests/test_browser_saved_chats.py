@@ -183,6 +183,8 @@ def test_export_then_import_gives_the_same_chat(page, tmp_path, monkeypatch):
 def test_a_hostile_import_shows_why_and_changes_nothing(page, tmp_path):
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.locator("#chat-open").click()  # nothing chosen yet: the page says what to do
+    page.locator(".toast-body", has_text="Choose a conversation in the list first").wait_for()
     send(page, "留着我")
     hostile = tmp_path / "evil.json"
     hostile.write_text(json.dumps({"messages": [{"role": "user", "content": "<img src=x onerror=alert(1)>"},

@@ -96,19 +96,23 @@ def restore(store: Any, history: list[dict], conversation_id: str | None) -> tup
     return (*_shown(current), listing)
 
 
+def chosen(selected: str | None, store: Any) -> None:
+    """Refuse, before anything on the page changes, when no saved conversation is chosen in the list."""
+    if conversations.find(store, selected) is None:
+        raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
+
+
 def open_saved(selected: str | None, store: Any) -> tuple[Any, ...]:
     """Show the chosen saved conversation."""
+    chosen(selected, store)
     conversation = conversations.find(store, selected)
-    if conversation is None:
-        raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
     store = {**store, "current": conversation.id}
     return (*_shown(conversation), store)
 
 
 def delete_saved(selected: str | None, conversation_id: str | None, store: Any) -> tuple[Any, ...]:
     """Delete the chosen saved conversation; deleting the open one clears the chat view."""
-    if not selected:
-        raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
+    chosen(selected, store)
     store = conversations.forget(store, selected)
     view = ([], None, *chat_versions.NONE) if selected == conversation_id else (gr.skip(),) * 5
     return (*view, store, _choices(store))
@@ -173,13 +177,15 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav) -> SavedCha
     if root is not None:  # restore once the page has read the browser's store (either may come first)
         gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], queue=False,
               **private)
-    open_btn.click(open_saved, [listing, store], [*view, store], **private)
-    delete_btn.click(delete_saved, [listing, current, store], [chatbot, current, *nav.outputs, store, listing],
-                     **private)
+    # A refusal comes from a first step without outputs, so it marks nothing on the page with an error.
+    open_btn.click(chosen, [listing, store], None, **private).success(open_saved, [listing, store], [*view, store],
+                                                                       **private)
+    delete_btn.click(chosen, [listing, store], None, **private).success(
+        delete_saved, [listing, current, store], [chatbot, current, *nav.outputs, store, listing], **private)
     for button, kind in ((json_btn, "json"), (md_btn, "md")):
         button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings, nav.state], exported,
                      **private)
-    checked = gr.State(None)  # a refused file marks only this invisible output with the error
+    checked = gr.State(None)  # likewise: a refused file marks only this invisible output
     upload.upload(read_import, upload, checked, **private).success(
         open_import, [checked, store], [*view, store, listing], **private)
     return SavedChats(store, current, listing, [chatbot, *settings], nav)

@@ -16,6 +16,7 @@ from . import adapters, chat_saved, chat_versions
 from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, t, usage_md
 from .token_colors import colored_html
 
+CSS = chat_versions.CSS
 EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）和 top-p 有什么区别？",
             "Write a haiku about small language models.", "帮我把这句话翻译成英文：今天天气真好。"]
 

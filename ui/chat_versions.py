@@ -12,6 +12,12 @@ from pipelines import answer_versions
 
 from .common import edge
 
+# ◀ n/m ▶ side by side at the left, each as wide as its content (a Row would stretch the label)
+CSS = """
+#chat-versions { align-items: center; gap: 6px; }
+#chat-versions > * { flex: 0 0 auto !important; width: auto !important; }
+"""
+
 
 @dataclass
 class VersionNav:
