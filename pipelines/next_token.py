@@ -185,6 +185,13 @@ def prompt_ids(prompt: str, model: str | None, notices: list[str]) -> tuple[regi
     return loaded, ids, shown
 
 
+def chat_messages(text: str) -> list[dict[str, str]]:
+    """The conversation the chat model is shown ``text`` in: the chat tab's system prompt, then ``text``."""
+    from .chat import DEFAULT_SYSTEM_PROMPT
+
+    return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": text}]
+
+
 def _tokenized(loaded: registry.LoadedModel, is_chat: bool, text: str) -> list[int]:
     """``text``'s token ids (the chat model's through its template), remembered: a redraw re-tokenizes nothing."""
     with _prompts_lock:
@@ -192,12 +199,7 @@ def _tokenized(loaded: registry.LoadedModel, is_chat: bool, text: str) -> list[i
         if (is_chat, text) in kept:
             kept.move_to_end((is_chat, text))
             return list(kept[(is_chat, text)])
-    prompt = text
-    if is_chat:
-        from .chat import DEFAULT_SYSTEM_PROMPT
-
-        prompt = LocalChatBackend(loaded).render([{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-                                                  {"role": "user", "content": text}])
+    prompt = LocalChatBackend(loaded).render(chat_messages(text)) if is_chat else text
     tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     with _prompts_lock:

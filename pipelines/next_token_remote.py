@@ -49,21 +49,17 @@ def _is_hf(remote: Any) -> bool:
     return hasattr(remote, "inference_client")  # an hf: entry (Inference Providers or an endpoint URL)
 
 
-def _messages(text: str) -> list[dict[str, str]]:
-    from .chat import DEFAULT_SYSTEM_PROMPT
-
-    return [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, {"role": "user", "content": text}]
-
-
 def _request(remote: Any, is_chat: bool, text: str, n: int) -> Any:
     """The server's answer to a one-token request with ``n`` log-probabilities (OpenAI's shape, dict-like)."""
+    from .next_token import chat_messages
+
     if _is_hf(remote):  # chat_completion through InferenceClient
-        return remote.call(lambda client: client.chat_completion(_messages(text), model=remote.model, max_tokens=1,
-                                                                 temperature=0.0, logprobs=True, top_logprobs=n))
+        return remote.call(lambda client: client.chat_completion(
+            chat_messages(text), model=remote.model, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=n))
     # Greedy: vLLM puts the sampled token among the returned ones, and a greedy one is the top one anyway.
     body: dict[str, Any] = {"model": remote.model, "max_tokens": 1, "temperature": 0.0, "stream": False}
     if is_chat:
-        body.update(messages=_messages(text), logprobs=True, top_logprobs=n)
+        body.update(messages=chat_messages(text), logprobs=True, top_logprobs=n)
     else:
         body.update(prompt=text, logprobs=n)
     return remote.json("POST", remote.base_url + ("/chat/completions" if is_chat else "/completions"), body)

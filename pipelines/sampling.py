@@ -95,7 +95,8 @@ def processed(logits: Any, p: SamplingParams, seen: Any = None) -> tuple[Any, An
     """Return ``(values, ids)``: each row's candidate logits after ``p``'s settings.
 
     Removed candidates are ``-inf``; ``ids`` holds each column's token id (the candidates, most likely
-    first), or is None when the columns are the whole vocabulary in order. Greedy (temperature 0) keeps only the most likely token.
+    first), or is None when the columns are the whole vocabulary in order. Greedy (temperature 0) keeps
+    only the most likely token.
     ``seen`` (token ids per row) is what the repetition penalty applies to.
     """
     import torch
