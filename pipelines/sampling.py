@@ -130,8 +130,9 @@ def nucleus(logits: Any, top_p: float) -> Any:
     logp = logits.float().log_softmax(-1)
     top = logp.amax(-1, keepdim=True)
     bins = (top - logp).mul_(TOP_P_BINS / TOP_P_DEPTH).clamp_(max=TOP_P_BINS - 1).long()  # -inf: the last bin
-    mass = torch.zeros((logp.shape[0], TOP_P_BINS), dtype=torch.float64, device=logp.device)
-    mass.scatter_add_(1, bins, logp.exp().double())
+    wide = torch.float32 if logp.device.type == "mps" else torch.float64  # Apple's mps has no float64
+    mass = torch.zeros((logp.shape[0], TOP_P_BINS), dtype=wide, device=logp.device)
+    mass.scatter_add_(1, bins, logp.exp().to(wide))
     before = mass.cumsum(-1) - mass  # the mass of the bins more likely than each bin
     ends = (before <= top_p) & (before + mass > top_p)  # the bin top-p ends in (none: every token is kept)
     edge = torch.where(ends.any(-1, keepdim=True), ends.int().argmax(-1, keepdim=True), TOP_P_BINS)
@@ -140,7 +141,7 @@ def nucleus(logits: Any, top_p: float) -> Any:
     for row in rows.unique().tolist():  # sort the edge bin's few tokens: kept while the more likely hold <= top_p
         mine = cols[rows == row]
         values, order = logp[row, mine].sort(descending=True)
-        share = values.exp().double()
+        share = values.exp().to(wide)
         keep[row, mine[order]] = before[row, edge[row, 0]] + share.cumsum(0) - share <= top_p
     return keep
 
