@@ -138,8 +138,9 @@ def nucleus(logits: Any, top_p: float) -> Any:
     bottom = torch.where(torch.isfinite(logp), logp, top).amin(-1, keepdim=True)
     scale = (TOP_P_BINS - 1) / (top - bottom).clamp_min(1e-12)
     bins = ((top - logp) * scale).nan_to_num(posinf=TOP_P_BINS - 1).clamp_(0, TOP_P_BINS - 1).long()
-    mass = torch.zeros((logp.shape[0], TOP_P_BINS), dtype=torch.float64, device=logp.device)
-    mass.scatter_add_(1, bins, probs.double())
+    wide = torch.float32 if logp.device.type == "mps" else torch.float64  # Apple's mps has no float64
+    mass = torch.zeros((logp.shape[0], TOP_P_BINS), dtype=wide, device=logp.device)
+    mass.scatter_add_(1, bins, probs.to(wide))
     before = mass.cumsum(-1) - mass  # the mass of the bins more likely than each bin
     ends = (before <= top_p) & (before + mass > top_p)  # the bin top-p ends in (none: every token is kept)
     edge = torch.where(ends.any(-1, keepdim=True), ends.int().argmax(-1, keepdim=True), TOP_P_BINS)
@@ -148,7 +149,7 @@ def nucleus(logits: Any, top_p: float) -> Any:
     count = int(in_edge.sum(-1).max())
     if count:  # sort the edge bin's tokens: each is kept while the more likely ones hold at most top_p
         values, ids = torch.where(in_edge, logp, float("-inf")).topk(count, dim=-1)
-        share = values.exp().double()
+        share = values.exp().to(wide)
         inside = before.gather(1, edge) + share.cumsum(-1) - share <= top_p
         keep.scatter_(1, ids, keep.gather(1, ids) | (inside & in_edge.gather(1, ids)))
     return keep
