@@ -18,17 +18,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import answer_versions
+from .chat import DEFAULT_MAX_NEW_TOKENS
 from .errors import InvalidInputError
 from .inputs import _CONTROL, max_input_chars, number
+from .sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
 FORMAT = "modeldeck-chat"
 MAX_IMPORT_BYTES = 1024 * 1024
 MAX_MESSAGES = 500
 MAX_SAVED = 30  # conversations kept in one browser; the least recently used go first
 ROLES = ("system", "user", "assistant")
-# name: (lowest, highest, default, whole number), the chat tab's slider ranges
-SETTINGS = {"temperature": (0.0, 2.0, 0.7, False), "top_p": (0.05, 1.0, 0.9, False),
-            "max_new_tokens": (16, 1024, 512, True)}
+# the sampling defaults of the chat tab; the ranges are the pipeline's (``sampling``), which its sliders offer
+DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": DEFAULT_MAX_NEW_TOKENS}
 
 
 @dataclass
@@ -99,8 +100,12 @@ def _settings(raw: Any) -> dict[str, float]:
         raw = {}
     if not isinstance(raw, dict):
         raise _bad("settings 必须是一个对象。", "settings must be an object.")
+    fewest, most = max_new_tokens_range()
+    ranges = {"temperature": (*TEMPERATURE_RANGE, False), "top_p": (*TOP_P_RANGE, False),
+              "max_new_tokens": (fewest, most, True)}
     out = {}
-    for name, (lo, hi, default, whole) in SETTINGS.items():
+    for name, (lo, hi, whole) in ranges.items():
+        default = min(DEFAULTS[name], hi)
         try:
             out[name] = number(raw.get(name), name=name, lo=lo, hi=hi, notices=[], integer=whole, default=default)
         except InvalidInputError:

@@ -46,9 +46,13 @@ def test_a_bare_message_list_and_text_parts_are_accepted_with_defaults():
     assert back.settings == {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 512}
 
 
-def test_out_of_range_settings_are_clamped_to_the_sliders():
+def test_out_of_range_settings_are_clamped_to_the_sliders(monkeypatch):
     data = json.dumps({"messages": MESSAGES, "settings": {"temperature": 99, "max_new_tokens": -5}}).encode()
-    assert conv.parse_export(data).settings == {"temperature": 2.0, "top_p": 0.9, "max_new_tokens": 16}
+    assert conv.parse_export(data).settings == {"temperature": 2.0, "top_p": 0.9, "max_new_tokens": 1}
+    monkeypatch.setenv("MODELDECK_MAX_NEW_TOKENS", "256")  # the operator's cap is the slider's end
+    data = json.dumps({"messages": MESSAGES, "settings": {"top_p": 0.01, "max_new_tokens": 512}}).encode()
+    assert conv.parse_export(data).settings == {"temperature": 0.7, "top_p": 0.01, "max_new_tokens": 256}
+    assert conv.parse_export(json.dumps({"messages": MESSAGES}).encode()).settings["max_new_tokens"] == 256
 
 
 @pytest.mark.parametrize("data, says", [
