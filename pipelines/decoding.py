@@ -148,6 +148,8 @@ class DecodeBatch:
 
         from transformers import DynamicCache
 
+        from .kv_cache import growing
+
         slots = [(request, i) for request in requests for i in range(len(request.rows))]
         width = max(len(request.rows[i]) for request, i in slots)
         ids = torch.full((len(slots), width), self.pad, dtype=torch.long)
@@ -159,7 +161,7 @@ class DecodeBatch:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         if kept:  # one row whose first len(prefix) tokens are already computed
-            cache = DynamicCache(kept, config=getattr(self.model, "config", None))
+            cache = growing(DynamicCache(kept, config=getattr(self.model, "config", None)))
             logits = self.forward(ids[:, len(prefix):], mask, positions[:, len(prefix):], cache)
         else:
             cache = self.new_cache()
@@ -191,11 +193,13 @@ class DecodeBatch:
         self.cache = self.mask = self.positions = self.pending = None
 
     def new_cache(self) -> Any:
-        """An empty KV cache for this model."""
+        """An empty KV cache for this model (plain layers grow into spare room: ``kv_cache.GrowingLayer``)."""
         from transformers import DynamicCache
 
+        from .kv_cache import growing
+
         config = getattr(self.model, "config", None)
-        return DynamicCache(config=config) if config is not None else DynamicCache()
+        return growing(DynamicCache(config=config) if config is not None else DynamicCache())
 
     def forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
         """Feed ``ids`` after what ``cache`` holds (which grows); return each row's last logits."""
@@ -235,8 +239,10 @@ class DecodeBatch:
     def _plain_layers(self, cache: Any = None) -> bool:
         from transformers.cache_utils import DynamicLayer
 
+        from .kv_cache import GrowingLayer
+
         layers = (cache if cache is not None else self.new_cache()).layers
-        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+        return bool(layers) and all(type(layer) in (DynamicLayer, GrowingLayer) for layer in layers)
 
     def _choose(self, logits: Any, start: int) -> None:
         """Pick tokens for the rows from ``start`` on (``logits`` holds theirs), hand them out, drop the finished."""
