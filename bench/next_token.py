@@ -13,7 +13,7 @@ from _common import machine, parser, qwen_full_vocab, table, tiny_env
 SETTINGS = [  # (label, temperature, top_k, top_p, repetition_penalty)
     ("T 0.7", 0.7, 0, 1.0, 1.0), ("T 0.7, top-k 40", 0.7, 40, 1.0, 1.0), ("T 0.7, top-p 0.9", 0.7, 0, 0.9, 1.0),
     ("T 1, top-k 50, top-p 0.95, penalty 1.1", 1.0, 50, 0.95, 1.1),
-    ("T 2, top-p 0.95 (flat: past the 1024 candidates)", 2.0, 0, 0.95, 1.0),
+    ("T 2, top-p 0.95 (flat)", 2.0, 0, 0.95, 1.0),
 ]
 
 
