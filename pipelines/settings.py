@@ -278,7 +278,7 @@ _add("MODELDECK_MAX_SPEECH_CHARS", integer(1), 3000, "3000")
 _add("MODELDECK_MAX_IMAGE_PIXELS", integer(1), 50_000_000, "50000000")
 _add("MODELDECK_MAX_UPLOAD_MB", integer(1), 10, "10")
 _add("MODELDECK_QUEUE_SIZE", integer(1), 300, "300")  # all of ui.admission's lines together
-for _name, _default in (("MODELDECK_QUEUE_CHAT", 24), ("MODELDECK_QUEUE_TEXTGEN", 45), ("MODELDECK_QUEUE_CLASSIFY", 200),
+for _name, _default in (("MODELDECK_QUEUE_CHAT", 12), ("MODELDECK_QUEUE_TEXTGEN", 45), ("MODELDECK_QUEUE_CLASSIFY", 200),
                         ("MODELDECK_QUEUE_CAPTION", 25), ("MODELDECK_QUEUE_SPEECH", 180)):
     _add(_name, integer(1), _default, str(_default))  # one line of ui.admission each
 _add("MODELDECK_CLASSIFY_BATCH", integer(1), 32, "32")
@@ -286,6 +286,7 @@ _add("MODELDECK_MAX_BATCH_ROWS", integer(1), 1000, "1000")  # rows one file/batc
 _add("MODELDECK_MAX_BATCH", integer(1), 4, "4")
 _add("MODELDECK_PREFIX_CACHE_TOKENS", integer(0), 16384, "16384")
 _add("MODELDECK_BATCH_WINDOW_MS", integer(0), 30, "30")
+_add("MODELDECK_STREAM_INTERVAL_MS", integer(0), 0, "100")
 _add("MODELDECK_SEED", integer(0, MAX_SEED), None, "42")
 _add("MODELDECK_LOG_LEVEL", one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "INFO")
 _add("MODELDECK_REMOTE_TIMEOUT", seconds, 60.0, "60")

@@ -14,9 +14,11 @@ import logging
 import os
 import re
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 from .decoding import END_OF_STREAM, Request, Usage, tokenizer_of
+from . import settings
 from .errors import PipelineError, known_error
 from .tokens import TokenLogprob, token_logprob
 
@@ -129,11 +131,16 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
     def records() -> list[list[tuple[str, list[TokenLogprob]]]]:
         return [cuts[r].extend(tokenizer, decoded, rows[r], request.logprobs[r]) for r in range(len(rows))]
 
+    interval = settings.get("MODELDECK_STREAM_INTERVAL_MS") / 1000
+
     def texts() -> Iterator[list[str]]:
         shown = [""] * len(rows)
         finished = False
+        last = 0.0
         try:
             while not finished:
+                if interval:  # at most one update per interval: tokens that arrive meanwhile go out together
+                    request.cancel.wait(max(0.0, last + interval - time.monotonic()))
                 items = [request.sink.get()]
                 while not request.sink.empty():  # decode once for everything that arrived meanwhile
                     items.append(request.sink.get_nowait())
@@ -151,6 +158,7 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
                     if text != shown[r]:
                         shown[r], changed = text, True
                 if changed:
+                    last = time.monotonic()
                     yield list(shown)
         finally:
             if request.cancel.is_set() or not finished:

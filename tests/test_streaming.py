@@ -183,3 +183,24 @@ def test_generation_on_cuda_uses_half_precision(monkeypatch, fresh_registry):
     assert isinstance(stream.collect(), str)
     assert stream_generate(loaded, ids, mask, SamplingParams(max_new_tokens=10, temperature=0.8, seed=3)).collect() \
         == stream.text
+
+
+def test_a_stream_interval_sends_the_tokens_that_arrive_meanwhile_together(monkeypatch):
+    import time
+
+    tokenizer = registry.get_model("chat").processor
+    ids = tokenizer(" one two three four five six seven eight nine ten" * 3, add_special_tokens=False)["input_ids"]
+
+    def run() -> tuple[list[str], float]:
+        loaded = registry.LoadedModel(registry.resolve("chat"), ScriptedModel(ids, len(tokenizer)), tokenizer,
+                                      "cpu", "float32", 0)
+        prompt = torch.tensor([[ids[0]]])
+        began = time.monotonic()
+        seen = list(stream_generate(loaded, prompt, torch.ones_like(prompt), SamplingParams(temperature=0)))
+        return seen, time.monotonic() - began
+
+    every_token, _ = run()
+    monkeypatch.setenv("MODELDECK_STREAM_INTERVAL_MS", "1000")
+    paced, seconds = run()
+    assert paced[-1] == every_token[-1] and set(paced) <= set(every_token)  # the same text, fewer updates
+    assert len(paced) <= seconds / 1.0 + 2 < len(every_token)  # at most one update a second (and the last)

@@ -51,7 +51,7 @@ class Line:
 # Defaults: about 90 s of waiting at the back of a full line, i.e. 90 s × requests run at once / seconds
 # each, capped at 200 (see README "Queue"). Fast tasks may queue far more than long generations.
 LINES = {
-    LLM: Line("对话 / 故事", "chat and stories", "MODELDECK_QUEUE_CHAT", 15.0),
+    LLM: Line("对话 / 故事", "chat and stories", "MODELDECK_QUEUE_CHAT", 30.0),
     TEXTGEN: Line("文本生成", "text generation", "MODELDECK_QUEUE_TEXTGEN", 2.0),
     CLASSIFIER: Line("文本分类", "classification", "MODELDECK_QUEUE_CLASSIFY", 0.1),
     CAPTIONER: Line("图片描述", "picture captions", "MODELDECK_QUEUE_CAPTION", 3.5),
