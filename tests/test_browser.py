@@ -126,7 +126,7 @@ def test_next_token_sliders_reshape_the_after_bars_and_steps_append(page):
         page.wait_for_function(f"document.querySelectorAll('#nt-text sup.nt-mark').length == {added + 1}")
         assert page.locator("#nt-text sup", has_text="👆").count() == clicks  # once: the listener outlives redraws
         assert page.locator("#nt-text .nt-added").last.inner_text() == token
-        page.wait_for_function(f"document.querySelector('#nt-chart table').innerHTML != {chart!r}")
+        page.wait_for_function(f"(t => !!t && t.innerHTML != {chart!r})(document.querySelector('#nt-chart table'))")
     shot(page, "next_token")
     page.reload()
     open_tab(page, "🔍 下一个词 · Next token")

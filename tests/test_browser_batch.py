@@ -37,7 +37,7 @@ def test_a_gbk_csv_is_classified_into_a_table_and_downloads_as_utf8_with_bom(pag
     assert page.locator("#classify-batch-column input").input_value() == "评论"  # the text column is guessed
     page.locator("#classify-batch-run").click()
     status.get_by_text("已分类").wait_for()
-    page.wait_for_function("document.querySelector('#classify-batch-table').innerText.includes('快递太慢了')")
+    page.wait_for_function("document.querySelector('#classify-batch-table')?.innerText.includes('快递太慢了')")
     assert "空行" in page.locator("#classify-batch-table").inner_text()  # the empty row is noted in its own row
     assert "3 / 4" in status.inner_text()  # three classified, one skipped
     link = page.locator("#classify-batch-download a[href*='/gradio_api/file=']")
@@ -67,7 +67,7 @@ def test_pasted_lines_are_classified_too(page):
     page.locator("#classify-batch-text textarea").fill("很好\n\n很差\n一般")
     page.locator("#classify-batch-run").click()
     page.locator("#classify-batch-status").get_by_text("已分类").wait_for()
-    page.wait_for_function("document.querySelector('#classify-batch-table').innerText.includes('一般')")
+    page.wait_for_function("document.querySelector('#classify-batch-table')?.innerText.includes('一般')")
 
 
 def test_picture_story_download_all_gives_a_zip_with_every_piece(page):

@@ -21,7 +21,7 @@ def finished_run(page, *, seed_other_than: str = "") -> tuple[str, str]:
     """Wait for a text-generation run to finish (with a seed other than the given one); return (output, seed)."""
     page.wait_for_function(
         """([pattern, other]) => {
-            const text = document.querySelector('#textgen-status').innerText;
+            const text = document.querySelector('#textgen-status')?.innerText || '';
             const seed = text.match(new RegExp(pattern));
             return text.includes('total_tokens') && seed && seed[1] !== other;
         }""", arg=[SEED_IN_STATUS, seed_other_than])
@@ -72,8 +72,8 @@ def test_more_sequences_and_greedy_decoding_show_in_the_output(page):
         prompt.fill(text)
         page.locator("#textgen-run").click()
         page.wait_for_function("""n => {
-            const m = document.querySelector('#textgen-status').innerText.match(/prompt_tokens\\s*(\\d+)/);
-            return m && m[1] === String(n) && document.querySelector('#textgen-status').innerText.includes('total');
+            const m = document.querySelector('#textgen-status')?.innerText.match(/prompt_tokens\\s*(\\d+)/);
+            return m && m[1] === String(n) && document.querySelector('#textgen-status')?.innerText.includes('total');
         }""", arg=tokens)
         outputs.append(page.locator("#textgen-output textarea").input_value())
         assert "seed" not in page.locator("#textgen-status").inner_text()  # greedy: no seed to show
@@ -109,7 +109,8 @@ def test_classification_example_then_another_model(page):
     page.locator("#classify-model input").click()
     page.get_by_role("option", name="Tiny English sentiment").click()
     page.locator("#classify-run").click()
-    page.wait_for_function("b => document.querySelector('#classify-labels').innerText !== b", arg=before)
+    page.wait_for_function("b => (e => !!e && e.innerText !== b)(document.querySelector('#classify-labels'))",
+                           arg=before)
     assert "负面 negative" in labels.inner_text()  # the other model's scores, every label shown
 
 
