@@ -62,7 +62,7 @@ def test_chat_streams_a_reply_and_shows_token_usage(page):
     assert page.locator("#chat-input textarea").input_value() == ""
     shot(page, "chat")
     page.locator("#chat-undo").click()
-    page.wait_for_function("document.querySelector('#chat-input textarea').value.length > 0")
+    page.wait_for_function("document.querySelector('#chat-input textarea')?.value.length > 0")
     assert page.locator("#chat-input textarea").input_value() == "你好，介绍一下你自己"
 
 
@@ -148,8 +148,8 @@ def test_picture_story_shows_caption_story_and_audio(page):
     page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
     page.locator("#story-image img").first.wait_for()
     page.locator("#story-run").click()
-    page.wait_for_function("document.querySelector('#story-caption textarea').value.length > 0")
-    page.wait_for_function("document.querySelector('#story-text textarea').value.length > 0")
+    page.wait_for_function("document.querySelector('#story-caption textarea')?.value.length > 0")
+    page.wait_for_function("document.querySelector('#story-text textarea')?.value.length > 0")
     link = page.locator("#story-audio a[href*='/gradio_api/file=']")
     link.wait_for()
     assert page.locator("#story-audio audio").count() >= 1  # the player is there

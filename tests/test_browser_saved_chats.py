@@ -33,7 +33,7 @@ def send(page, message: str, title: str | None = None) -> None:
 
 
 def wait_saved(page, title: str) -> None:
-    page.wait_for_function("t => document.querySelector('#chat-saved input').value.startsWith(t)", arg=title)
+    page.wait_for_function("t => document.querySelector('#chat-saved input')?.value.startsWith(t)", arg=title)
 
 
 @pytest.fixture(autouse=True)
@@ -161,7 +161,7 @@ def test_export_then_import_gives_the_same_chat(page, tmp_path, monkeypatch):
     assert exported["messages"][1]["content"] == "导出我" and exported["settings"]["max_new_tokens"] == shown_max_new
     assert exported["model"]
     page.locator("#chat-export-md").click()
-    page.wait_for_function("document.querySelector('#chat-exported a').href.includes('.md')")
+    page.wait_for_function("document.querySelector('#chat-exported a')?.href.includes('.md')")
     markdown = page.request.get(page.locator("#chat-exported a").first.get_attribute("href")).text()
     assert "### 🧑 用户 User" in markdown and "导出我" in markdown
 
@@ -175,7 +175,7 @@ def test_export_then_import_gives_the_same_chat(page, tmp_path, monkeypatch):
     assert len(texts(page, BOT)) == 1
     wait_saved(page, "导入的问题")
     page.locator("#chat-export-json").click()  # the page renders Markdown, so compare what it exports again
-    page.wait_for_function("document.querySelector('#chat-exported a').href.includes('.json')")
+    page.wait_for_function("document.querySelector('#chat-exported a')?.href.includes('.json')")
     again = json.loads(page.request.get(page.locator("#chat-exported a").first.get_attribute("href")).body())
     assert again["messages"] == exported["messages"] and again["settings"] == exported["settings"]
 

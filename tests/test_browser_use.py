@@ -41,10 +41,10 @@ def test_the_seed_is_random_by_default_shown_and_reusable(page, monkeypatch):
     second_text, second_seed = finished_run(page, seed_other_than=first_seed)
     assert second_seed != first_seed and seed_box.input_value() == ""
     page.locator("#textgen-seed-reuse").click()  # one click puts the last seed back
-    page.wait_for_function("s => document.querySelector('#textgen-seed input, #textgen-seed textarea').value === s",
+    page.wait_for_function("s => document.querySelector('#textgen-seed input, #textgen-seed textarea')?.value === s",
                            arg=second_seed)
     page.locator("#textgen-seed-random").click()
-    page.wait_for_function("() => document.querySelector('#textgen-seed input, #textgen-seed textarea').value === ''")
+    page.wait_for_function("() => document.querySelector('#textgen-seed input, #textgen-seed textarea')?.value === ''")
     seed_box.fill(first_seed)  # typing the first shown seed back reproduces the first text
     page.locator("#textgen-run").click()
     again_text, again_seed = finished_run(page, seed_other_than=second_seed)
@@ -59,7 +59,7 @@ def test_more_sequences_and_greedy_decoding_show_in_the_output(page):
     sequences.fill("3")
     sequences.press("Enter")
     page.locator("#textgen-run").click()
-    page.wait_for_function("() => document.querySelector('#textgen-output textarea').value.includes('【3】')")
+    page.wait_for_function("() => document.querySelector('#textgen-output textarea')?.value.includes('【3】')")
     page.locator("#textgen-status").get_by_text("total_tokens").wait_for()
     temperature = page.locator("#textgen-temperature input[type=number]")
     temperature.fill("0")
@@ -101,7 +101,7 @@ def test_chat_send_empty_then_a_message_then_clear(page):
 def test_classification_example_then_another_model(page):
     open_tab(page, "🏷️ 文本分类")
     page.get_by_text("这家店的服务太好了，下次还来！").first.click()  # an example fills the box
-    page.wait_for_function("() => document.querySelector('#classify-text textarea').value.length > 0")
+    page.wait_for_function("() => document.querySelector('#classify-text textarea')?.value.length > 0")
     page.locator("#classify-run").click()
     labels = page.locator("#classify-labels")
     labels.get_by_text("正面 positive").first.wait_for()
@@ -119,12 +119,12 @@ def test_caption_only_then_edit_rewrite_and_voice_again(page):
     page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
     page.locator("#story-image img").first.wait_for()
     page.locator("#story-caption-only").click()
-    page.wait_for_function("() => document.querySelector('#story-caption textarea').value.length > 0")
+    page.wait_for_function("() => document.querySelector('#story-caption textarea')?.value.length > 0")
     assert page.locator("#story-text textarea").input_value() == ""  # caption only: no story yet
     assert page.locator("#story-caption-en textarea").input_value()
     page.locator("#story-caption textarea").fill("一只猫坐在红色的椅子上")
     page.locator("#story-rewrite").click()
-    page.wait_for_function("() => document.querySelector('#story-text textarea').value.length > 0")
+    page.wait_for_function("() => document.querySelector('#story-text textarea')?.value.length > 0")
     page.locator("#story-text textarea").fill("从前有一只猫。它很好。")
     page.locator("#story-revoice").click()
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()

@@ -122,8 +122,8 @@ def test_browser_picture_story_is_written_by_vllm(page, chat_server):
     page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
     page.locator("#story-image img").first.wait_for()
     page.locator("#story-run").click()
-    page.wait_for_function("document.querySelector('#story-caption textarea').value.length > 0")
-    page.wait_for_function("document.querySelector('#story-text textarea').value.length > 0")
+    page.wait_for_function("document.querySelector('#story-caption textarea')?.value.length > 0")
+    page.wait_for_function("document.querySelector('#story-text textarea')?.value.length > 0")
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()  # the whole run finished
     wait_idle(chat_server)
     assert generated(chat_server) > before
