@@ -177,7 +177,11 @@ def test_export_then_import_gives_the_same_chat(page, tmp_path, monkeypatch):
     page.locator("#chat-export-json").click()  # the page renders Markdown, so compare what it exports again
     page.wait_for_function("document.querySelector('#chat-exported a')?.href.includes('.json')")
     again = json.loads(page.request.get(page.locator("#chat-exported a").first.get_attribute("href")).body())
-    assert again["messages"] == exported["messages"] and again["settings"] == exported["settings"]
+    # gradio's Chatbot drops whitespace around a message's text (a random reply may start with a space)
+    def trimmed(messages):
+        return [{**m, "content": m["content"].strip()} for m in messages]
+
+    assert trimmed(again["messages"]) == trimmed(exported["messages"]) and again["settings"] == exported["settings"]
 
 
 def test_a_hostile_import_shows_why_and_changes_nothing(page, tmp_path):
