@@ -55,19 +55,39 @@ def _untie_output_layer(model: Any) -> bool:
     return tied
 
 
+# Sibling layers that read the same input in the architectures ModelDeck quantises (Qwen2/Llama-style
+# attention and MLP, BERT-style attention): one shared int8 product each (``int8.Int8Fused``).
+SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"), ("query", "key", "value"))
+
+
+def _sibling_groups(model: Any, names: list[str]) -> list[list[str]]:
+    """The full names of each set of ``SIBLINGS`` found under one parent among ``names``, with equal inputs."""
+    present = set(names)
+    groups = []
+    for parent in {name.rpartition(".")[0] for name in names}:
+        for siblings in SIBLINGS:
+            group = [f"{parent}.{child}" if parent else child for child in siblings]
+            if all(name in present for name in group) and len(
+                    {model.get_submodule(name).in_features for name in group}) == 1:
+                groups.append(group)
+    return sorted(groups)
+
+
 def quantize_int8(model: "torch.nn.Module", *, per_channel: bool = True,
                   include_lm_head: bool = True) -> "torch.nn.Module":
     """Return ``model`` with its ``nn.Linear`` layers replaced, in place, by int8 ones (per-token activations).
 
     ``per_channel`` gives each output row its own weight scale (per-tensor: one scale per layer).
-    ``include_lm_head=False`` keeps the output layer (``get_output_embeddings()``) in float32. The float
+    ``include_lm_head=False`` keeps the output layer (``get_output_embeddings()``) in float32. With
+    per-channel scales, ``SIBLINGS`` (q/k/v, gate/up) share one product each: the same numbers in fewer
+    kernel calls. The float
     weights of replaced layers are dropped, not copied, and their memory is given back; the model is
     switched to eval mode.
     """
     import torch
 
     from .devices import int8_activation_levels
-    from .int8 import Int8Linear
+    from .int8 import Int8Fused, Int8Linear
 
     get_out = getattr(model, "get_output_embeddings", None)
     head = get_out() if get_out is not None else None
@@ -78,13 +98,22 @@ def quantize_int8(model: "torch.nn.Module", *, per_channel: bool = True,
     tied = include_lm_head and _untie_output_layer(model)
     levels = int8_activation_levels()
     model.eval()
-    for name in names:  # one layer at a time: at most one layer's float copy exists twice
+    groups = _sibling_groups(model, names) if per_channel else []
+    for group in groups:  # one group at a time: at most one group's float copy exists twice
+        parent_name, _, _ = group[0].rpartition(".")
+        parent = model.get_submodule(parent_name)
+        fused = Int8Fused([model.get_submodule(name) for name in group], levels=levels)
+        for name, part in zip(group, fused.parts()):
+            setattr(parent, name.rpartition(".")[2], part)
+    grouped = {name for group in groups for name in group}
+    for name in (name for name in names if name not in grouped):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         setattr(parent, child, Int8Linear(getattr(parent, child), levels=levels, per_channel=per_channel))
     give_back_freed_memory()
-    log.info("int8 (%s weights, per-token activations, %d levels) quantised %d linear layers%s%s",
-             "per-channel" if per_channel else "per-tensor", levels, len(names),
+    log.info("int8 (%s weights, per-token activations, %d levels) quantised %d linear layers (%d sharing a "
+             "product with siblings)%s%s", "per-channel" if per_channel else "per-tensor", levels, len(names),
+             len(grouped),
              "" if include_lm_head or head is None else "; output layer kept in float32",
              "; output layer untied from the embedding" if tied else "")
     return model

@@ -196,3 +196,40 @@ def test_resident_memory_after_an_int8_load_stays_near_its_weight_bytes(tmp_path
     # Measured: 1.4x with the freed float32 weights given back (once 1.77x inside a full, loaded test run),
     # 2.4x without (float32 alone would be ~4x): 2.0 keeps the two apart.
     assert measured["grew"] <= 2.0 * measured["weights"], measured
+
+
+
+def test_siblings_share_one_product_with_the_numbers_of_separate_layers(qwen, monkeypatch):
+    import pipelines.quantize as quantize
+    from pipelines.int8 import Int8Part
+
+    fused = quantize_int8(qwen())
+    attention, mlp = fused.model.layers[0].self_attn, fused.model.layers[0].mlp
+    assert all(isinstance(getattr(attention, n), Int8Part) for n in ("q_proj", "k_proj", "v_proj"))
+    assert isinstance(mlp.gate_proj, Int8Part) and isinstance(mlp.up_proj, Int8Part)
+    assert isinstance(mlp.down_proj, Int8Linear)  # reads another input: on its own
+    monkeypatch.setattr(quantize, "SIBLINGS", ())
+    separate = quantize_int8(qwen())
+    assert not any(isinstance(m, Int8Part) for m in separate.modules())
+    ids = torch.randint(3, 200, (2, 9))
+    with torch.inference_mode():
+        assert torch.equal(fused(ids).logits, separate(ids).logits)  # exact integer sums: bit for bit
+    assert weight_bytes(fused) < weight_bytes(separate) + 1024
+
+
+def test_a_sibling_given_another_input_computes_its_own_product():
+    from pipelines.int8 import Int8Fused
+
+    linears = [torch.nn.Linear(16, n) for n in (8, 4, 4)]
+    levels = int8_activation_levels()
+    alone = [Int8Linear(linear, levels=levels) for linear in linears]
+    q, k, v = Int8Fused(linears, levels=levels).parts()
+    a, b = torch.randn(3, 16), torch.randn(3, 16)
+    assert torch.equal(q(a), alone[0](a))
+    assert torch.equal(k(b), alone[1](b))  # not a's kept product: b is another tensor
+    assert torch.equal(v(a), alone[2](a)) and torch.equal(v(b), alone[2](b))
+    assert torch.equal(q(a.clone()), alone[0](a))
+    q(a)
+    assert q.fused.kept is not None  # k and v will take theirs
+    k(a), v(a)
+    assert q.fused.kept is None  # every sibling served: no activations are held between calls
