@@ -121,6 +121,13 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def report(setup: str, headers: list[str], rows: list[list[object]]) -> None:
+    """Print what was measured, the machine it ran on, and the results as a Markdown table."""
+    print(setup)
+    print(machine())
+    print(table(headers, rows))
+
+
 def _save_once(name: str, build: Callable[[Path], None]) -> Path:
     folder = CACHE / name
     if not (folder / "config.json").exists():

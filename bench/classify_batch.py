@@ -14,7 +14,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import CACHE, machine, parser, table, tiny_env
+from _common import CACHE, parser, report, tiny_env
 from classification import sentences
 
 
@@ -77,10 +77,9 @@ def main() -> None:
                                ("/classify through gradio_client, one call per sentence", t_single, len(few))]:
         rates = sorted(count / t for t in times)
         rows.append([name, statistics.median(rates), f"{rates[0]:.3g}–{rates[-1]:.3g}", statistics.median(rates) / base])
-    print(f"model: {'tiny' if args.tiny else 'BERT-base-sized random weights'}; {n} sentences of "
-          f"{min(map(len, texts))}–{max(map(len, texts))} characters; {args.repeats} runs each")
-    print(machine())
-    print(table(["path", "sentences/s (median)", "spread", "× direct batched"], rows))
+    report(f"model: {'tiny' if args.tiny else 'BERT-base-sized random weights'}; {n} sentences of "
+           f"{min(map(len, texts))}–{max(map(len, texts))} characters; {args.repeats} runs each",
+           ["path", "sentences/s (median)", "spread", "× direct batched"], rows)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import os
 import statistics
 import time
 
-from _common import machine, parser, real_size_env, table, tiny_env
+from _common import parser, real_size_env, report, tiny_env
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images", "cat.jpg")
 
@@ -82,10 +82,9 @@ def main() -> None:
         md = statistics.median(r[mark] for r in runs["modeldeck"])
         eager = statistics.median(r[mark] for r in runs["eager"])
         rows.append([mark, md, eager, eager / md])
-    print(f"models: {'tiny' if args.tiny else 'default-model sizes, random weights'}; story length {length}; "
-          f"median of {args.repeats}, cold (nothing loaded) each run; seconds from the click")
-    print(machine())
-    print(table(["first visible", "ModelDeck (s)", "eager reference design (s)", "× sooner"], rows))
+    report(f"models: {'tiny' if args.tiny else 'default-model sizes, random weights'}; story length {length}; "
+           f"median of {args.repeats}, cold (nothing loaded) each run; seconds from the click",
+           ["first visible", "ModelDeck (s)", "eager reference design (s)", "× sooner"], rows)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 @pytest.fixture(scope="module")
 def browser():
+    if CHROMIUM is None:  # for modules that use this fixture without this module's skipif
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -29,15 +33,24 @@ def browser():
         chromium.close()
 
 
+@contextmanager
+def opened(browser, url: str, *, timeout_ms: int = 60_000) -> Iterator:
+    """A fresh zh-CN page on ``url`` once the app has rendered; its context is closed afterwards."""
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(timeout_ms)
+        page.goto(url)
+        page.get_by_text("小模型游乐场").first.wait_for()
+        yield page
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def page(browser, url):
-    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(url)
-    page.get_by_text("小模型游乐场").first.wait_for()
-    yield page
-    context.close()
+    with opened(browser, url) as page:
+        yield page
 
 
 def shot(page, name: str) -> None:
@@ -47,6 +60,18 @@ def shot(page, name: str) -> None:
 
 def open_tab(page, label: str) -> None:
     page.get_by_role("tab", name=label).click()
+
+
+def wait_filled(page, elem_id: str) -> None:
+    """Wait until the text box ``#elem_id`` holds text (``?.``: gradio may re-render it meanwhile)."""
+    page.wait_for_function("id => document.querySelector(`#${id} textarea`)?.value.length > 0", arg=elem_id)
+
+
+def upload_picture(page) -> None:
+    """Open the picture-story tab and upload example_images/cat.jpg; return once the picture shows."""
+    open_tab(page, "🖼️ 看图讲故事")
+    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
+    page.locator("#story-image img").first.wait_for()
 
 
 def test_interface_speaks_chinese_first(page):
@@ -62,7 +87,7 @@ def test_chat_streams_a_reply_and_shows_token_usage(page):
     assert page.locator("#chat-input textarea").input_value() == ""
     shot(page, "chat")
     page.locator("#chat-undo").click()
-    page.wait_for_function("document.querySelector('#chat-input textarea')?.value.length > 0")
+    wait_filled(page, "chat-input")
     assert page.locator("#chat-input textarea").input_value() == "你好，介绍一下你自己"
 
 
@@ -144,12 +169,10 @@ def test_classification_shows_every_label(page):
 
 
 def test_picture_story_shows_caption_story_and_audio(page):
-    open_tab(page, "🖼️ 看图讲故事")
-    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
-    page.locator("#story-image img").first.wait_for()
+    upload_picture(page)
     page.locator("#story-run").click()
-    page.wait_for_function("document.querySelector('#story-caption textarea')?.value.length > 0")
-    page.wait_for_function("document.querySelector('#story-text textarea')?.value.length > 0")
+    wait_filled(page, "story-caption")
+    wait_filled(page, "story-text")
     link = page.locator("#story-audio a[href*='/gradio_api/file=']")
     link.wait_for()
     assert page.locator("#story-audio audio").count() >= 1  # the player is there

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from test_browser import CHROMIUM, browser, open_tab, page  # noqa: F401  (fixtures)
-
-ROOT = Path(__file__).resolve().parent.parent
+from test_browser import CHROMIUM, browser, open_tab, page, upload_picture, wait_filled  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
@@ -101,7 +98,7 @@ def test_chat_send_empty_then_a_message_then_clear(page):
 def test_classification_example_then_another_model(page):
     open_tab(page, "🏷️ 文本分类")
     page.get_by_text("这家店的服务太好了，下次还来！").first.click()  # an example fills the box
-    page.wait_for_function("() => document.querySelector('#classify-text textarea')?.value.length > 0")
+    wait_filled(page, "classify-text")
     page.locator("#classify-run").click()
     labels = page.locator("#classify-labels")
     labels.get_by_text("正面 positive").first.wait_for()
@@ -115,16 +112,14 @@ def test_classification_example_then_another_model(page):
 
 
 def test_caption_only_then_edit_rewrite_and_voice_again(page):
-    open_tab(page, "🖼️ 看图讲故事")
-    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
-    page.locator("#story-image img").first.wait_for()
+    upload_picture(page)
     page.locator("#story-caption-only").click()
-    page.wait_for_function("() => document.querySelector('#story-caption textarea')?.value.length > 0")
+    wait_filled(page, "story-caption")
     assert page.locator("#story-text textarea").input_value() == ""  # caption only: no story yet
     assert page.locator("#story-caption-en textarea").input_value()
     page.locator("#story-caption textarea").fill("一只猫坐在红色的椅子上")
     page.locator("#story-rewrite").click()
-    page.wait_for_function("() => document.querySelector('#story-text textarea')?.value.length > 0")
+    wait_filled(page, "story-text")
     page.locator("#story-text textarea").fill("从前有一只猫。它很好。")
     page.locator("#story-revoice").click()
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from servers import Server, free_port
-from test_browser import CHROMIUM, FLAGS
+from test_browser import browser, opened, upload_picture, wait_filled  # noqa: F401  (fixtures)
 from test_vllm import CHAT_NAME, generated, post, wait_idle
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(1200)]
@@ -65,27 +65,10 @@ def test_gradio_client_chats_and_writes_stories_through_vllm(app_url, chat_serve
     assert generated(chat_server) > before
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser, app_url):
-    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(300_000)  # generous: eight people share 2 cores here
-    page.goto(app_url)
-    page.get_by_text("小模型游乐场").first.wait_for()
-    yield page
-    context.close()
+    with opened(browser, app_url, timeout_ms=300_000) as page:  # generous: eight people share 2 cores here
+        yield page
 
 
 # Records every distinct text the last bot message shows, as the page renders it.
@@ -118,12 +101,10 @@ def test_browser_chat_streams_a_reply_from_vllm(page, chat_server):
 @pytest.mark.browser
 def test_browser_picture_story_is_written_by_vllm(page, chat_server):
     before = generated(chat_server)
-    page.get_by_role("tab", name="🖼️ 看图讲故事").click()
-    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
-    page.locator("#story-image img").first.wait_for()
+    upload_picture(page)
     page.locator("#story-run").click()
-    page.wait_for_function("document.querySelector('#story-caption textarea')?.value.length > 0")
-    page.wait_for_function("document.querySelector('#story-text textarea')?.value.length > 0")
+    wait_filled(page, "story-caption")
+    wait_filled(page, "story-text")
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()  # the whole run finished
     wait_idle(chat_server)
     assert generated(chat_server) > before
