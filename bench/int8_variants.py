@@ -3,8 +3,9 @@ model, and what each lossy format costs against float32 on the same prompts (top
 relative logit error at every prompt position). The candidates: float32, bfloat16, ModelDeck's int8
 (per-token activation scales, fbgemm) with per-channel or per-tensor weight scales, with or without the
 152k-row output layer, and the other kernels tried: torch's dynamic int8 (one activation scale per
-input: ModelDeck before), per-token int8 through ``torch._int_mm`` (oneDNN), and weight-only int8 with
-bfloat16 activations (``torch._weight_int8pack_mm``)."""
+input: ModelDeck before), and weight-only int8 with bfloat16 activations (``torch._weight_int8pack_mm``).
+ModelDeck's int8 runs on fbgemm or oneDNN (``torch._int_mm``), whichever its self-test finds faster here
+(``pipelines/int8_kernels.py``); both are listed, and the q/k/v and gate/up products separately as before."""
 
 from __future__ import annotations
 
@@ -17,13 +18,27 @@ from _common import machine, parser, qwen_real_size, table, tiny_env
 VARIANTS = [  # (label, dtype, int8 settings or None; "kernel" picks one of the other kernels tried)
     ("float32", "float32", None),
     ("bfloat16", "bfloat16", None),
-    ("int8 per-token, per-channel weights, every layer (ModelDeck default)", "float32", {}),
+    ("int8 per-token, per-channel weights, every layer (ModelDeck default: the self-test's kernel)", "float32", {}),
+    ("int8 per-token, fbgemm, q/k/v and gate/up as separate products (before)", "float32",
+     {"setting": "fbgemm", "separate": True}),
+    ("int8 per-token via torch._int_mm (oneDNN; MODELDECK_INT8_KERNEL=onednn)", "float32", {"setting": "onednn"}),
     ("int8 per-token, per-tensor weights", "float32", {"per_channel": False}),
     ("int8 per-token, float32 output layer", "float32", {"include_lm_head": False}),
     ("torch dynamic int8, one activation scale per input (ModelDeck before)", "float32", {"kernel": "dynamic"}),
-    ("int8 per-token via torch._int_mm (oneDNN)", "float32", {"kernel": "int_mm"}),
     ("weight-only int8, bfloat16 activations (_weight_int8pack_mm)", "float32", {"kernel": "int8pack_bf16"}),
 ]
+
+
+def modeldeck_int8(model, setting: str | None = None, separate: bool = False, **options):
+    """``quantize_int8`` with ``MODELDECK_INT8_KERNEL=setting`` and, if ``separate``, no shared products."""
+    from unittest import mock
+
+    import pipelines.quantize as quantize
+
+    env = {"MODELDECK_INT8_KERNEL": setting} if setting else {}
+    with mock.patch.dict(os.environ, env), mock.patch.object(quantize, "SIBLINGS", () if separate else
+                                                             quantize.SIBLINGS):
+        return quantize.quantize_int8(model, **options)
 
 
 def other_kernel(model, kernel: str):
@@ -49,20 +64,12 @@ def other_kernel(model, kernel: str):
             w = linear.weight.detach().float()
             scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
             self.w8 = (w / scale[:, None]).round().to(torch.int8)
-            self.scale = scale if kernel == "int_mm" else scale.to(torch.bfloat16)
-            self.w8t = self.w8.t()  # _int_mm's (K, N) operand: a view, as oneDNN wants it
+            self.scale = scale.to(torch.bfloat16)
             self.bias = None if linear.bias is None else linear.bias.detach().float()
 
         def forward(self, x):
             rows = x.reshape(-1, x.shape[-1])
-            if kernel == "int_mm":
-                s = rows.abs().amax(1, keepdim=True).clamp(min=1e-30) / 127
-                q = (rows / s).round().to(torch.int8)
-                m = q.shape[0]
-                q = q if m > 16 else torch.nn.functional.pad(q, (0, 0, 0, 17 - m))  # it wants > 16 rows
-                out = torch._int_mm(q, self.w8t)[:m].float() * s * self.scale
-            else:
-                out = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.w8, self.scale).float()
+            out = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.w8, self.scale).float()
             out = out if self.bias is None else out + self.bias
             return out.reshape(*x.shape[:-1], out.shape[-1])
 
@@ -84,7 +91,7 @@ def main() -> None:
 
     from pipelines import registry
     from pipelines.engine import engine, in_own_thread
-    from pipelines.quantize import quantize_int8, weight_bytes
+    from pipelines.quantize import weight_bytes
 
     source = registry.resolve("chat").source
     torch.set_grad_enabled(False)
@@ -96,7 +103,7 @@ def main() -> None:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype)).eval()
         if int8 is None:
             return model
-        return other_kernel(model, int8["kernel"]) if "kernel" in int8 else quantize_int8(model, **int8)
+        return other_kernel(model, int8["kernel"]) if "kernel" in int8 else modeldeck_int8(model, **int8)
 
     def measure(model, reference: dict | None) -> dict:
         """On the engine thread, as in the app: prefill, greedy decode steps, logits against ``reference``.

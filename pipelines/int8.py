@@ -6,9 +6,8 @@ token's scale is applied afterwards. So a token's result depends on that token a
 activations (the "massive activations" of first tokens and delimiters in real LLMs) no longer coarsens
 every other token's grid, and a request gets the same numbers alone and inside a batch.
 
-The kernel is ``quantized::linear_with_input_q_dq_qweight_dq_output_fp32``: it quantises its input with
-the scale and zero point it is given: the rows arrive divided by their largest value, so the scale is
-1 / levels and the zero point the middle of the uint8 range. On CPUs without AVX-512 VNNI, fbgemm adds pairs of uint8 × int8 products in
+The integer product is fbgemm's or oneDNN's, whichever a short self-test finds faster on this processor
+(``int8_kernels.py``). On CPUs without AVX-512 VNNI, fbgemm adds pairs of uint8 × int8 products in
 saturating 16-bit integers, so activations use 7 bits there (as torch's own ``reduce_range`` does); with
 VNNI every product is accumulated in 32 bits and 8 bits are exact (``devices.int8_activation_levels``).
 Products that read the same input (an attention block's q/k/v, an MLP's gate/up) can share one packed
@@ -21,52 +20,44 @@ This module imports torch: ``quantize`` imports it only when a model is quantise
 
 from __future__ import annotations
 
-import warnings
+from typing import Any
 
 import torch
 
-_KERNEL = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
+from .int8_kernels import FbgemmWeights
 
 
-def product(x: torch.Tensor, packed: object, bias: torch.Tensor | None, levels: int, out_features: int) -> torch.Tensor:
-    """``x`` times a packed int8 weight: each token's activations scaled to ``levels`` on their own, then exact."""
+def product(x: torch.Tensor, weights: Any, bias: torch.Tensor | None, levels: int, out_features: int) -> torch.Tensor:
+    """``x`` times packed int8 ``weights``: each token's activations scaled to ``levels`` on their own, then exact."""
     rows = x.reshape(-1, x.shape[-1])
     peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30)  # each row's largest |value| maps to `levels`
-    out = _KERNEL(rows / peak, 1.0 / levels, levels + 1, packed)  # rows in [-1, 1]: the kernel's scale spreads them
+    out = weights.times(rows / peak, levels)
     out = out.mul_(peak) if bias is None else torch.addcmul(bias, out, peak)
     return out.reshape(*x.shape[:-1], out_features)
 
 
-def _quantized_weight(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:
-    """Symmetric int8 weights: one scale per output row (or one for the layer), zero point 0."""
-    with warnings.catch_warnings():  # quantised-tensor creation warns of torch.ao's removal (see quantize.py)
-        warnings.simplefilter("ignore")
-        w = weight.detach().float()
-        if per_channel:
-            scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-12).double()
-            return torch.quantize_per_channel(w, scales, torch.zeros_like(scales, dtype=torch.long), 0, torch.qint8)
-        scale = max(float(w.abs().max()) / 127, 1e-12)
-        return torch.quantize_per_tensor(w, scale, 0, torch.qint8)
+def _float_bias(bias: torch.Tensor | None) -> torch.nn.Parameter | None:
+    # The bias is added after the token's scale is applied, so it is kept apart from the kernel.
+    return None if bias is None else torch.nn.Parameter(bias.detach().float().clone(), requires_grad=False)
 
 
 class Int8Linear(torch.nn.Module):
     """A drop-in for ``nn.Linear`` (float32 in, float32 out) with int8 weights and per-token int8 activations."""
 
-    def __init__(self, linear: torch.nn.Linear, *, levels: int, per_channel: bool = True) -> None:
+    def __init__(self, linear: torch.nn.Linear, *, levels: int, per_channel: bool = True,
+                 kernel: type = FbgemmWeights) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.levels, self.per_channel = levels, per_channel
-        self._packed = torch.ops.quantized.linear_prepack(_quantized_weight(linear.weight, per_channel), None)
-        bias = linear.bias
-        # The bias is added after the token's scale is applied, so it is kept apart from the kernel.
-        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+        self.weights = kernel(linear.weight, per_channel)
+        self.bias = _float_bias(linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return product(x, self._packed, self.bias, self.levels, self.out_features)
+        return product(x, self.weights, self.bias, self.levels, self.out_features)
 
     def weight(self) -> torch.Tensor:
         """The quantised weight (unpacked: a copy; for inspection, not for inference)."""
-        return torch.ops.quantized.linear_unpack(self._packed)[0]
+        return self.weights.unpacked()
 
     def packed_bytes(self) -> int:
         """Bytes of the packed weight and its scales, from the shape (unpacking a 152k-row head takes seconds)."""
@@ -76,7 +67,7 @@ class Int8Linear(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"weights=int8 per-{'channel' if self.per_channel else 'tensor'}, "
-                f"activations=int8 per-token ({self.levels} levels each side)")
+                f"activations=int8 per-token ({self.levels} levels each side), kernel={self.weights.name}")
 
 
 class Int8Fused:
@@ -86,15 +77,13 @@ class Int8Fused:
     until each sibling has taken its own; a part called with any other input computes afresh.
     """
 
-    def __init__(self, linears: list[torch.nn.Linear], *, levels: int) -> None:
+    def __init__(self, linears: list[torch.nn.Linear], *, levels: int, kernel: type = FbgemmWeights) -> None:
         self.levels = levels
         self.sizes = [linear.out_features for linear in linears]
-        weight = torch.cat([linear.weight.detach().float() for linear in linears])
-        self.packed = torch.ops.quantized.linear_prepack(_quantized_weight(weight, True), None)
-        del weight
+        self.weights = kernel(torch.cat([linear.weight.detach().float() for linear in linears]), True)
         biases = [linear.bias for linear in linears]
-        self.bias = None if all(b is None for b in biases) else torch.cat(
-            [torch.zeros(n) if b is None else b.detach().float() for b, n in zip(biases, self.sizes)])
+        self.bias = None if all(b is None for b in biases) else _float_bias(torch.cat(
+            [torch.zeros(n) if b is None else b.detach().float() for b, n in zip(biases, self.sizes)]))
         self.in_features = linears[0].in_features
         self.kept: tuple[torch.Tensor, tuple[torch.Tensor, ...], set[int]] | None = None
 
@@ -106,7 +95,7 @@ class Int8Fused:
             if len(kept[2]) == len(self.sizes):
                 self.kept = None  # every sibling served: hold no activations between calls
             return kept[1][part]
-        outs = torch.split(product(x, self.packed, self.bias, self.levels, sum(self.sizes)), self.sizes, dim=-1)
+        outs = torch.split(product(x, self.weights, self.bias, self.levels, sum(self.sizes)), self.sizes, dim=-1)
         self.kept = (x, outs, {part})
         return outs[part]
 
@@ -129,7 +118,7 @@ class Int8Part(torch.nn.Module):
     def weight(self) -> torch.Tensor:
         """This part's rows of the quantised weight (unpacked: a copy; for inspection, not for inference)."""
         start = sum(self.fused.sizes[:self.part])
-        return torch.ops.quantized.linear_unpack(self.fused.packed)[0][start:start + self.out_features]
+        return self.fused.weights.unpacked()[start:start + self.out_features]
 
     def packed_bytes(self) -> int:
         """Bytes of the shared packed weight and its scales, counted by the first part only."""
@@ -138,4 +127,5 @@ class Int8Part(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, part {self.part} of "
-                f"{len(self.fused.sizes)} sharing one int8 product (per-channel weights, per-token activations)")
+                f"{len(self.fused.sizes)} sharing one int8 product (per-channel weights, per-token activations, "
+                f"kernel={self.fused.weights.name})")

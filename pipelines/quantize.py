@@ -88,6 +88,7 @@ def quantize_int8(model: "torch.nn.Module", *, per_channel: bool = True,
 
     from .devices import int8_activation_levels
     from .int8 import Int8Fused, Int8Linear
+    from .int8_kernels import kernel as int8_kernel
 
     get_out = getattr(model, "get_output_embeddings", None)
     head = get_out() if get_out is not None else None
@@ -99,21 +100,26 @@ def quantize_int8(model: "torch.nn.Module", *, per_channel: bool = True,
     levels = int8_activation_levels()
     model.eval()
     groups = _sibling_groups(model, names) if per_channel else []
+    # The self-test times the largest product short of the output layer: the MLP's, in a decoder.
+    largest = max((model.get_submodule(name) for name in names),
+                  key=lambda m: m.in_features * m.out_features * (m is not head))
+    kernel = int8_kernel(largest.in_features, largest.out_features, levels)
     for group in groups:  # one group at a time: at most one group's float copy exists twice
         parent_name, _, _ = group[0].rpartition(".")
         parent = model.get_submodule(parent_name)
-        fused = Int8Fused([model.get_submodule(name) for name in group], levels=levels)
+        fused = Int8Fused([model.get_submodule(name) for name in group], levels=levels, kernel=kernel)
         for name, part in zip(group, fused.parts()):
             setattr(parent, name.rpartition(".")[2], part)
     grouped = {name for group in groups for name in group}
     for name in (name for name in names if name not in grouped):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        setattr(parent, child, Int8Linear(getattr(parent, child), levels=levels, per_channel=per_channel))
+        setattr(parent, child, Int8Linear(getattr(parent, child), levels=levels, per_channel=per_channel,
+                                          kernel=kernel))
     give_back_freed_memory()
-    log.info("int8 (%s weights, per-token activations, %d levels) quantised %d linear layers (%d sharing a "
-             "product with siblings)%s%s", "per-channel" if per_channel else "per-tensor", levels, len(names),
-             len(grouped),
+    log.info("int8 (%s weights, per-token activations, %d levels, %s kernel) quantised %d linear layers (%d "
+             "sharing a product with siblings)%s%s", "per-channel" if per_channel else "per-tensor", levels,
+             kernel.name, len(names), len(grouped),
              "" if include_lm_head or head is None else "; output layer kept in float32",
              "; output layer untied from the embedding" if tied else "")
     return model
