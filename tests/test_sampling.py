@@ -191,3 +191,30 @@ def test_a_uniform_number_rounded_up_to_the_total_still_draws_a_kept_token(monke
     values = torch.tensor([[3.0, 2.0, 1.0, float("-inf"), float("-inf")]])
     monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape, dtype=kw.get("dtype")))
     assert int(sampling.draw(values, None, new_generator(0))) == 2  # the last token with a probability
+
+
+def _spread_logits() -> torch.Tensor:
+    """Five likely tokens spread over three draw blocks and a 3000-token tail that top-p 0.9 removes."""
+    logits = torch.full((1, 3000), -20.0)
+    logits[0, [10, 500, 1500, 2100, 2999]] = torch.log(torch.tensor([0.4, 0.25, 0.15, 0.12, 0.08]))
+    return logits
+
+
+def test_top_p_draws_follow_the_distribution_and_never_pick_a_removed_token():
+    logits, p = _spread_logits(), SamplingParams(temperature=1.0, top_p=0.9)
+    probs, kept = distribution(logits[0], p)
+    assert sorted(kept.nonzero()[:, 0].tolist()) == [10, 500, 1500, 2100]
+    generator = new_generator(3)
+    counts = torch.bincount(torch.cat([choose(logits, p, generator)[:, 0] for _ in range(4000)]), minlength=3000)
+    assert int(counts.sum() - counts[kept].sum()) == 0
+    expected = probs[kept].double() * 4000
+    chi2 = float(((counts[kept] - expected) ** 2 / expected).sum())
+    assert chi2 < 16.3  # 3 degrees of freedom: p = 0.001
+
+
+def test_a_top_p_draw_rounded_up_to_the_total_takes_the_last_kept_token(monkeypatch):
+    from pipelines import sampling
+
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape))
+    p = SamplingParams(temperature=1.0, top_p=0.7)  # keeps tokens 10, 500 and 1500: the last block has none
+    assert int(sampling.choose(_spread_logits(), p, new_generator(0))) == 1500
