@@ -47,6 +47,14 @@ def other_kernel(model, kernel: str):
 
     import torch
 
+    if kernel.startswith("torchao"):  # torchao's own int8 layouts, where it is installed (--others)
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+
+        config = Int8WeightOnlyConfig() if kernel == "torchao weight-only" else Int8DynamicActivationInt8WeightConfig()
+        quantize_(model, config)
+        return model
+    if kernel == "compiled":  # ModelDeck's int8 under torch.compile (--others)
+        return torch.compile(modeldeck_int8(model), dynamic=True)
     if kernel == "dynamic":
         from pipelines.quantize import _untie_output_layer
 
@@ -83,7 +91,10 @@ def other_kernel(model, kernel: str):
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--others", action="store_true", help="also torch.compile of ModelDeck's int8 (minutes "
+                     "of compiling) and torchao's int8 layouts (if torchao is installed: not a dependency)")
+    args = cli.parse_args()
     p_len, steps = (20, 8) if args.tiny else (200, 64)
     os.environ["MODELDECK_CHAT_MODEL"] = tiny_env()["MODELDECK_CHAT_MODEL"] if args.tiny else str(qwen_real_size())
     import torch
@@ -110,6 +121,10 @@ def main() -> None:
 
         Every torch call of this benchmark runs on that one thread: see pipelines/engine.py for why.
         """
+        with torch.inference_mode():  # as the app's decode loop (autograd is on in a fresh thread)
+            return measured(model, reference)
+
+    def measured(model, reference: dict | None) -> dict:
         prefill, step, logits = [], [], []
         for ids in prompts:
             logits.append(model(ids).logits[0].float())
@@ -128,8 +143,18 @@ def main() -> None:
                 "agree": statistics.mean((q.argmax(-1) == f.argmax(-1)).float().mean().item() for q, f in pairs),
                 "error": statistics.mean(((q - f).norm() / f.norm()).item() for q, f in pairs)}
 
+    variants = VARIANTS
+    if args.others:
+        variants = variants + [("ModelDeck's int8 under torch.compile(dynamic=True)", "float32",
+                                {"kernel": "compiled"})]
+        try:
+            import torchao  # noqa: F401
+            variants = variants + [(f"{k} (torchao {torchao.__version__}, eager)", "float32", {"kernel": k})
+                                   for k in ("torchao weight-only", "torchao dynamic per-token")]
+        except ImportError:
+            print("torchao is not installed: its rows are left out")
     rows, reference = [], None
-    for label, dtype, int8 in VARIANTS:
+    for label, dtype, int8 in variants:
         model = in_own_thread(load, dtype, int8)
         result = engine.call(measure, model, reference)
         reference = reference or result
