@@ -36,6 +36,11 @@ def product(x: torch.Tensor, weights: Any, bias: torch.Tensor | None, levels: in
     return out.reshape(*x.shape[:-1], out_features)
 
 
+def _packed_bytes(rows: int, columns: int, scales: int) -> int:
+    """Bytes of an int8 weight and its scales (a float64 scale and an int64 zero point each)."""
+    return rows * columns + scales * (8 + 8)
+
+
 def _float_bias(bias: torch.Tensor | None) -> torch.nn.Parameter | None:
     # The bias is added after the token's scale is applied, so it is kept apart from the kernel.
     return None if bias is None else torch.nn.Parameter(bias.detach().float().clone(), requires_grad=False)
@@ -61,8 +66,7 @@ class Int8Linear(torch.nn.Module):
 
     def packed_bytes(self) -> int:
         """Bytes of the packed weight and its scales, from the shape (unpacking a 152k-row head takes seconds)."""
-        scales = self.out_features if self.per_channel else 1
-        return self.out_features * self.in_features + scales * (8 + 8)  # float64 scale, int64 zero point
+        return _packed_bytes(self.out_features, self.in_features, self.out_features if self.per_channel else 1)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
@@ -89,7 +93,7 @@ class Int8Fused:
 
     def output(self, x: torch.Tensor, part: int) -> torch.Tensor:
         """Part ``part``'s product with ``x``: taken from the last call when ``x`` is the same tensor."""
-        kept = self.kept  # one read: another thread's call can only replace it, never change it
+        kept = self.kept  # one read: the input it holds is the one its outputs were computed from
         if kept is not None and kept[0] is x and part not in kept[2]:
             kept[2].add(part)
             if len(kept[2]) == len(self.sizes):
@@ -123,7 +127,7 @@ class Int8Part(torch.nn.Module):
     def packed_bytes(self) -> int:
         """Bytes of the shared packed weight and its scales, counted by the first part only."""
         rows = sum(self.fused.sizes)
-        return rows * (self.in_features + 8 + 8) if self.part == 0 else 0
+        return _packed_bytes(rows, self.in_features, rows) if self.part == 0 else 0
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, part {self.part} of "
