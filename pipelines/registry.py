@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from . import hub, settings
+from .attention import use_packed_sdpa
 from .devices import device_and_dtype, quantization
 from .engine import engine, in_own_thread
 from .errors import InvalidInputError, ModelUnavailableError, PipelineError
@@ -201,6 +202,8 @@ def _load(spec: ModelSpec) -> LoadedModel:
         log.warning("loading %s failed: %s", spec.source, _short_reason(exc))
         raise ModelUnavailableError(spec.source, spec.variable, _short_reason(exc)) from exc
     model.to(device).eval()
+    if spec.task == CAUSAL_LM and str(device) == "cpu":
+        use_packed_sdpa(model)  # decode steps: one attention call per key/value head (attention.py)
     if quantized:
         quantize_int8(model)
         compact_input_embedding(model)

@@ -1,0 +1,53 @@
+"""Attention for a decode step of a grouped-query model: each key/value head's queries in one call.
+
+In a decode step each row has one query token. transformers' sdpa path, when no mask is needed (every row
+as long as the others), asks ``scaled_dot_product_attention`` for ``enable_gqa``; on the CPU that is about
+twice as slow as treating the query heads that share a key/value head as that head's query "positions"
+(Qwen2.5-0.5B, 14 query heads on 2 key/value heads, 200 positions, 2 cores: 47 against ~20 µs a layer for
+one row, 132-164 against ~67 µs for four). transformers itself packs the heads that way when a mask is
+present; ``packed_sdpa`` does it always. Rows stay independent of each other, so a row's numbers do not
+depend on its company. Anything else (a prompt, no grouped heads, a per-head mask, a position bias, a
+soft cap) goes to transformers' own sdpa function unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+NAME = "modeldeck_sdpa"
+
+
+def packed_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function interface: ``(batch, 1, heads, head size)`` output for one query token."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    batch, heads, q_length, size = query.shape
+    shared_mask = attention_mask is None or attention_mask.shape[1] == 1
+    if (q_length != 1 or groups == 1 or not shared_mask or dropout or kwargs.get("position_bias") is not None
+            or kwargs.get("softcap") is not None):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    # Query heads h*groups .. h*groups+groups-1 read key/value head h (transformers' repeat_kv order).
+    out = torch.nn.functional.scaled_dot_product_attention(query.view(batch, heads // groups, groups, size), key,
+                                                           value, attn_mask=attention_mask, scale=scaling)
+    return out.reshape(batch, 1, heads, size), None
+
+
+def use_packed_sdpa(model: Any) -> bool:
+    """Switch a model that uses transformers' sdpa to ``packed_sdpa``; return whether it was switched."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
+
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    if NAME not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
+        AttentionInterface.register(NAME, packed_sdpa)
+        AttentionMaskInterface.register(NAME, sdpa_mask)  # the masks sdpa gets, built the same way
+    model.set_attn_implementation(NAME)
+    return config._attn_implementation == NAME
