@@ -6,9 +6,8 @@ learner sees is what samples. Every request samples from a ``torch.Generator`` o
 with the request's seed, so a seed reproduces a text whatever else shares the batch.
 
 Top-p needs the tokens sorted by probability, and a full sort of 152k tokens costs 12-15 ms a row on two
-cores, a third of a decode step. So with top-p alone, ``nucleus()`` finds the same set without sorting: it
-sums the probability in ``TOP_P_BINS`` bins of log-probability and sorts only the few tokens of the one bin
-the top-p edge falls in (~0.8 ms a row, peaked or flat). With top-k, top-p sees only the k tokens left.
+cores, a third of a decode step. So with top-p alone, ``top_p.nucleus()`` finds the same set without
+sorting, and ``top_p.draw_top_p()`` draws from it. With top-k, top-p sees only the k tokens left.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import settings
 from .settings import MAX_SEED
+from .top_p import draw_top_p, nucleus
 
 if TYPE_CHECKING:
     from .decoding import Request
@@ -27,10 +27,6 @@ TEMPERATURE_RANGE = (0.0, 2.0)  # 0 = greedy; above 2 a small model's text is no
 TOP_P_RANGE = (0.01, 1.0)  # 0 would keep no token at all; 1 = no limit
 TOP_K_RANGE = (0, 200)  # 0 = no limit; beyond 200 top-k no longer removes anything a small model would pick
 REPETITION_PENALTY_RANGE = (1.0, 2.0)  # below 1 rewards repeating; above 2 bans ordinary words
-TOP_P_BINS = 4096  # top-p sums probabilities in this many bins of log-probability; only the edge's bin is sorted
-DRAW_BLOCK = 1024  # a draw's running sum: over blocks of this many tokens, then inside one block
-TOP_P_DEPTH = 40.0  # nats below the most likely token that the bins cover; less likely tokens (under e^-40
-                    # of its probability, 1e-12 of the mass in all over 152k tokens) share the last bin
 MAX_TOP_LOGPROBS = 20  # the most alternatives recorded per token (OpenAI's limit)
 MIN_NEW_TOKENS = 1
 
@@ -122,79 +118,6 @@ def processed(logits: Any, p: SamplingParams, seen: Any = None) -> tuple[Any, An
         probs = values.softmax(-1)
         values = values.masked_fill(probs.cumsum(-1) - probs > p.top_p, float("-inf"))  # keeps the top one
     return values, ids
-
-
-def _binned(logits: Any, top_p: float) -> tuple[Any, Any, Any, Any, Any]:
-    """Each token's bin and unnormalised probability, the mass before each bin, each row's top-p share of its
-    total, and the bin top-p ends in (``TOP_P_BINS`` when every token is kept); shared by the two users below."""
-    import torch
-
-    shifted = logits.float() - logits.float().amax(-1, keepdim=True)  # log-probabilities, up to a constant
-    bins = shifted.mul(-TOP_P_BINS / TOP_P_DEPTH).clamp_(max=TOP_P_BINS - 1).long()  # -inf: the last bin
-    weights = shifted.exp_()
-    wide = torch.float32 if logits.device.type == "mps" else torch.float64  # Apple's mps has no float64
-    # The sum runs in one thread per row: split each row into one part per thread, then add the parts up.
-    rows, width = logits.shape
-    parts = torch.get_num_threads() if width % torch.get_num_threads() == 0 else 1
-    mass = torch.zeros((rows * parts, TOP_P_BINS), dtype=wide, device=logits.device)
-    mass = mass.scatter_add_(1, bins.view(rows * parts, -1), weights.to(wide).view(rows * parts, -1))
-    mass = mass.view(rows, parts, TOP_P_BINS).sum(1)
-    limit = mass.sum(-1, keepdim=True) * top_p
-    before = mass.cumsum(-1) - mass  # the mass of the bins more likely than each bin
-    ends = (before <= limit) & (before + mass > limit)  # the bin top-p ends in (none: every token is kept)
-    edge = torch.where(ends.any(-1, keepdim=True), ends.int().argmax(-1, keepdim=True), TOP_P_BINS)
-    return bins, weights, before, limit, edge
-
-
-def nucleus(logits: Any, top_p: float) -> Any:
-    """Return a mask of each row's top-p tokens (those whose more likely tokens hold at most ``top_p``), unsorted.
-
-    The same set a full sort gives: log-probabilities fall into bins, most likely first (a more likely token
-    never lands in a later bin); bins before the one where the summed mass passes ``top_p`` are kept whole,
-    bins after it are dropped, and only that bin's tokens are sorted.
-    """
-    return _nucleus(logits, top_p)[0]
-
-
-def _nucleus(logits: Any, top_p: float) -> tuple[Any, Any]:
-    """``nucleus()``'s mask and each token's unnormalised probability (``_binned``'s ``weights``)."""
-    bins, weights, before, limit, edge = _binned(logits, top_p)
-    keep = bins < edge
-    rows, cols = (bins == edge).nonzero(as_tuple=True)
-    for row in rows.unique().tolist():  # sort the edge bin's few tokens: kept while the more likely hold <= top_p
-        mine = cols[rows == row]
-        share, order = weights[row, mine].to(before.dtype).sort(descending=True)
-        keep[row, mine[order]] = before[row, edge[row, 0]] + share.cumsum(0) - share <= limit[row, 0]
-    return keep, weights
-
-
-def draw_top_p(logits: Any, top_p: float, generator: Any) -> Any:
-    """``draw(*processed(...))`` for top-p alone, with fewer passes over the vocabulary: the same tokens.
-
-    The kept tokens' probabilities stay unnormalised, and the running sum is taken in two levels: over
-    blocks of ``DRAW_BLOCK`` tokens, then inside the one block the uniform number falls in.
-    """
-    import torch
-
-    keep, weights = _nucleus(logits, top_p)
-    wide = torch.float32 if logits.device.type == "mps" else torch.float64
-    kept = weights.mul_(keep).to(generator.device)
-    rows, width = kept.shape
-    blocks = torch.nn.functional.pad(kept, (0, -width % DRAW_BLOCK)).view(rows, -1, DRAW_BLOCK)
-    ends = blocks.sum(-1, dtype=wide).cumsum(-1)  # the running sum at each block's end
-    total = ends[:, -1:]
-    u = _uniform(total, generator) * total
-    block = torch.searchsorted(ends, u, right=True).clamp_(max=ends.shape[-1] - 1)
-    mine = blocks[torch.arange(rows, device=kept.device), block[:, 0]].to(wide)
-    start = torch.where(block > 0, ends.gather(-1, (block - 1).clamp(min=0)), 0.0)
-    within = torch.searchsorted(mine.cumsum(-1), u - start, right=True)
-    # Never past the block's last token with a probability (its own sum may round below its share of `ends`).
-    within = torch.minimum(within, DRAW_BLOCK - 1 - (mine.flip(-1) > 0).int().argmax(-1, keepdim=True))
-    drawn = block * DRAW_BLOCK + within
-    if bool((u >= total).any()):  # u rounded up to the total: the last token with a probability
-        last = width - 1 - (kept.flip(-1) > 0).int().argmax(-1, keepdim=True)
-        drawn = torch.where(u >= total, last, drawn)
-    return drawn.to(logits.device)
 
 
 def _uniform(total: Any, generator: Any) -> Any:

@@ -218,3 +218,37 @@ def test_a_top_p_draw_rounded_up_to_the_total_takes_the_last_kept_token(monkeypa
     monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.ones(shape))
     p = SamplingParams(temperature=1.0, top_p=0.7)  # keeps tokens 10, 500 and 1500: the last block has none
     assert int(sampling.choose(_spread_logits(), p, new_generator(0))) == 1500
+
+
+def _float32_neighbours(values: list[float]) -> torch.Tensor:
+    """Each value and the float32 numbers just below and above it."""
+    exact = torch.tensor(values, dtype=torch.float32)
+    return torch.cat([exact, torch.nextafter(exact, torch.zeros(())), torch.nextafter(exact, torch.ones(()) * 2)])
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.2, 0.5, 0.8, 0.95])
+def test_weights_on_the_bins_edges_are_kept_as_a_full_sort_keeps_them(top_p):
+    """The bins are cut from the weights' float32 bits; weights on a bin's edges (powers of two and 1/32 steps
+    between them) and one float away on either side land on the right side of the top-p line."""
+    from pipelines.top_p import _kept
+
+    edges = [2.0 ** -k * (1 + j / 32) for k in range(1, 12) for j in range(0, 32, 5)]
+    weights = _float32_neighbours(edges).clamp(max=1.0)
+    weights = torch.cat([torch.ones(1), weights, torch.full((40,), 2.0 ** -6)])  # the top token and ties
+    weights = weights[torch.randperm(len(weights), generator=torch.Generator().manual_seed(9))]
+    kept = _kept(weights, top_p)
+    assert kept is not None and torch.equal(kept[kept > 0], weights[kept > 0])  # kept tokens keep their weight
+    ordered = weights.double().sort(descending=True).values
+    room = int(((ordered.cumsum(0) - ordered) <= top_p * ordered.sum()).sum())  # how many a full sort keeps
+    assert int((kept > 0).sum()) == room
+    assert float(weights[kept > 0].min()) >= float(weights[kept == 0].max())  # the most likely ones
+
+
+def test_the_edge_bins_tokens_are_found_in_few_blocks_or_anywhere():
+    from pipelines.top_p import DRAW_BLOCK, _nonzero
+
+    size = 40 * DRAW_BLOCK + 333  # whole blocks and a tail
+    for where in ([5, 7, 3 * DRAW_BLOCK + 1, size - 1], [40 * DRAW_BLOCK], list(range(0, size, 97)), []):
+        values = torch.zeros(size)
+        values[where] = 0.25
+        assert _nonzero(values).tolist() == where
