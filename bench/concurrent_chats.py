@@ -68,6 +68,44 @@ def main() -> None:
           f"({time.perf_counter() - started:.0f} s); largest batch seen: {batcher.largest_batch}")
     print(machine())
     print(table(["serving", "tokens", "seconds", "tokens/s", "× sequential"], rows))
+    print()
+    print(breakdown(loaded, prompts, params, new, args.repeats))
+
+
+def breakdown(loaded, prompts: list[list[int]], params, new: int, repeats: int) -> str:
+    """Where the ratio comes from: the prefills (no faster together) and one- and four-row decode steps.
+
+    With ``P`` the four prefills and ``t1``, ``t4`` the step times, the ratio is about
+    ``(P + 4·(n-1)·t1) / (P + (n-1)·t4)``; the last line is that bound if a step of four rows cost no more
+    than one (``t4 = t1``).
+    """
+    import statistics
+
+    from pipelines.decoding import DecodeBatch, Request
+    from pipelines.engine import engine
+
+    def measure(rows: int) -> tuple[float, float]:
+        prefills, steps = [], []
+        for _ in range(repeats):
+            batch = DecodeBatch(loaded)
+            start = time.perf_counter()
+            batch.admit([Request(rows=[p], params=params) for p in prompts[:rows]])
+            prefills.append(time.perf_counter() - start)
+            for _ in range(16):
+                start = time.perf_counter()
+                batch.step()
+                steps.append(time.perf_counter() - start)
+            batch.fail(RuntimeError("measured"))
+        return statistics.median(prefills), statistics.median(steps)
+
+    (p1, t1), (p4, t4) = engine.call(measure, 1), engine.call(measure, 4)
+    n = new - 1  # the first token comes from the prefill
+    model = (4 * p1 + 4 * n * t1) / (p4 + n * t4)
+    ceiling = (4 * p1 + 4 * n * t1) / (p4 + n * t1)
+    rows = [["prefill: one prompt ×4 / four together (s)", round(4 * p1, 3), round(p4, 3)],
+            ["decode step: one row / four rows (ms)", round(t1 * 1e3, 1), round(t4 * 1e3, 1)],
+            ["× sequential from these: as measured / if four rows cost one", round(model, 2), round(ceiling, 2)]]
+    return table(["breakdown (DecodeBatch directly)", "one", "four"], rows)
 
 
 if __name__ == "__main__":
