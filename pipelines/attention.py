@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 NAME = "modeldeck_sdpa"
 
 
-def packed_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                **kwargs: Any) -> tuple[torch.Tensor, None]:
+def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
     """transformers' attention-function interface: ``(batch, 1, heads, head size)`` output for one query token."""
+    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
