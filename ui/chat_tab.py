@@ -77,10 +77,29 @@ def undo(history: list[dict]) -> tuple[list[dict], str]:
     return history[:-1], last[0]["content"] if last else ""
 
 
+class ExactChatbot(gr.Chatbot):
+    """A ``gr.Chatbot`` that shows each message's text as given.
+
+    gradio's Chatbot passes text through ``inspect.cleandoc``, which drops the whitespace around it and the
+    indentation its lines share; the text then comes back changed, and a saved, exported or flipped answer
+    is no longer the one generated. A template of gradio's (``is_template``): the page draws it as a
+    Chatbot, and gradio rebuilds it as this class when an event updates its properties.
+    """
+
+    is_template = True
+
+    def _postprocess_content(self, chat_message: Any) -> Any:
+        from gradio.components.chatbot import TextMessage
+
+        if isinstance(chat_message, str):
+            return TextMessage(text=chat_message)
+        return super()._postprocess_content(chat_message)
+
+
 def build() -> None:
     """Lay out the chat tab inside the current Blocks."""
-    chatbot = gr.Chatbot(label=t("md_chatbot"), height=420, buttons=["copy", "copy_all"],
-                         editable="user", elem_id="chatbot")
+    chatbot = ExactChatbot(label=t("md_chatbot"), height=420, buttons=["copy", "copy_all"], editable="user",
+                           elem_id="chatbot")
     nav, flips = chat_versions.build(chatbot)
     status = gr.Markdown(elem_id="chat-status")
     colors = gr.HTML(elem_id="chat-colors", js_on_load=None)
