@@ -183,3 +183,15 @@ def test_launch_settings_follow_the_environment(app_module, monkeypatch):
     assert settings["max_file_size"] == "3mb" and settings["show_error"] is False
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7000")
     assert app_module.launch_settings()["server_port"] == 7000
+
+
+def test_the_chat_shows_text_as_given_also_after_gradio_rebuilds_the_component():
+    """gradio's Chatbot dedents and strips text (``inspect.cleandoc``); ours keeps it, and so does the copy gradio
+    makes from the constructor arguments when an event updates the component's properties."""
+    from ui.exact_chatbot import ExactChatbot
+
+    text = "  first line\n    indented\n\n"
+    chatbot = ExactChatbot(render=False)
+    for shown in (chatbot, type(chatbot)(**{**chatbot.constructor_args, "render": False})):
+        assert shown.postprocess([{"role": "assistant", "content": text}]).root[0].content[0].text == text
+        assert shown.get_block_name() == "chatbot"  # the page draws it as gradio's Chatbot

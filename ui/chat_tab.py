@@ -13,6 +13,7 @@ from pipelines.chat import DEFAULT_MAX_NEW_TOKENS
 from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
 from . import adapters, chat_saved, chat_versions
+from .exact_chatbot import ExactChatbot
 from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, t, usage_md
 from .token_colors import colored_html
 
@@ -75,25 +76,6 @@ def undo(history: list[dict]) -> tuple[list[dict], str]:
         return [], ""
     last = normalize_messages(history[-1:])
     return history[:-1], last[0]["content"] if last else ""
-
-
-class ExactChatbot(gr.Chatbot):
-    """A ``gr.Chatbot`` that shows each message's text as given.
-
-    gradio's Chatbot passes text through ``inspect.cleandoc``, which drops the whitespace around it and the
-    indentation its lines share; the text then comes back changed, and a saved, exported or flipped answer
-    is no longer the one generated. A template of gradio's (``is_template``): the page draws it as a
-    Chatbot, and gradio rebuilds it as this class when an event updates its properties.
-    """
-
-    is_template = True
-
-    def _postprocess_content(self, chat_message: Any) -> Any:
-        from gradio.components.chatbot import TextMessage
-
-        if isinstance(chat_message, str):
-            return TextMessage(text=chat_message)
-        return super()._postprocess_content(chat_message)
 
 
 def build() -> None:
