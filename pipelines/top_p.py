@@ -30,6 +30,13 @@ def _weights(row: Any) -> Any:
     return (row - row.max()).exp_()
 
 
+def _wide(tensor: Any) -> Any:
+    """The dtype sums are taken in: float64, or float32 on Apple's mps (which has no float64)."""
+    import torch
+
+    return torch.float32 if tensor.device.type == "mps" else torch.float64
+
+
 def _float32(bits: int) -> float:
     return struct.unpack("<f", struct.pack("<i", bits))[0]
 
@@ -38,7 +45,7 @@ def _kept(weights: Any, top_p: float) -> Any:
     """One row's top-p tokens: ``weights`` where kept and 0 elsewhere, or None when every token is kept."""
     import torch
 
-    wide = torch.float32 if weights.device.type == "mps" else torch.float64  # Apple's mps has no float64
+    wide = _wide(weights)
     key = weights.view(torch.int32).bitwise_right_shift(_BIN_SHIFT).long()
     # The sum runs in one thread per part: split the row into one part per thread, then add the parts up.
     parts = torch.get_num_threads() if weights.numel() % torch.get_num_threads() == 0 else 1
@@ -106,9 +113,7 @@ def draw_top_p(logits: Any, top_p: float, generator: Any) -> Any:
 
 def _draw(kept: Any, u: float) -> int:
     """The token where ``u`` (in [0, 1)) of the running sum of ``kept`` (one row, vocabulary order) falls."""
-    import torch
-
-    wide = torch.float32 if kept.device.type == "mps" else torch.float64
+    wide = _wide(kept)
     whole = kept.numel() - kept.numel() % DRAW_BLOCK
     sums = kept[:whole].view(-1, DRAW_BLOCK).sum(-1, dtype=wide).tolist()
     if whole < kept.numel():
