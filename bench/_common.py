@@ -39,22 +39,12 @@ def tiny_env() -> dict[str, str]:
 
 def machine() -> str:
     """The processor, its vector extensions that matter here, and torch's thread count: one line."""
-    import platform
-
     import torch
 
-    flags, name = set(), platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
-                    name = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"]
-    features = "+".join(f for f in wanted if f in flags) or "no AVX2"
-    return f"machine: {name}, {os.cpu_count()} CPUs ({features}); torch {torch.__version__}, " \
+    from pipelines.devices import CPU_FEATURES, cpu_flags, cpu_name
+
+    features = "+".join(flag for flag, _ in CPU_FEATURES if flag in cpu_flags()) or "no AVX2"
+    return f"machine: {cpu_name()}, {os.cpu_count()} CPUs ({features}); torch {torch.__version__}, " \
            f"{torch.get_num_threads()} threads"
 
 

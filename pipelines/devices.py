@@ -13,6 +13,9 @@ about to be placed.
 from __future__ import annotations
 
 import logging
+import os
+import platform
+import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -47,17 +50,45 @@ def _resolve(device_setting: str | None, dtype_setting: str | None) -> tuple[str
     return device, "float32"
 
 
-@lru_cache(maxsize=None)
-def cpu_flags() -> frozenset[str]:
-    """The processor's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
+# The vector extensions that decide int8 and bfloat16 speed here, as /proc/cpuinfo names them, and as shown.
+CPU_FEATURES = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
+                ("avx512_bf16", "AVX-512 bf16"), ("amx_int8", "AMX int8"))
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first value of ``key`` in /proc/cpuinfo (None where there is none: not Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
             for line in info:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+@lru_cache(maxsize=None)
+def cpu_flags() -> frozenset[str]:
+    """The processor's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
+    return frozenset((_cpuinfo("flags") or "").split())
+
+
+@lru_cache(maxsize=None)
+def cpu_name() -> str:
+    """The processor's model name ("AMD EPYC", "Intel(R) Xeon(R) ..."), or the architecture where unknown."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def processor() -> dict[str, object]:
+    """The processor as the int8 path sees it: name, CPUs, which of ``CPU_FEATURES`` it has, activation width."""
+    flags = cpu_flags()
+    torch = sys.modules.get("torch")  # the thread count only once torch is in use: never imported for this
+    return {"name": cpu_name(), "cpus": os.cpu_count() or 1,
+            "threads": torch.get_num_threads() if torch is not None else None,
+            "has": [shown for flag, shown in CPU_FEATURES if flag in flags],
+            "lacks": [shown for flag, shown in CPU_FEATURES if flag not in flags],
+            "activation_bits": 8 if int8_activation_levels() == 127 else 7}
 
 
 def int8_activation_levels() -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
@@ -98,8 +99,8 @@ def _exact(kind: type, levels: int, in_features: int) -> bool:
     return torch.allclose(out, unit @ signs.T, rtol=1e-5, atol=1e-4)
 
 
-def _fastest(kinds: list[type], in_features: int, out_features: int, levels: int) -> str:
-    """The name of the kind with the least time per product of this shape, over interleaved rounds."""
+def _fastest(kinds: list[type], in_features: int, out_features: int, levels: int) -> dict[str, float]:
+    """Each kind's least time per product of this shape (µs) over interleaved rounds, by name."""
     weight = torch.randn(out_features, in_features)
     packed = [kind(weight, True) for kind in kinds]
     inputs = [torch.randn(rows, in_features).clamp_(-1, 1) for rows in SELF_TEST_ROWS]
@@ -113,12 +114,28 @@ def _fastest(kinds: list[type], in_features: int, out_features: int, levels: int
                 best[i] = min(best[i], time.perf_counter() - start)
     log.info("int8 self-test, %dx%d product: %s", out_features, in_features,
              ", ".join(f"{k.name} {t * 1e6:.0f} us" for k, t in zip(kinds, best)))
-    return kinds[best.index(min(best))].name
+    return {kind.name: seconds * 1e6 for kind, seconds in zip(kinds, best)}
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """Which kernel packs the weights of one product shape, and why (shown on the status tab)."""
+
+    in_features: int
+    out_features: int
+    levels: int
+    name: str
+    reason: str  # "self-test", "setting" (MODELDECK_INT8_KERNEL) or "only exact" (one kernel passed the check)
+    micros: dict[str, float] = field(default_factory=dict)  # the self-test's time per kernel, µs
+    rejected: dict[str, str] = field(default_factory=dict)  # kernels left out, and why
+
+
+_choices: dict[tuple[int, int, int], KernelChoice] = {}
 
 
 @lru_cache(maxsize=None)
-def _measured(in_features: int, out_features: int, levels: int) -> str:
-    kinds = []
+def _measured(in_features: int, out_features: int, levels: int) -> KernelChoice:
+    kinds, rejected = [], {}
     for kind in KERNELS.values():
         try:
             if _exact(kind, levels, in_features):
@@ -126,15 +143,27 @@ def _measured(in_features: int, out_features: int, levels: int) -> str:
             else:
                 log.warning("int8 kernel %s is not exact at %d activation levels on this CPU: not used", kind.name,
                             levels)
+                rejected[kind.name] = f"not exact at {levels} activation levels"
         except RuntimeError as error:  # not built into this torch, or not for this CPU
             log.warning("int8 kernel %s unavailable: %s", kind.name, error)
+            rejected[kind.name] = f"unavailable: {str(error).splitlines()[0][:120]}"
     if len(kinds) < 2:
-        return (kinds or [FbgemmWeights])[0].name
-    return _fastest(kinds, in_features, out_features, levels)
+        return KernelChoice(in_features, out_features, levels, (kinds or [FbgemmWeights])[0].name, "only exact",
+                            rejected=rejected)
+    micros = _fastest(kinds, in_features, out_features, levels)
+    return KernelChoice(in_features, out_features, levels, min(micros, key=micros.__getitem__), "self-test",
+                        micros, rejected)
 
 
 def kernel(in_features: int, out_features: int, levels: int) -> type:
     """The weights class to pack with: ``MODELDECK_INT8_KERNEL``, else the self-test's pick (once per process)."""
     chosen = settings.get("MODELDECK_INT8_KERNEL")
-    name = chosen if chosen != "auto" else _measured(in_features, out_features, levels)
-    return KERNELS[name]
+    choice = (KernelChoice(in_features, out_features, levels, chosen, "setting") if chosen != "auto"
+              else _measured(in_features, out_features, levels))
+    _choices[(in_features, out_features, levels)] = choice
+    return KERNELS[choice.name]
+
+
+def choices() -> list[KernelChoice]:
+    """Every kernel choice made in this process, one per product shape (the latest), in order."""
+    return list(_choices.values())

@@ -150,6 +150,16 @@ def compact_input_embedding(model: "torch.nn.Module") -> bool:
     return True
 
 
+def int8_kernels_of(model: "torch.nn.Module") -> list[str]:
+    """The names of the int8 kernels ``model``'s quantised layers use (empty when it is not quantised)."""
+    names = set()
+    for module in model.modules():
+        weights = getattr(getattr(module, "fused", module), "weights", None)  # Int8Linear, or Int8Part's Int8Fused
+        if callable(getattr(weights, "times", None)):
+            names.add(weights.name)
+    return sorted(names)
+
+
 def weight_bytes(model: "torch.nn.Module") -> int:
     """Return the bytes held by ``model``'s parameters, buffers and int8-packed linear weights."""
     seen: set[int] = set()

@@ -26,7 +26,8 @@ from .attention import use_packed_sdpa
 from .devices import device_and_dtype, quantization
 from .engine import engine, in_own_thread
 from .errors import InvalidInputError, ModelUnavailableError, PipelineError
-from .quantize import compact_input_embedding, give_back_freed_memory, quantize_int8, weight_bytes
+from .quantize import (compact_input_embedding, give_back_freed_memory, int8_kernels_of, quantize_int8,
+                       weight_bytes)
 
 log = logging.getLogger(__name__)
 
@@ -276,12 +277,13 @@ def is_loaded(role: str, name: str | None = None) -> bool:
 
 
 def loaded_models() -> list[dict[str, Any]]:
-    """Describe every loaded model: roles, source, device, dtype, memory in MiB, load time."""
+    """Describe every loaded model: roles, source, device, dtype, int8 kernels, attention, memory in MiB, load time."""
     rows = []
     for key, loaded in list(_cache.items()):
         roles = sorted({role for role in ROLES for s in _safe_specs(role) if s.key == key})
         rows.append({"name": loaded.spec.name, "source": loaded.spec.source, "roles": roles or [loaded.spec.role],
-                     "device": loaded.device, "dtype": loaded.dtype,
+                     "device": loaded.device, "dtype": loaded.dtype, "int8_kernels": int8_kernels_of(loaded.model),
+                     "attention": getattr(getattr(loaded.model, "config", None), "_attn_implementation", None),
                      "memory_mib": round(loaded.memory_bytes / 2**20, 1),
                      "load_seconds": round(loaded.load_seconds, 2)})
     return rows

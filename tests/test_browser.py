@@ -186,6 +186,27 @@ def test_about_panel_lists_device_and_models(page):
     status = page.locator("#about-status")
     status.get_by_text("Device").first.wait_for()
     assert "Tiny Qwen2" in status.inner_text()
+
+
+def test_about_panel_names_the_processor_and_the_int8_kernel_a_chat_loaded(page):
+    from pipelines.devices import cpu_name
+    from pipelines.int8_kernels import KERNELS
+
+    open_tab(page, "ℹ️ 关于 / 状态")
+    status = page.locator("#about-status")
+    status.get_by_text("Processor").first.wait_for()
+    assert cpu_name() in status.inner_text()
+    open_tab(page, "💬 对话")
+    page.locator("#chat-input textarea").fill("这台机器用的是哪个 int8 内核？")
+    page.locator("#chat-input textarea").press("Enter")
+    page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+    open_tab(page, "ℹ️ 关于 / 状态")
+    page.locator("#about-refresh").click()
+    used = [f"float32 + int8 ({name})" for name in KERNELS]
+    page.wait_for_function("used => used.some(u => document.querySelector('#about-status').innerText.includes(u))",
+                           arg=used)
+    row = status.locator("tr").filter(has_text="Tiny Qwen2").filter(has_text="int8").inner_text()  # loaded table
+    assert any(u in row for u in used) and "modeldeck_sdpa" in row  # the chat model: int8 kernel, attention
     shot(page, "about")
 
 

@@ -66,42 +66,71 @@ def _fake(name: str, cost: float, clock: _Clock, saturates: bool = False) -> typ
     return Fake
 
 
+@pytest.fixture
+def own_choices(monkeypatch):
+    """Kernel choices made with fake kernels stay out of the record the status tab shows."""
+    monkeypatch.setattr(int8_kernels, "_choices", {})
+    int8_kernels._measured.cache_clear()
+    yield
+    int8_kernels._measured.cache_clear()
+
+
 @pytest.mark.parametrize("costs, expected", [((5.0, 2.0), "b"), ((2.0, 5.0), "a")])
-def test_the_self_test_keeps_the_faster_kernel(monkeypatch, costs, expected):
+def test_the_self_test_keeps_the_faster_kernel_and_records_why(monkeypatch, own_choices, costs, expected):
     clock = _Clock()
     monkeypatch.setattr(int8_kernels.time, "perf_counter", clock)
     kinds = [_fake("a", costs[0], clock), _fake("b", costs[1], clock)]
     monkeypatch.setattr(int8_kernels, "KERNELS", {k.name: k for k in kinds})
-    int8_kernels._measured.cache_clear()
-    try:
-        assert int8_kernels.kernel(32, 16, LEVELS).name == expected
-        monkeypatch.setenv("MODELDECK_INT8_KERNEL", "onednn")  # a setting skips the test
-        monkeypatch.setattr(int8_kernels, "KERNELS", {**int8_kernels.KERNELS, "onednn": kinds[0]})
-        assert int8_kernels.kernel(32, 16, LEVELS) is kinds[0]
-    finally:
-        int8_kernels._measured.cache_clear()
+    assert int8_kernels.kernel(32, 16, LEVELS).name == expected
+    calls = len(int8_kernels.SELF_TEST_ROWS)  # products per kernel in one timed round
+    [choice] = int8_kernels.choices()
+    assert (choice.name, choice.reason, choice.in_features, choice.out_features) == (expected, "self-test", 32, 16)
+    assert choice.micros == {"a": costs[0] * calls * 1e6, "b": costs[1] * calls * 1e6}  # the fake clock's times
+    monkeypatch.setenv("MODELDECK_INT8_KERNEL", "onednn")  # a setting skips the test
+    monkeypatch.setattr(int8_kernels, "KERNELS", {**int8_kernels.KERNELS, "onednn": kinds[0]})
+    assert int8_kernels.kernel(32, 16, LEVELS) is kinds[0]
+    [choice] = int8_kernels.choices()  # the latest choice for the shape
+    assert (choice.name, choice.reason, choice.micros) == ("onednn", "setting", {})
 
 
-def test_a_kernel_that_is_not_exact_here_is_never_chosen(monkeypatch):
+def test_a_kernel_that_is_not_exact_here_is_never_chosen(monkeypatch, own_choices):
     clock = _Clock()
     monkeypatch.setattr(int8_kernels.time, "perf_counter", clock)
     kinds = [_fake("fast but saturating", 1.0, clock, saturates=True), _fake("exact", 9.0, clock)]
     monkeypatch.setattr(int8_kernels, "KERNELS", {k.name: k for k in kinds})
-    int8_kernels._measured.cache_clear()
-    try:
-        assert int8_kernels.kernel(512, 16, LEVELS).name == "exact"
-    finally:
-        int8_kernels._measured.cache_clear()
+    assert int8_kernels.kernel(512, 16, LEVELS).name == "exact"
+    [choice] = int8_kernels.choices()
+    assert choice.reason == "only exact" and "not exact" in choice.rejected["fast but saturating"]
 
 
-def test_the_self_test_runs_once_per_shape(monkeypatch):
+def test_the_self_test_runs_once_per_shape(monkeypatch, own_choices):
     runs = []
     real = int8_kernels._fastest
     monkeypatch.setattr(int8_kernels, "_fastest", lambda *args: runs.append(args) or real(*args))
-    int8_kernels._measured.cache_clear()
-    try:
-        for _ in range(3):
-            int8_kernels.kernel(48, 24, LEVELS)
-        assert len(runs) == 1
-    finally:
-        int8_kernels._measured.cache_clear()
+    for _ in range(3):
+        int8_kernels.kernel(48, 24, LEVELS)
+    assert len(runs) == 1
+
+
+def test_the_status_tab_names_the_processor_and_what_int8_chose_on_it(monkeypatch, fresh_registry):
+    from pipelines import devices
+    from ui.about_tab import status_markdown
+
+    # An Intel Xeon with AMX but no AVX-512 VNNI flag: 7-bit activations, and the table says what it lacks.
+    monkeypatch.setattr(devices, "cpu_name", lambda: "Intel(R) Xeon(R) Platinum 8480+")
+    monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "amx_int8", "sse4_2"}))
+    page = status_markdown()
+    assert "`Intel(R) Xeon(R) Platinum 8480+`" in page
+    assert "AVX2 · AVX-512 · AMX int8 (无 no AVX-512 VNNI, AVX-VNNI, AVX-512 bf16)" in page
+    assert "7 位激活 7-bit activations" in page
+    monkeypatch.undo()
+
+    fresh_registry.get_model("chat")  # int8 on the CPU: the kernel is chosen for its largest product
+    page = status_markdown()
+    chat_row = next(line for line in page.splitlines() if line.startswith("| Tiny Qwen2 |"))
+    [used] = fresh_registry.loaded_models()[0]["int8_kernels"]
+    assert f"float32 + int8 ({used})" in chat_row and "modeldeck_sdpa" in chat_row
+    choice = next(c for c in int8_kernels.choices() if c.name == used and c.levels == LEVELS)
+    assert f"{choice.out_features}×{choice.in_features} → **{used}**" in page
+    timed = [f"{name} {micros:.0f} µs" for name, micros in choice.micros.items()]
+    assert choice.reason != "self-test" or (len(timed) >= 2 and all(t in page for t in timed))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import gradio as gr
 
 from pipelines import backends, device_and_dtype_names, loaded_models, registry
+from pipelines.devices import processor
 
 from .common import t
 
@@ -45,13 +48,41 @@ def remote_markdown() -> list[str]:
     return lines
 
 
+def _choice(choice: Any) -> str:
+    shape = f"{choice.out_features}×{choice.in_features}"
+    if choice.reason == "setting":
+        return f"{shape} → **{choice.name}** (MODELDECK_INT8_KERNEL)"
+    if choice.reason == "only exact":
+        left = "; ".join(f"{name}: {why}" for name, why in choice.rejected.items())
+        return f"{shape} → **{choice.name}** (唯一可用 the only one usable{': ' + left if left else ''})"
+    timed = ", ".join(f"{name} {micros:.0f} µs" for name, micros in sorted(choice.micros.items(), key=lambda i: i[1]))
+    return f"{shape} → **{choice.name}** (自检 self-test: {timed})"
+
+
+def processor_markdown() -> list[str]:
+    """The processor, its vector extensions, int8's activation width, and each int8 kernel choice with its timings."""
+    cpu = processor()
+    threads = f" · torch {cpu['threads']} 线程 threads" if cpu["threads"] else ""
+    has = " · ".join(cpu["has"]) or "—"
+    lacks = f" (无 no {', '.join(cpu['lacks'])})" if cpu["lacks"] else ""
+    bits = cpu["activation_bits"]
+    why = ("AVX-512 VNNI: 32 位精确累加 exact 32-bit sums" if bits == 8
+           else "无 AVX-512 VNNI: 16 位累加不溢出 no overflow in 16-bit sums")
+    kernels_module = sys.modules.get("pipelines.int8_kernels")  # imports torch: only once an int8 model loaded
+    made = kernels_module.choices() if kernels_module is not None else []
+    kernels = (" · ".join(_choice(c) for c in made) if made
+               else "第一个 int8 模型加载时自检 chosen by a self-test when the first int8 model loads")
+    return [f"**处理器 Processor:** `{cpu['name']}` · {cpu['cpus']} 个逻辑核 logical CPUs{threads} · {has}{lacks}", "",
+            f"**int8:** {bits} 位激活 {bits}-bit activations ({why}) · 内核 kernel: {kernels}", ""]
+
+
 def status_markdown() -> str:
     """Describe the device, the configured and loaded models, and the library versions."""
     try:
         device, dtype = device_and_dtype_names()
     except Exception as exc:  # a bad MODELDECK_DEVICE is shown, not raised, on the status page
         device, dtype = f"⚠️ {exc}", "?"
-    lines = [f"**设备 Device:** `{device}` · **精度 dtype:** `{dtype}`", "",
+    lines = [f"**设备 Device:** `{device}` · **精度 dtype:** `{dtype}`", "", *processor_markdown(),
              "| 角色 Role | 模型 Model | 来源 Source |", "|---|---|---|"]
     for role in registry.ROLES:
         for spec in registry.specs(role):
@@ -62,10 +93,11 @@ def status_markdown() -> str:
     loaded = loaded_models()
     lines += ["", f"**已加载 Loaded ({len(loaded)})** — 模型在第一次使用时加载 / models load on first use", ""]
     if loaded:
-        lines += ["| 模型 Model | 角色 Roles | 设备 Device | dtype | 内存 Memory (MiB) | 加载 Load (s) |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {m['name']} | {', '.join(m['roles'])} | {m['device']} | {m['dtype']} | {m['memory_mib']} | "
-                  f"{m['load_seconds']} |" for m in loaded]
+        lines += ["| 模型 Model | 角色 Roles | 设备 Device | dtype | 注意力 Attention | 内存 Memory (MiB) | 加载 Load (s) |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {m['name']} | {', '.join(m['roles'])} | {m['device']} | {m['dtype']}"
+                  f"{' (' + ', '.join(m['int8_kernels']) + ')' if m['int8_kernels'] else ''} | "
+                  f"{m['attention'] or '—'} | {m['memory_mib']} | {m['load_seconds']} |" for m in loaded]
         lines.append(f"\n**合计 Total:** {sum(m['memory_mib'] for m in loaded):.1f} MiB")
     versions = []
     for name in PACKAGES:
