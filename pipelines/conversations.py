@@ -20,7 +20,7 @@ from typing import Any
 from . import answer_versions
 from .chat import DEFAULT_MAX_NEW_TOKENS
 from .errors import InvalidInputError
-from .inputs import _CONTROL, max_input_chars, number
+from .inputs import max_input_chars, number, printable
 from .sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
 FORMAT = "modeldeck-chat"
@@ -67,7 +67,7 @@ def _text(content: Any, where: int) -> str:
     if len(content) > max_input_chars():
         raise _bad(f"第 {where} 条消息超过 {max_input_chars()} 个字符。",
                    f"message {where} is longer than {max_input_chars()} characters.")
-    return _CONTROL.sub("", content).replace("\r\n", "\n")
+    return printable(content).replace("\r\n", "\n")
 
 
 def _messages(raw: Any) -> tuple[str, list[dict[str, str]]]:

@@ -21,6 +21,11 @@ def max_input_chars() -> int:
     return settings.get("MODELDECK_MAX_INPUT_CHARS")
 
 
+def printable(text: str) -> str:
+    """``text`` without control characters: as a conversation keeps it (``normalize_messages`` drops them)."""
+    return _CONTROL.sub("", text)
+
+
 def clean_text(value: Any, *, field_zh: str, field_en: str, notices: list[str],
                max_chars: int | None = None, required: bool = True) -> str:
     """Return ``value`` as text without control characters, cut to ``max_chars`` with a notice."""
@@ -145,5 +150,5 @@ def normalize_messages(history: Any) -> list[dict[str, str]]:
         elif isinstance(content, dict):
             content = content.get("text", "") if content.get("type") == "text" else ""
         if isinstance(content, str) and content.strip():
-            out.append({"role": role, "content": _CONTROL.sub("", content)})
+            out.append({"role": role, "content": printable(content)})
     return out

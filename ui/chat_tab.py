@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 import pipelines
-from pipelines.inputs import normalize_messages
+from pipelines.inputs import normalize_messages, printable
 from pipelines.chat import DEFAULT_MAX_NEW_TOKENS
 from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
@@ -35,7 +35,9 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
           max_new_tokens: int, color: bool = False) -> Iterator[tuple[list[dict], str, str]]:
     """Stream the assistant's answer to the last user message; the conversation is never lost.
 
-    With ``color``, the finished reply is also shown coloured by each token's probability.
+    The answer is shown as the chat keeps it, without control characters: a random model writes some, and a
+    backslash before one is a plain backslash in Markdown but an escape once it is gone. With ``color``, the
+    finished reply is also shown coloured by each token's probability.
     """
     messages = normalize_messages(history)
     if not messages or messages[-1]["role"] != "user":
@@ -46,8 +48,8 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
     notes = notices_md(stream.notices)
     yield shown + [{"role": "assistant", "content": ""}], notes, ""
     for text in stream:
-        yield shown + [{"role": "assistant", "content": text}], notes, gr.skip()
-    yield shown + [{"role": "assistant", "content": stream.text}], "\n\n".join(
+        yield shown + [{"role": "assistant", "content": printable(text)}], notes, gr.skip()
+    yield shown + [{"role": "assistant", "content": printable(stream.text)}], "\n\n".join(
         x for x in (notes, usage_md(stream.usage)) if x), colored_html(stream.pieces) if color else ""
 
 
