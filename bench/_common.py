@@ -38,14 +38,15 @@ def tiny_env() -> dict[str, str]:
 
 
 def machine() -> str:
-    """The processor, its vector extensions that matter here, and torch's thread count: one line."""
+    """The processor, its vector extensions that matter here, torch's thread count and any GPU: one line."""
     import torch
 
     from pipelines.devices import CPU_FEATURES, cpu_flags, cpu_name
 
     features = "+".join(flag for flag, _ in CPU_FEATURES if flag in cpu_flags()) or "no AVX2"
+    gpu = f"; GPU: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return f"machine: {cpu_name()}, {os.cpu_count()} CPUs ({features}); torch {torch.__version__}, " \
-           f"{torch.get_num_threads()} threads"
+           f"{torch.get_num_threads()} threads{gpu}"
 
 
 def qwen_real_size(folder: Path | None = None) -> Path:

@@ -1,6 +1,9 @@
 """Chat decoding: time to first token and tokens/s for a 200-token prompt and 128 new tokens,
 plain float32 ``model.generate`` versus ModelDeck's path (int8 weights, its own sampler, the batcher),
-with the numeric cost of int8 against float32 on the same prompts."""
+with the numeric cost of int8 against float32 on the same prompts. On a GPU (``MODELDECK_DEVICE=cuda``, or
+found by itself) both run there, plain ``generate`` in ModelDeck's dtype (bfloat16 or float16, also with
+``MODELDECK_DTYPE`` on the CPU), and the numeric cost is that dtype's against float32
+(``scripts/device_check.sh`` runs it on a lent GPU)."""
 
 from __future__ import annotations
 
@@ -42,8 +45,16 @@ def main() -> None:
 
     torch.set_grad_enabled(False)
     source = registry.resolve("chat").source
-    plain = in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval())
-    deck = registry.get_model("chat")  # int8 on the CPU by default
+    deck = registry.get_model("chat")  # int8 on the CPU by default; bfloat16 or float16 on a GPU
+    device = deck.device
+    dtype = getattr(torch, deck.dtype.split()[0])  # "float32 + int8": the float32 model it was quantised from
+
+    def load(as_dtype: torch.dtype) -> torch.nn.Module:
+        return in_own_thread(lambda: AutoModelForCausalLM.from_pretrained(source, dtype=as_dtype).to(device).eval())
+
+    plain = load(dtype)  # the baseline: transformers' own generate, on the same device
+    reference = plain if dtype == torch.float32 else load(torch.float32)  # what the numeric cost is measured against
+    plain_name = f"plain {str(dtype).removeprefix('torch.')} generate"
     tokenizer = deck.processor
     base = tokenizer("Hello, how are you? 你好，我是一个模型。", add_special_tokens=False)["input_ids"]
     prompts = [(base * p_len)[i:i + p_len] for i in range(args.repeats + 1)]
@@ -55,7 +66,7 @@ def main() -> None:
         return engine.call(plain_generate, prompt)
 
     def plain_generate(prompt: list[int]) -> tuple[float, float, int]:
-        ids = torch.tensor([prompt])
+        ids = torch.tensor([prompt], device=device)
         streamer = FirstToken()
         began = time.perf_counter()
         out = plain.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
@@ -85,19 +96,19 @@ def main() -> None:
           f"{new} new tokens, temperature 0.7, top-p 0.9; median of {args.repeats}")
     print(machine())
     print(table(["path", "first token (s)", "decode tokens/s", "tokens", "decode × plain", "first token × plain"],
-                [["plain float32 generate", med["plain"][0], med["plain"][1], med["plain"][2], 1.0, 1.0],
+                [[plain_name, med["plain"][0], med["plain"][1], med["plain"][2], 1.0, 1.0],
                  [f"ModelDeck ({deck.dtype})", med["deck"][0], med["deck"][1], med["deck"][2],
                   med["deck"][1] / med["plain"][1], med["plain"][0] / med["deck"][0]]]))
-    # The numeric cost of int8: next-token logits at every prompt position, against float32.
+    # The numeric cost of int8 (or half precision): next-token logits at every prompt position, against float32.
     agree, errors = [], []
     for prompt in prompts:
-        ids = torch.tensor([prompt])
-        f = engine.call(lambda: plain(ids).logits.float())
+        ids = torch.tensor([prompt], device=device)
+        f = engine.call(lambda: reference(ids).logits.float())
         q = engine.call(lambda: deck.model(ids).logits.float())
         agree.append((f.argmax(-1) == q.argmax(-1)).float().mean().item())
         errors.append(((q - f).norm() / f.norm()).item())
     print()
-    print(table(["int8 against float32", "top-1 token agreement", "relative logit error"],
+    print(table([f"{deck.dtype} against float32", "top-1 token agreement", "relative logit error"],
                 [[f"{len(prompts) * p_len} positions", statistics.mean(agree), statistics.mean(errors)]]))
 
 

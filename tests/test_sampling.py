@@ -252,3 +252,18 @@ def test_the_edge_bins_tokens_are_found_in_few_blocks_or_anywhere():
         values = torch.zeros(size)
         values[where] = 0.25
         assert _nonzero(values).tolist() == where
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+@pytest.mark.parametrize("top_p", [0.3, 0.9])
+def test_top_p_on_a_gpu_keeps_what_it_keeps_on_the_cpu_and_draws_from_it(top_p):
+    """The float32 bins and float64 sums of ``top_p.py`` on CUDA: the same set (up to a token whose exp rounds
+    across the top-p line), and each draw a kept token."""
+    rows = torch.cat([_logits(11, True), _logits(12, False)])
+    on_cpu, on_gpu = nucleus(rows, top_p), nucleus(rows.cuda(), top_p).cpu()
+    assert all(int(n) <= 1 for n in (on_cpu != on_gpu).sum(-1))
+    generator = new_generator(5, "cuda")
+    for _ in range(20):
+        drawn = choose(rows.cuda(), SamplingParams(temperature=1.0, top_p=top_p), generator)
+        assert drawn.is_cuda and all(bool(on_gpu[r, t]) for r, t in enumerate(drawn[:, 0].tolist()))
