@@ -6,14 +6,17 @@ import importlib.metadata
 import platform
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from pipelines import backends, device_and_dtype_names, loaded_models, registry
-from pipelines.devices import processor
+from pipelines import PipelineError, backends, device_and_dtype_names, loaded_models, registry
+from pipelines.devices import processor, quantization
 
 from .common import t
+
+if TYPE_CHECKING:
+    from pipelines.int8_kernels import KernelChoice  # imports torch: for the type only
 
 PACKAGES = ("gradio", "transformers", "torch", "huggingface_hub", "tokenizers", "gTTS")
 PROBE_SECONDS = 2.0  # how long the status tab waits for a remote server
@@ -48,7 +51,7 @@ def remote_markdown() -> list[str]:
     return lines
 
 
-def _choice(choice: Any) -> str:
+def _choice(choice: "KernelChoice") -> str:
     shape = f"{choice.out_features}×{choice.in_features}"
     if choice.reason == "setting":
         return f"{shape} → **{choice.name}** (MODELDECK_INT8_KERNEL)"
@@ -59,7 +62,7 @@ def _choice(choice: Any) -> str:
     return f"{shape} → **{choice.name}** (自检 self-test: {timed})"
 
 
-def processor_markdown() -> list[str]:
+def processor_markdown(device: str, dtype: str) -> list[str]:
     """The processor, its vector extensions, int8's activation width, and each int8 kernel choice with its timings."""
     cpu = processor()
     threads = f" · torch {cpu['threads']} 线程 threads" if cpu["threads"] else ""
@@ -72,8 +75,14 @@ def processor_markdown() -> list[str]:
     made = kernels_module.choices() if kernels_module is not None else []
     kernels = (" · ".join(_choice(c) for c in made) if made
                else "第一个 int8 模型加载时自检 chosen by a self-test when the first int8 model loads")
+    try:
+        used = bool(made) or quantization(device, dtype) == "int8"
+    except PipelineError:  # a bad MODELDECK_QUANTIZE: the models' own loading says so
+        used = False
+    int8 = (f"{bits} 位激活 {bits}-bit activations ({why}) · 内核 kernel: {kernels}" if used
+            else f"不使用 not used (`{device}`, `{dtype}`, MODELDECK_QUANTIZE)")
     return [f"**处理器 Processor:** `{cpu['name']}` · {cpu['cpus']} 个逻辑核 logical CPUs{threads} · {has}{lacks}", "",
-            f"**int8:** {bits} 位激活 {bits}-bit activations ({why}) · 内核 kernel: {kernels}", ""]
+            f"**int8:** {int8}", ""]
 
 
 def status_markdown() -> str:
@@ -82,7 +91,7 @@ def status_markdown() -> str:
         device, dtype = device_and_dtype_names()
     except Exception as exc:  # a bad MODELDECK_DEVICE is shown, not raised, on the status page
         device, dtype = f"⚠️ {exc}", "?"
-    lines = [f"**设备 Device:** `{device}` · **精度 dtype:** `{dtype}`", "", *processor_markdown(),
+    lines = [f"**设备 Device:** `{device}` · **精度 dtype:** `{dtype}`", "", *processor_markdown(device, dtype),
              "| 角色 Role | 模型 Model | 来源 Source |", "|---|---|---|"]
     for role in registry.ROLES:
         for spec in registry.specs(role):
