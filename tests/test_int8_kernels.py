@@ -123,6 +123,7 @@ def test_the_status_tab_names_the_processor_and_what_int8_chose_on_it(monkeypatc
     assert "`Intel(R) Xeon(R) Platinum 8480+`" in page
     assert "AVX2 · AVX-512 · AMX int8 (无 no AVX-512 VNNI, AVX-VNNI, AVX-512 bf16)" in page
     assert "7 位激活 7-bit activations" in page
+    monkeypatch.setattr(int8_kernels, "_choices", {})  # a process that has loaded no int8 model yet
     monkeypatch.setenv("MODELDECK_QUANTIZE", "none")
     assert "**int8:** 不使用 not used (`cpu`, `float32`, MODELDECK_QUANTIZE)" in status_markdown()
     monkeypatch.undo()
