@@ -146,7 +146,7 @@ def _measured(in_features: int, out_features: int, levels: int) -> KernelChoice:
                 rejected[kind.name] = f"not exact at {levels} activation levels"
         except RuntimeError as error:  # not built into this torch, or not for this CPU
             log.warning("int8 kernel %s unavailable: %s", kind.name, error)
-            rejected[kind.name] = f"unavailable: {str(error).splitlines()[0][:120]}"
+            rejected[kind.name] = f"unavailable: {str(error)[:120]}"
     if len(kinds) < 2:
         return KernelChoice(in_features, out_features, levels, (kinds or [FbgemmWeights])[0].name, "only exact",
                             rejected=rejected)

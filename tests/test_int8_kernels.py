@@ -103,6 +103,19 @@ def test_a_kernel_that_is_not_exact_here_is_never_chosen(monkeypatch, own_choice
     assert choice.reason == "only exact" and "not exact" in choice.rejected["fast but saturating"]
 
 
+def test_a_kernel_this_torch_or_cpu_lacks_is_left_out_and_the_reason_kept(monkeypatch, own_choices):
+    class Missing(int8_kernels.FbgemmWeights):
+        name = "missing"
+
+        def __init__(self, weight, per_channel):
+            raise RuntimeError("")  # torch's errors for a missing kernel can be empty
+
+    monkeypatch.setattr(int8_kernels, "KERNELS", {"missing": Missing, "fbgemm": int8_kernels.FbgemmWeights})
+    assert int8_kernels.kernel(64, 16, LEVELS) is int8_kernels.FbgemmWeights
+    [choice] = int8_kernels.choices()
+    assert (choice.reason, choice.rejected) == ("only exact", {"missing": "unavailable: "})
+
+
 def test_the_self_test_runs_once_per_shape(monkeypatch, own_choices):
     runs = []
     real = int8_kernels._fastest
