@@ -49,6 +49,17 @@ def machine() -> str:
            f"{torch.get_num_threads()} threads{gpu}"
 
 
+def int8_choices() -> str:
+    """The int8 kernel this process chose for each product shape, and why: a table, or "" when none was chosen."""
+    from pipelines import int8_kernels
+
+    rows = [[f"{c.in_features}→{c.out_features}", c.name, c.reason,
+             ", ".join(f"{name} {micros:.0f} µs" for name, micros in c.micros.items())
+             or "; ".join(f"{name}: {why}" for name, why in c.rejected.items())]
+            for c in int8_kernels.choices()]
+    return table(["int8 product", "kernel", "why", "self-test times (or kernels left out)"], rows) if rows else ""
+
+
 def qwen_real_size(folder: Path | None = None) -> Path:
     """A random-weight model with Qwen2.5-0.5B-Instruct's published configuration, saved once.
 

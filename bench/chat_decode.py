@@ -13,7 +13,7 @@ import time
 
 import threading
 
-from _common import machine, parser, qwen_full_vocab, table, tiny_env
+from _common import int8_choices, machine, parser, qwen_full_vocab, table, tiny_env
 
 
 class FirstToken:
@@ -110,6 +110,9 @@ def main() -> None:
     print()
     print(table([f"{deck.dtype} against float32", "top-1 token agreement", "relative logit error"],
                 [[f"{len(prompts) * p_len} positions", statistics.mean(agree), statistics.mean(errors)]]))
+    if choices := int8_choices():
+        print()
+        print(choices)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from _common import machine, median_time, parser, qwen_real_size, table, tiny_env
+from _common import int8_choices, machine, median_time, parser, qwen_real_size, table, tiny_env
 
 
 def main() -> None:
@@ -70,6 +70,9 @@ def main() -> None:
     print(table(["serving", "tokens", "seconds", "tokens/s", "× sequential"], rows))
     print()
     print(breakdown(loaded, prompts, params, new, args.repeats))
+    if choices := int8_choices():
+        print()
+        print(choices)
 
 
 def breakdown(loaded, prompts: list[list[int]], params, new: int, repeats: int) -> str:

@@ -13,7 +13,7 @@ import os
 import statistics
 import time
 
-from _common import machine, parser, qwen_real_size, table, tiny_env
+from _common import int8_choices, machine, parser, qwen_real_size, table, tiny_env
 
 VARIANTS = [  # (label, dtype, int8 settings or None; "kernel" picks one of the other kernels tried)
     ("float32", "float32", None),
@@ -21,6 +21,7 @@ VARIANTS = [  # (label, dtype, int8 settings or None; "kernel" picks one of the 
     ("int8 per-token, per-channel weights, every layer (ModelDeck default: the self-test's kernel)", "float32", {}),
     ("int8 per-token, fbgemm, q/k/v and gate/up as separate products (before)", "float32",
      {"setting": "fbgemm", "separate": True}),
+    ("int8 per-token via fbgemm (MODELDECK_INT8_KERNEL=fbgemm)", "float32", {"setting": "fbgemm"}),
     ("int8 per-token via torch._int_mm (oneDNN; MODELDECK_INT8_KERNEL=onednn)", "float32", {"setting": "onednn"}),
     ("int8 per-token, per-tensor weights", "float32", {"per_channel": False}),
     ("int8 per-token, float32 output layer", "float32", {"include_lm_head": False}),
@@ -94,6 +95,8 @@ def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--others", action="store_true", help="also torch.compile of ModelDeck's int8 (minutes "
                      "of compiling) and torchao's int8 layouts (if torchao is installed: not a dependency)")
+    cli.add_argument("--only", help="comma-separated row numbers of the table to measure, 0 (float32, the "
+                     "reference) always included: 0,2,4,5,9 is the kernels alone")
     args = cli.parse_args()
     p_len, steps = (20, 8) if args.tiny else (200, 64)
     os.environ["MODELDECK_CHAT_MODEL"] = tiny_env()["MODELDECK_CHAT_MODEL"] if args.tiny else str(qwen_real_size())
@@ -144,6 +147,9 @@ def main() -> None:
                 "error": statistics.mean(((q - f).norm() / f.norm()).item() for q, f in pairs)}
 
     variants = VARIANTS
+    if args.only:
+        keep = {0} | {int(n) for n in args.only.split(",")}
+        variants = [v for n, v in enumerate(VARIANTS) if n in keep]
     if args.others:
         variants = variants + [("ModelDeck's int8 under torch.compile(dynamic=True)", "float32",
                                 {"kernel": "compiled"})]
@@ -167,6 +173,9 @@ def main() -> None:
     print(machine())
     print(table(["weights", "prefill (s)", "decode ms/token", "tokens/s", "decode × float32",
                  "top-1 agreement", "relative logit error", "weights (MiB)"], rows))
+    if choices := int8_choices():
+        print()
+        print(choices)
 
 
 if __name__ == "__main__":
