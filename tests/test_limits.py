@@ -109,6 +109,34 @@ def test_the_batch_window_is_how_long_a_lone_request_waits(monkeypatch, window_m
     stream.collect()
 
 
+def test_unset_the_wait_for_company_is_short_where_a_prefill_is_quick(monkeypatch):
+    """30 ms at most, and at most a quarter of the model's latest prefill per request (a GPU's 25 ms prefill
+    waited 30 ms more for company before), measured by the batcher itself."""
+    from pipelines.batching import Batcher
+
+    monkeypatch.delenv("MODELDECK_BATCH_WINDOW_MS", raising=False)
+    loaded = registry.get_model("chat")
+    fresh = Batcher(loaded)
+    assert fresh.window() == pytest.approx(0.030)  # nothing measured yet
+    for prefill, wait in ((0.020, 0.005), (0.100, 0.025), (2.0, 0.030)):
+        fresh.prefill_seconds = prefill
+        assert fresh.window() == pytest.approx(wait)
+    monkeypatch.setenv("MODELDECK_BATCH_WINDOW_MS", "2000")  # a chosen window is kept as it is
+    assert fresh.window() == pytest.approx(2.0)
+    monkeypatch.delenv("MODELDECK_BATCH_WINDOW_MS")
+
+    batcher = batcher_for(loaded)
+    batcher.submit(_ids("你好"), SamplingParams(max_new_tokens=2, temperature=0), []).collect()
+    measured = batcher.prefill_seconds
+    assert measured is not None and 0 < measured < 0.1  # a tiny model's prefill: milliseconds
+    with HeldEngine():
+        stream = batcher.submit(_ids("Hello"), SamplingParams(max_new_tokens=2, temperature=0), [])
+        arrived = batcher.pending[0][0]
+        assert batcher.ready_in(arrived) == pytest.approx(min(0.030, measured / 4))
+        stream.cancel()
+    stream.collect()
+
+
 def test_max_speech_chars_cuts_the_text_read_aloud(tmp_path, monkeypatch):
     spoken = []
 
