@@ -11,7 +11,7 @@
 # On the device it installs the carried wheels, runs the CUDA tests (pytest -m gpu: generation in half
 # precision, top-p on CUDA) and bench/chat_decode.py on the GPU (plain generate in ModelDeck's dtype against
 # ModelDeck's path, and that dtype's numeric cost against float32), and writes every log under $OUT, which the
-# device tool brings back. Not yet run on a GPU: no session of this work was lent one.
+# device tool brings back. Run on an H200 on 2026-11-30 (bench/README.md, sixth session).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # huggingface_hub 2.x imports httpx2 (with httpcore2 and truststore), which the GPU image lacks; transformers
