@@ -7,7 +7,8 @@ prefilled together: ``MODELDECK_BATCH_WINDOW_MS`` when it is set, else at most 3
 of the model's latest prefill (per request), so that waiting never dominates the first token where a
 prefill is quick (on an H200, 30 ms of waiting was half of a 200-token prompt's first token). While it
 runs, a new request joins at the next step (after its own prefill) as long as fewer than
-``MODELDECK_MAX_BATCH`` (4) requests are running, and the others wait in order. Each request keeps its own settings, seed, stream and Stop.
+``MODELDECK_MAX_BATCH`` (4) requests are running, and the others wait in order. Each request keeps its
+own settings, seed, stream and Stop.
 
 Text generation runs each request on its own (``stream_generate``). A seed gives the same tokens either
 way: int8 layers scale each token's activations on their own (``int8.py``), so company changes nothing.
