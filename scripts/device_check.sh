@@ -37,11 +37,13 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 MODELDECK_BENCH_CACHE="${MODELDECK_BENCH_CACHE:-/tmp/bench-cache}"
 status=0
+# The CPU benchmarks run on 2 of that machine's CPUs, like a free Space.
+PIN=(); command -v taskset > /dev/null && PIN=(taskset -c 0,1)
+{ grep -m1 "model name" /proc/cpuinfo; grep -o -w -m1 -E "amx_int8|avx512_vnni|avx_vnni|avx512_bf16" /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } \
+    | tee "$OUT/cpu.txt"
 if [[ "${1:-}" == "--cpu" ]]; then  # that machine's CPU alone, 2 threads: batching, the int8 kernels, OpenMP spinning
-    PIN=(); command -v taskset > /dev/null && PIN=(taskset -c 0,1)
     export MODELDECK_DEVICE=cpu OMP_NUM_THREADS=2
     TINY=(); [[ "${2:-}" == "--tiny" ]] && TINY=(--tiny)  # a dry run here
-    grep -m1 "model name" /proc/cpuinfo | tee "$OUT/cpu.txt"
     timeout 150 "${PIN[@]}" python3 bench/concurrent_chats.py "${TINY[@]}" --repeats 1 2>&1 | grep -v "it/s\]" \
         | tee "$OUT/concurrent_cpu.log"
     timeout 200 "${PIN[@]}" python3 bench/int8_variants.py "${TINY[@]}" --repeats 1 --only 4,5,9 2>&1 | grep -v "it/s\]" \
@@ -61,9 +63,6 @@ python3 -m pytest -q -m gpu tests/test_streaming.py tests/test_sampling.py 2>&1 
 python3 bench/chat_decode.py "${BENCH[@]}" 2>&1 | grep -v "it/s\]" | tee "$OUT/chat_decode.log" || status=1
 # The same benchmark on that machine's own CPU, held to 2 threads like a free Space: another kind of CPU than ours
 # (an Intel Xeon has AMX), so int8's kernel self-test and speed are seen on it too.
-PIN=(); command -v taskset > /dev/null && PIN=(taskset -c 0,1)
-{ grep -m1 "model name" /proc/cpuinfo; grep -o -w -m1 -E "amx_int8|avx512_vnni|avx_vnni|avx512_bf16" /proc/cpuinfo | sort -u | tr '\n' ' '; echo; } \
-    | tee "$OUT/cpu.txt"
 MODELDECK_DEVICE=cpu OMP_NUM_THREADS=2 timeout 240 "${PIN[@]}" python3 bench/chat_decode.py "${BENCH[@]}" 2>&1 \
     | grep -v "it/s\]" | tee "$OUT/chat_decode_cpu.log" || status=1
 # The inference layer's own tests (those that need no gradio) with their models on the GPU: a look, not a gate.
