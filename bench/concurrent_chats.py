@@ -4,10 +4,11 @@ four requests served one after another (what a one-request-at-a-time Gradio app 
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 
-from _common import int8_choices, machine, median_time, parser, qwen_real_size, table, tiny_env
+from _common import int8_choices, machine, parser, qwen_real_size, table, tiny_env
 
 
 def main() -> None:
@@ -56,23 +57,35 @@ def main() -> None:
     batched()
     produced.update(sequential=0, batched=0)
     started = time.perf_counter()
-    t_seq = median_time(sequential, args.repeats)
-    t_bat = median_time(batched, args.repeats)
+    rounds = []  # (sequential, batched) seconds: interleaved, so that a machine slowing down hits both alike
+    for _ in range(args.repeats):
+        rounds.append((seconds(sequential), seconds(batched)))
+    t_seq = statistics.median(s for s, _ in rounds)
+    t_bat = statistics.median(b for _, b in rounds)
     tokens_seq = produced["sequential"] / args.repeats
     tokens_bat = produced["batched"] / args.repeats
     rows = [["4 chats one after another", round(tokens_seq), t_seq, tokens_seq / t_seq, 1.0],
             ["4 chats at once (continuous batching)", round(tokens_bat), t_bat, tokens_bat / t_bat,
              (tokens_bat / t_bat) / (tokens_seq / t_seq)]]
     print(f"model: {'tiny' if args.tiny else 'Qwen2.5-0.5B-sized random weights'}, dtype {loaded.dtype}, "
-          f"{p_len}-token prompts, {new} new tokens each, median of {args.repeats} "
+          f"{p_len}-token prompts, {new} new tokens each, median of {args.repeats} interleaved rounds "
           f"({time.perf_counter() - started:.0f} s); largest batch seen: {batcher.largest_batch}")
     print(machine())
     print(table(["serving", "tokens", "seconds", "tokens/s", "× sequential"], rows))
+    print("each round's ratio (one after another / at once, same tokens): "
+          + ", ".join(f"{s / b:.2f}" for s, b in rounds))
     print()
     print(breakdown(loaded, prompts, params, new, args.repeats))
     if choices := int8_choices():
         print()
         print(choices)
+
+
+def seconds(fn) -> float:
+    """Wall-clock seconds of one call of ``fn``."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def breakdown(loaded, prompts: list[list[int]], params, new: int, repeats: int) -> str:
@@ -84,7 +97,6 @@ def breakdown(loaded, prompts: list[list[int]], params, new: int, repeats: int) 
     attention over each row's keys and values grows with it (timed right after the prefill, four rows' steps
     came out ~10 % quicker than over a whole reply, and the implied ratio too high).
     """
-    import statistics
 
     from pipelines.decoding import DecodeBatch, Request
     from pipelines.engine import engine

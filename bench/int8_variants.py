@@ -3,7 +3,8 @@ model, and what each lossy format costs against float32 on the same prompts (top
 relative logit error at every prompt position). The candidates: float32, bfloat16, ModelDeck's int8
 (per-token activation scales, fbgemm) with per-channel or per-tensor weight scales, with or without the
 152k-row output layer, and the other kernels tried: torch's dynamic int8 (one activation scale per
-input: ModelDeck before), and weight-only int8 with bfloat16 activations (``torch._weight_int8pack_mm``).
+input: ModelDeck before), weight-only int8 with bfloat16 activations (``torch._weight_int8pack_mm``), and
+weight-only int4 in groups of 128 with bfloat16 activations (``torch._weight_int4pack_mm_for_cpu``).
 ModelDeck's int8 runs on fbgemm or oneDNN (``torch._int_mm``), whichever its self-test finds faster here
 (``pipelines/int8_kernels.py``); both are listed, and the q/k/v and gate/up products separately as before."""
 
@@ -27,7 +28,10 @@ VARIANTS = [  # (label, dtype, int8 settings or None; "kernel" picks one of the 
     ("int8 per-token, float32 output layer", "float32", {"include_lm_head": False}),
     ("torch dynamic int8, one activation scale per input (ModelDeck before)", "float32", {"kernel": "dynamic"}),
     ("weight-only int8, bfloat16 activations (_weight_int8pack_mm)", "float32", {"kernel": "int8pack_bf16"}),
+    ("weight-only int4, groups of 128, bfloat16 activations (_weight_int4pack_mm_for_cpu)", "float32",
+     {"kernel": "int4pack_bf16"}),
 ]
+INT4_GROUP = 128  # input columns sharing one int4 scale and offset (torchao's default for int4 weight-only)
 
 
 def modeldeck_int8(model, setting: str | None = None, separate: bool = False, **options):
@@ -67,6 +71,30 @@ def other_kernel(model, kernel: str):
             return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
                                     inplace=True)
 
+    class Swapped4(torch.nn.Module):
+        """Asymmetric int4 weights, a scale and an offset per group of INT4_GROUP inputs (torchao's layout)."""
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            w = linear.weight.detach().float()
+            rows, columns = w.shape
+            self.group = INT4_GROUP if columns % INT4_GROUP == 0 else 32  # 32: the tiny test model's widths
+            groups = w.view(rows, columns // self.group, self.group)
+            low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+            scale = ((high - low) / 15).clamp(min=1e-12)
+            q = ((groups - low) / scale).round().clamp(0, 15).to(torch.int32).view(rows, columns)
+            self.packed = torch._convert_weight_to_int4pack_for_cpu(q, 1)
+            # The kernel computes (q - 8) * scale + offset: the offset is the group's low end plus 8 steps.
+            self.scale_offset = torch.stack([scale.view(rows, -1).t(), (low + 8 * scale).view(rows, -1).t()],
+                                            -1).contiguous().to(torch.bfloat16)
+            self.bias = None if linear.bias is None else linear.bias.detach().float()
+
+        def forward(self, x):
+            rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+            out = torch._weight_int4pack_mm_for_cpu(rows, self.packed, self.group, self.scale_offset).float()
+            out = out if self.bias is None else out + self.bias
+            return out.reshape(*x.shape[:-1], out.shape[-1])
+
     class Swapped(torch.nn.Module):
         def __init__(self, linear: torch.nn.Linear) -> None:
             super().__init__()
@@ -85,9 +113,11 @@ def other_kernel(model, kernel: str):
     from pipelines.quantize import _untie_output_layer
 
     _untie_output_layer(model)
-    for name in [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]:
+    swapped = Swapped4 if kernel == "int4pack_bf16" else Swapped
+    for name in [n for n, m in model.named_modules() if type(m) is torch.nn.Linear and (
+            swapped is Swapped or (m.out_features % 16 == 0 and m.in_features % 32 == 0))]:  # int4's packing
         parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, Swapped(getattr(model.get_submodule(parent), child)))
+        setattr(model.get_submodule(parent), child, swapped(getattr(model.get_submodule(parent), child)))
     return model
 
 
