@@ -8,7 +8,7 @@ import statistics
 import threading
 import time
 
-from _common import int8_choices, machine, parser, qwen_real_size, table, tiny_env
+from _common import int8_choices, machine, parser, qwen_real_size, seconds, table, tiny_env
 
 
 def main() -> None:
@@ -81,13 +81,6 @@ def main() -> None:
         print(choices)
 
 
-def seconds(fn) -> float:
-    """Wall-clock seconds of one call of ``fn``."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def breakdown(loaded, prompts: list[list[int]], params, new: int, repeats: int) -> str:
     """Where the ratio comes from: the prefills (no faster together) and one- and four-row decode steps.
 
@@ -97,7 +90,6 @@ def breakdown(loaded, prompts: list[list[int]], params, new: int, repeats: int) 
     attention over each row's keys and values grows with it (timed right after the prefill, four rows' steps
     came out ~10 % quicker than over a whole reply, and the implied ratio too high).
     """
-
     from pipelines.decoding import DecodeBatch, Request
     from pipelines.engine import engine
 

@@ -71,11 +71,36 @@ def other_kernel(model, kernel: str):
             return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
                                     inplace=True)
 
-    class Swapped4(torch.nn.Module):
-        """Asymmetric int4 weights, a scale and an offset per group of INT4_GROUP inputs (torchao's layout)."""
+    class WeightOnly(torch.nn.Module):
+        """A float32-in, float32-out drop-in for ``nn.Linear``; ``product`` multiplies bfloat16 rows."""
 
         def __init__(self, linear: torch.nn.Linear) -> None:
             super().__init__()
+            self.bias = None if linear.bias is None else linear.bias.detach().float()
+
+        def forward(self, x):
+            out = self.product(x.reshape(-1, x.shape[-1]).to(torch.bfloat16)).float()
+            out = out if self.bias is None else out + self.bias
+            return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    class Int8WeightOnly(WeightOnly):
+        """Symmetric int8 weights, one scale per output row."""
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__(linear)
+            w = linear.weight.detach().float()
+            scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
+            self.w8 = (w / scale[:, None]).round().to(torch.int8)
+            self.scale = scale.to(torch.bfloat16)
+
+        def product(self, rows):
+            return torch._weight_int8pack_mm(rows, self.w8, self.scale)
+
+    class Int4WeightOnly(WeightOnly):
+        """Asymmetric int4 weights, a scale and an offset per group of INT4_GROUP inputs (torchao's layout)."""
+
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__(linear)
             w = linear.weight.detach().float()
             rows, columns = w.shape
             self.group = INT4_GROUP if columns % INT4_GROUP == 0 else 32  # 32: the tiny test model's widths
@@ -87,35 +112,16 @@ def other_kernel(model, kernel: str):
             # The kernel computes (q - 8) * scale + offset: the offset is the group's low end plus 8 steps.
             self.scale_offset = torch.stack([scale.view(rows, -1).t(), (low + 8 * scale).view(rows, -1).t()],
                                             -1).contiguous().to(torch.bfloat16)
-            self.bias = None if linear.bias is None else linear.bias.detach().float()
 
-        def forward(self, x):
-            rows = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-            out = torch._weight_int4pack_mm_for_cpu(rows, self.packed, self.group, self.scale_offset).float()
-            out = out if self.bias is None else out + self.bias
-            return out.reshape(*x.shape[:-1], out.shape[-1])
-
-    class Swapped(torch.nn.Module):
-        def __init__(self, linear: torch.nn.Linear) -> None:
-            super().__init__()
-            w = linear.weight.detach().float()
-            scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
-            self.w8 = (w / scale[:, None]).round().to(torch.int8)
-            self.scale = scale.to(torch.bfloat16)
-            self.bias = None if linear.bias is None else linear.bias.detach().float()
-
-        def forward(self, x):
-            rows = x.reshape(-1, x.shape[-1])
-            out = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.w8, self.scale).float()
-            out = out if self.bias is None else out + self.bias
-            return out.reshape(*x.shape[:-1], out.shape[-1])
+        def product(self, rows):
+            return torch._weight_int4pack_mm_for_cpu(rows, self.packed, self.group, self.scale_offset)
 
     from pipelines.quantize import _untie_output_layer
 
     _untie_output_layer(model)
-    swapped = Swapped4 if kernel == "int4pack_bf16" else Swapped
+    swapped = Int4WeightOnly if kernel == "int4pack_bf16" else Int8WeightOnly
     for name in [n for n, m in model.named_modules() if type(m) is torch.nn.Linear and (
-            swapped is Swapped or (m.out_features % 16 == 0 and m.in_features % 32 == 0))]:  # int4's packing
+            swapped is Int8WeightOnly or (m.out_features % 16 == 0 and m.in_features % 32 == 0))]:  # int4 packing
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, swapped(getattr(model.get_submodule(parent), child)))
     return model
