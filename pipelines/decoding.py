@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import lean_decode, settings
 from .prefix_cache import PrefixCache, budget as prefix_budget
 from .sampling import Sampler, SamplingParams
 
@@ -114,6 +115,9 @@ class DecodeBatch:
         self.pending: Any = None  # each row's chosen token, fed at the next step
         self.chosen: dict[tuple[int, int], list[int]] = {}  # every token chosen for a row, the unfed last too
         self.prefixes = PrefixCache(prefix_budget()) if reuse_prefixes and self._plain_layers() else None
+        # Decode steps of Qwen2- and Llama-style models on the CPU: the same numbers in fewer calls.
+        self.lean = (settings.get("MODELDECK_LEAN_DECODE") and lean_decode.supports(self.model)
+                     and self._plain_layers())
 
     @property
     def rows(self) -> int:
@@ -205,6 +209,9 @@ class DecodeBatch:
         """Feed ``ids`` after what ``cache`` holds (which grows); return each row's last logits."""
         import torch
 
+        if self.lean and ids.shape[1] == 1 and not lean_decode.hooked(self.model):
+            with torch.inference_mode():
+                return lean_decode.step(self.model, ids, mask, positions, cache)
         extra = {"logits_to_keep": 1} if self.keeps_last_logits else {}
         extra[self.cache_argument] = cache
         with torch.inference_mode():

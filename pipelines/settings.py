@@ -265,6 +265,7 @@ _add("MODELDECK_DTYPE", one_of("float32", "float16", "bfloat16",
                                         "bf16": "bfloat16"}), None, "bfloat16")
 _add("MODELDECK_QUANTIZE", one_of("int8", "none"), None, "none")
 _add("MODELDECK_INT8_KERNEL", one_of("auto", "fbgemm", "onednn"), "auto", "fbgemm")
+_add("MODELDECK_LEAN_DECODE", flag, True, "0")
 _add("MODELDECK_TRUST_REMOTE_CODE", flag, False, "1")
 _add("MODELDECK_PRELOAD", roles, [], "chat,captioner")
 _add("MODELDECK_TTS", one_of("auto", "gtts", "espeak", "off"), "auto", "espeak")

@@ -34,6 +34,11 @@ def test_a_malformed_value_names_the_variable_and_shows_an_example(monkeypatch, 
     assert "sk-secret" not in message  # a key written into a URL is not repeated
 
 
+def test_every_setting_has_a_row_in_the_readme_s_configuration_table():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [name for name in settings.SETTINGS if f"\n| `{name}` |" not in readme] == []
+
+
 def test_values_are_read_when_asked_not_at_import(monkeypatch):
     monkeypatch.setenv("MODELDECK_MAX_BATCH", "7")
     assert settings.get("MODELDECK_MAX_BATCH") == 7

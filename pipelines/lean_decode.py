@@ -1,0 +1,132 @@
+"""A decode step for Qwen2- and Llama-style decoders that makes fewer Python calls: the same numbers.
+
+In a decode step each row feeds one token, and on two CPU cores a 0.5B model's step spends a few
+milliseconds outside the products: transformers' wrappers (output capturing, keyword deprecation, mask
+building) and a module call, view and transpose for each of q, k and v. ``step()`` runs the same layers
+with the same weights and the same operations in the same order: the embedding, the rotary embedding,
+each layer's norms, products, attention and MLP, the final norm and the output layer on the last position.
+What it saves:
+
+- transformers' per-call wrappers, and the causal mask (a decode step's query may see every cached
+  position: the mask is the rows' padding, or none);
+- the q/k/v and gate/up products that share one int8 product (``int8.Int8Fused``) are called once and
+  split, and q and k get their rotary embedding together, as one tensor;
+- each RMSNorm is one ``F.rms_norm`` call (float32) instead of six element-wise operations.
+
+Only models whose layers are exactly of that shape take it (``supports``): the classes in ``SUPPORTED``,
+ModelDeck's packed attention (the CPU), full attention in every layer, RMSNorm layers of the two families.
+Anything else, every prompt (more than one token per row), and any model with a forward hook on one of its
+modules (instrumentation, a debugger, a test's gate: ``hooked``) goes through the model's own forward, so
+hooks see every pass. ``MODELDECK_LEAN_DECODE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .attention import NAME as PACKED_ATTENTION
+
+SUPPORTED = ("Qwen2ForCausalLM", "LlamaForCausalLM")
+NORMS = ("Qwen2RMSNorm", "LlamaRMSNorm")
+_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling", "num_key_value_groups")
+_MLP = ("gate_proj", "up_proj", "down_proj", "act_fn")
+_DECODER = ("embed_tokens", "rotary_emb", "layers", "norm")
+
+
+def supports(model: Any) -> bool:
+    """True when ``model``'s decode steps can run through ``step()`` (the same operations, fewer calls)."""
+    config = getattr(model, "config", None)
+    decoder = getattr(model, "model", None)
+    if type(model).__name__ not in SUPPORTED or config is None or decoder is None:
+        return False
+    sliced = (getattr(config, "pretraining_tp", 1) or 1) > 1  # Llama's products split in slices
+    if getattr(config, "_attn_implementation", None) != PACKED_ATTENTION or sliced:
+        return False
+    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
+        return False
+    if not hasattr(model, "lm_head") or not all(hasattr(decoder, name) for name in _DECODER):
+        return False
+    return type(decoder.norm).__name__ in NORMS and all(_plain_layer(layer) for layer in decoder.layers)
+
+
+def _plain_layer(layer: Any) -> bool:
+    """True when a decoder layer has the parts ``step()`` calls: RMSNorms, q/k/v/o products, a gated MLP."""
+    norms = (getattr(layer, "input_layernorm", None), getattr(layer, "post_attention_layernorm", None))
+    attention, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+    return (all(type(n).__name__ in NORMS for n in norms) and all(hasattr(attention, a) for a in _ATTENTION)
+            and all(hasattr(mlp, m) for m in _MLP))
+
+
+def hooked(model: Any) -> bool:
+    """True when a forward hook is set on ``model`` or any module in it (or on every module)."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_pre_hooks or torch_module._global_forward_hooks:
+        return True
+    return any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+
+
+def _norm(module: Any, x: Any) -> Any:
+    """``module`` (an RMSNorm) applied to ``x``: one fused call in float32, the module itself otherwise."""
+    import torch
+    import torch.nn.functional as F
+
+    if x.dtype != torch.float32 or module.weight.dtype != torch.float32:
+        return module(x)
+    return F.rms_norm(x, (x.shape[-1],), module.weight, module.variance_epsilon)
+
+
+def _joined(modules: list[Any], x: Any) -> Any:
+    """``modules`` applied to ``x``, their outputs side by side: one int8 product when they share one."""
+    import torch
+
+    from .int8 import Int8Part, product
+
+    fused = getattr(modules[0], "fused", None)
+    if (fused is None or not all(isinstance(m, Int8Part) and m.fused is fused for m in modules)
+            or [m.part for m in modules] != list(range(len(fused.sizes)))):
+        return torch.cat([m(x) for m in modules], dim=-1)
+    return product(x, fused.weights, fused.bias, fused.levels, sum(fused.sizes))
+
+
+def _rotated(x: Any, cos: Any, sin: Any) -> Any:
+    """``x`` (batch, 1, heads, head size) with the rotary embedding applied, as transformers applies it."""
+    import torch
+
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def step(model: Any, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+    """Feed one token per row (``ids``: batch × 1) after what ``cache`` holds; return each row's logits.
+
+    ``mask`` is 1 for every real cached position and for the new one, 0 for left padding; ``positions``
+    holds each row's position of its new token (batch × 1). ``cache`` grows by one position.
+    """
+    import torch
+
+    decoder = model.model
+    batch = ids.shape[0]
+    hidden = decoder.embed_tokens(ids)
+    cos, sin = decoder.rotary_emb(hidden, positions)  # (batch, 1, head size): one position per row
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+    padded = None if bool(mask.all()) else mask[:, None, None, :].bool()  # which cached positions each row sees
+    for i, layer in enumerate(decoder.layers):
+        attention, mlp = layer.self_attn, layer.mlp
+        size, groups = attention.head_dim, attention.num_key_value_groups
+        x = _norm(layer.input_layernorm, hidden)
+        qkv = _joined([attention.q_proj, attention.k_proj, attention.v_proj], x)
+        heads, pairs = attention.q_proj.out_features // size, attention.k_proj.out_features // size
+        qk = _rotated(qkv[..., :(heads + pairs) * size].view(batch, 1, -1, size), cos, sin)  # q and k together
+        v = qkv[..., (heads + pairs) * size:].view(batch, 1, -1, size)
+        keys, values = cache.layers[i].update(qk[:, :, heads:].transpose(1, 2), v.transpose(1, 2))
+        # The query heads that read one key/value head are that head's query "positions" (attention.py).
+        out = torch.nn.functional.scaled_dot_product_attention(
+            qk[:, 0, :heads].reshape(batch, heads // groups, groups, size), keys, values, attn_mask=padded,
+            scale=attention.scaling)
+        hidden = hidden + attention.o_proj(out.reshape(batch, 1, heads * size))
+        gate_up = _joined([mlp.gate_proj, mlp.up_proj], _norm(layer.post_attention_layernorm, hidden))
+        gate, up = gate_up.split([mlp.gate_proj.out_features, mlp.up_proj.out_features], dim=-1)
+        hidden = hidden + mlp.down_proj(mlp.act_fn(gate) * up)
+    hidden = _norm(decoder.norm, hidden)
+    return model.lm_head(hidden[:, -1:, :])[:, -1, :]
