@@ -86,11 +86,24 @@ def main() -> None:
         made = stream.usage.completion_tokens
         return first - began, (made - 1) / (time.perf_counter() - first), made
 
+    batch = batcher_for(deck).batch
+    batch.prefixes = None  # a prompt runs twice below (lean decode on and off): time its prefill both times
+    lean = batch.lean  # ModelDeck's lean decode step (lean_decode.py); also timed with the model's own forward
+
+    def run_deck_own_forward(prompt: list[int]) -> tuple[float, float, int]:
+        batch.lean = False
+        try:
+            return run_deck(prompt)
+        finally:
+            batch.lean = True
+
     run_plain(prompts[0]), run_deck(prompts[0])  # warm-up
-    results = {"plain": [], "deck": []}
-    for prompt in prompts[1:]:  # alternate, so machine noise hits both alike
+    results = {"plain": [], "deck": []} | ({"own": []} if lean else {})
+    for prompt in prompts[1:]:  # alternate, so machine noise hits every path alike
         results["plain"].append(run_plain(prompt))
         results["deck"].append(run_deck(prompt))
+        if lean:
+            results["own"].append(run_deck_own_forward(prompt))
     med = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in results.items()}
     print(f"model: {'tiny' if args.tiny else 'Qwen2.5-0.5B-sized random weights'}; {p_len}-token prompt, "
           f"{new} new tokens, temperature 0.7, top-p 0.9; median of {args.repeats}")
@@ -98,7 +111,10 @@ def main() -> None:
     print(table(["path", "first token (s)", "decode tokens/s", "tokens", "decode × plain", "first token × plain"],
                 [[plain_name, med["plain"][0], med["plain"][1], med["plain"][2], 1.0, 1.0],
                  [f"ModelDeck ({deck.dtype})", med["deck"][0], med["deck"][1], med["deck"][2],
-                  med["deck"][1] / med["plain"][1], med["plain"][0] / med["deck"][0]]]))
+                  med["deck"][1] / med["plain"][1], med["plain"][0] / med["deck"][0]]]
+                + ([[f"ModelDeck, the model's own forward each step (MODELDECK_LEAN_DECODE=0)", med["own"][0],
+                     med["own"][1], med["own"][2], med["own"][1] / med["plain"][1], med["plain"][0] / med["own"][0]]]
+                   if lean else [])))
     # The numeric cost of int8 (or half precision): next-token logits at every prompt position, against float32.
     agree, errors = [], []
     for prompt in prompts:

@@ -116,8 +116,9 @@ class DecodeBatch:
         self.chosen: dict[tuple[int, int], list[int]] = {}  # every token chosen for a row, the unfed last too
         self.prefixes = PrefixCache(prefix_budget()) if reuse_prefixes and self._plain_layers() else None
         # Decode steps of Qwen2- and Llama-style models on the CPU: the same numbers in fewer calls.
-        self.lean = (settings.get("MODELDECK_LEAN_DECODE") and lean_decode.supports(self.model)
-                     and self._plain_layers())
+        supported = lean_decode.supports(self.model) and self._plain_layers()
+        self.lean = supported and settings.get("MODELDECK_LEAN_DECODE")
+        self.bypassed = lean_decode.bypassed(self.model) if supported else []  # a hook here needs the model's forward
 
     @property
     def rows(self) -> int:
@@ -209,7 +210,7 @@ class DecodeBatch:
         """Feed ``ids`` after what ``cache`` holds (which grows); return each row's last logits."""
         import torch
 
-        if self.lean and ids.shape[1] == 1 and not lean_decode.hooked(self.model):
+        if self.lean and ids.shape[1] == 1 and not lean_decode.hooked(self.bypassed):
             with torch.inference_mode():
                 return lean_decode.step(self.model, ids, mask, positions, cache)
         extra = {"logits_to_keep": 1} if self.keeps_last_logits else {}

@@ -15,9 +15,9 @@ What it saves:
 
 Only models whose layers are exactly of that shape take it (``supports``): the classes in ``SUPPORTED``,
 ModelDeck's packed attention (the CPU), full attention in every layer, RMSNorm layers of the two families.
-Anything else, every prompt (more than one token per row), and any model with a forward hook on one of its
-modules (instrumentation, a debugger, a test's gate: ``hooked``) goes through the model's own forward, so
-hooks see every pass. ``MODELDECK_LEAN_DECODE=0`` turns it off.
+Anything else, every prompt (more than one token per row), and any model with a forward hook on a module
+whose forward ``step()`` skips (instrumentation, a debugger, a test's gate: ``bypassed``) goes through the
+model's own forward, so hooks see every pass. ``MODELDECK_LEAN_DECODE=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -57,13 +57,28 @@ def _plain_layer(layer: Any) -> bool:
             and all(hasattr(mlp, m) for m in _MLP))
 
 
-def hooked(model: Any) -> bool:
-    """True when a forward hook is set on ``model`` or any module in it (or on every module)."""
+def bypassed(model: Any) -> list[Any]:
+    """The modules whose own forward ``step()`` does not call: a hook on one of them needs the model's forward.
+
+    The modules ``step()`` does call (the embedding, the rotary embedding, the o and down products, the
+    output layer) run their hooks as usual: ModelDeck's own hook that widens a bfloat16 embedding's rows is one.
+    """
+    decoder = model.model
+    modules = [model, decoder, decoder.norm]
+    for layer in decoder.layers:
+        attention, mlp = layer.self_attn, layer.mlp
+        modules += [layer, layer.input_layernorm, layer.post_attention_layernorm, attention, attention.q_proj,
+                    attention.k_proj, attention.v_proj, mlp, mlp.gate_proj, mlp.up_proj]
+    return modules
+
+
+def hooked(modules: list[Any]) -> bool:
+    """True when a forward hook is set on one of ``modules`` (``bypassed(model)``), or on every module."""
     from torch.nn.modules import module as torch_module
 
     if torch_module._global_forward_pre_hooks or torch_module._global_forward_hooks:
         return True
-    return any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+    return any(m._forward_pre_hooks or m._forward_hooks for m in modules)
 
 
 def _norm(module: Any, x: Any) -> Any:

@@ -10,12 +10,14 @@ import torch
 from pipelines import lean_decode, registry
 from pipelines.attention import use_packed_sdpa
 from pipelines.decoding import DecodeBatch, Request
-from pipelines.quantize import quantize_int8
+from pipelines.quantize import compact_input_embedding, quantize_int8
 from pipelines.sampling import SamplingParams
 
 
 def _decoder(kind: str, int8: bool) -> SimpleNamespace:
-    """A small random Qwen2 or Llama decoder on the CPU as ModelDeck prepares one, with the chat tokenizer."""
+    """A small random Qwen2 or Llama decoder on the CPU as ModelDeck prepares one from a bfloat16 checkpoint
+    (packed decode attention, int8, the embedding kept in bfloat16 with its widening hook), with the chat
+    tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = registry.get_model("chat").processor
@@ -30,9 +32,11 @@ def _decoder(kind: str, int8: bool) -> SimpleNamespace:
         for name, parameter in model.named_parameters():
             if "norm" in name or "bias" in name:
                 parameter.uniform_(0.5, 1.5)
+            parameter.copy_(parameter.bfloat16().float())  # the values a bfloat16 checkpoint holds
     assert use_packed_sdpa(model)
     if int8:
         quantize_int8(model)
+        assert compact_input_embedding(model)  # as the registry does: a forward hook on the embedding
     return SimpleNamespace(model=model, processor=tokenizer, device=torch.device("cpu"))
 
 
@@ -94,4 +98,4 @@ def test_a_model_with_a_forward_hook_gets_every_pass_through_its_own_forward():
     finally:
         handle.remove()
     assert len(seen) == len(passes)  # the hook saw the prefill and every decode step
-    assert not lean_decode.hooked(loaded.model)
+    assert not lean_decode.hooked(lean_decode.bypassed(loaded.model))
