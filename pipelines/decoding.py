@@ -116,9 +116,9 @@ class DecodeBatch:
         self.chosen: dict[tuple[int, int], list[int]] = {}  # every token chosen for a row, the unfed last too
         self.prefixes = PrefixCache(prefix_budget()) if reuse_prefixes and self._plain_layers() else None
         # Decode steps of Qwen2- and Llama-style models on the CPU: the same numbers in fewer calls.
-        supported = lean_decode.supports(self.model) and self._plain_layers()
-        self.lean = supported and settings.get("MODELDECK_LEAN_DECODE")
-        self.bypassed = lean_decode.bypassed(self.model) if supported else []  # a hook here needs the model's forward
+        self.lean_decoder = (lean_decode.LeanDecoder(self.model)
+                             if lean_decode.supports(self.model) and self._plain_layers() else None)
+        self.lean = self.lean_decoder is not None and settings.get("MODELDECK_LEAN_DECODE")
 
     @property
     def rows(self) -> int:
@@ -210,9 +210,9 @@ class DecodeBatch:
         """Feed ``ids`` after what ``cache`` holds (which grows); return each row's last logits."""
         import torch
 
-        if self.lean and ids.shape[1] == 1 and not lean_decode.hooked(self.bypassed):
+        if self.lean and ids.shape[1] == 1 and not self.lean_decoder.hooked():
             with torch.inference_mode():
-                return lean_decode.step(self.model, ids, mask, positions, cache)
+                return self.lean_decoder.step(ids, mask, positions, cache)
         extra = {"logits_to_keep": 1} if self.keeps_last_logits else {}
         extra[self.cache_argument] = cache
         with torch.inference_mode():

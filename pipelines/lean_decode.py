@@ -2,16 +2,18 @@
 
 In a decode step each row feeds one token, and on two CPU cores a 0.5B model's step spends a few
 milliseconds outside the products: transformers' wrappers (output capturing, keyword deprecation, mask
-building) and a module call, view and transpose for each of q, k and v. ``step()`` runs the same layers
-with the same weights and the same operations in the same order: the embedding, the rotary embedding,
-each layer's norms, products, attention and MLP, the final norm and the output layer on the last position.
-What it saves:
+building), a module call, view and transpose for each of q, k and v, and slow module attribute lookups.
+``LeanDecoder.step()`` runs the same layers with the same weights in the same order: the embedding, the
+rotary embedding, each layer's norms, products, attention and MLP, the final norm and the output layer on
+the last position. Its logits equal the model's own bit for bit on the CPU measured (``F.rms_norm``
+computes the module's numbers); the tests hold every pass to them within 1e-5. What it saves:
 
 - transformers' per-call wrappers, and the causal mask (a decode step's query may see every cached
   position: the mask is the rows' padding, or none);
 - the q/k/v and gate/up products that share one int8 product (``int8.Int8Fused``) are called once and
   split, and q and k get their rotary embedding together, as one tensor;
-- each RMSNorm is one ``F.rms_norm`` call (float32) instead of six element-wise operations.
+- each RMSNorm is one ``F.rms_norm`` call (float32) instead of six element-wise operations;
+- what a step needs of each layer is looked up once, when the ``LeanDecoder`` is built.
 
 Only models whose layers are exactly of that shape take it (``supports``): the classes in ``SUPPORTED``,
 ModelDeck's packed attention (the CPU), full attention in every layer, RMSNorm layers of the two families.
@@ -22,7 +24,8 @@ model's own forward, so hooks see every pass. ``MODELDECK_LEAN_DECODE=0`` turns 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from .attention import NAME as PACKED_ATTENTION
 
@@ -34,7 +37,7 @@ _DECODER = ("embed_tokens", "rotary_emb", "layers", "norm")
 
 
 def supports(model: Any) -> bool:
-    """True when ``model``'s decode steps can run through ``step()`` (the same operations, fewer calls)."""
+    """True when ``model``'s decode steps can run through a ``LeanDecoder`` (the same numbers, fewer calls)."""
     config = getattr(model, "config", None)
     decoder = getattr(model, "model", None)
     if type(model).__name__ not in SUPPORTED or config is None or decoder is None:
@@ -72,27 +75,8 @@ def bypassed(model: Any) -> list[Any]:
     return modules
 
 
-def hooked(modules: list[Any]) -> bool:
-    """True when a forward hook is set on one of ``modules`` (``bypassed(model)``), or on every module."""
-    from torch.nn.modules import module as torch_module
-
-    if torch_module._global_forward_pre_hooks or torch_module._global_forward_hooks:
-        return True
-    return any(m._forward_pre_hooks or m._forward_hooks for m in modules)
-
-
-def _norm(module: Any, x: Any) -> Any:
-    """``module`` (an RMSNorm) applied to ``x``: one fused call in float32, the module itself otherwise."""
-    import torch
-    import torch.nn.functional as F
-
-    if x.dtype != torch.float32 or module.weight.dtype != torch.float32:
-        return module(x)
-    return F.rms_norm(x, (x.shape[-1],), module.weight, module.variance_epsilon)
-
-
-def _joined(modules: list[Any], x: Any) -> Any:
-    """``modules`` applied to ``x``, their outputs side by side: one int8 product when they share one."""
+def _product(modules: list[Any]) -> Callable[[Any], Any]:
+    """A function giving ``modules``' outputs on one input side by side: one int8 product when they share one."""
     import torch
 
     from .int8 import Int8Part, product
@@ -100,8 +84,94 @@ def _joined(modules: list[Any], x: Any) -> Any:
     fused = getattr(modules[0], "fused", None)
     if (fused is None or not all(isinstance(m, Int8Part) and m.fused is fused for m in modules)
             or [m.part for m in modules] != list(range(len(fused.sizes)))):
-        return torch.cat([m(x) for m in modules], dim=-1)
-    return product(x, fused.weights, fused.bias, fused.levels, sum(fused.sizes))
+        return lambda x: torch.cat([m(x) for m in modules], dim=-1)
+    weights, bias, levels, width = fused.weights, fused.bias, fused.levels, sum(fused.sizes)
+    return lambda x: product(x, weights, bias, levels, width)
+
+
+def _norm(module: Any) -> Callable[[Any], Any]:
+    """``module`` (an RMSNorm) as a function: one fused call for float32 weights, the module itself otherwise."""
+    import torch
+    import torch.nn.functional as F
+
+    weight, eps = module.weight, module.variance_epsilon
+    if weight.dtype != torch.float32:
+        return module
+    return lambda x: F.rms_norm(x, (x.shape[-1],), weight, eps) if x.dtype == torch.float32 else module(x)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """What a decode step needs of one decoder layer, looked up once (module attribute lookups are slow)."""
+
+    input_norm: Callable[[Any], Any]
+    qkv: Callable[[Any], Any]
+    heads: int
+    pairs: int  # key/value heads
+    size: int  # head size
+    scaling: float
+    o_proj: Any
+    post_norm: Callable[[Any], Any]
+    gate_up: Callable[[Any], Any]
+    split: tuple[int, int]
+    act: Any
+    down_proj: Any
+
+
+class LeanDecoder:
+    """``model``'s decode step in fewer calls (build it once ``supports(model)``; the modules are read now)."""
+
+    def __init__(self, model: Any) -> None:
+        decoder = model.model
+        self.embed, self.rotary, self.final_norm, self.head = (decoder.embed_tokens, decoder.rotary_emb,
+                                                               _norm(decoder.norm), model.lm_head)
+        self.layers = []
+        for layer in decoder.layers:
+            attention, mlp = layer.self_attn, layer.mlp
+            size = attention.head_dim
+            self.layers.append(_Layer(
+                _norm(layer.input_layernorm), _product([attention.q_proj, attention.k_proj, attention.v_proj]),
+                attention.q_proj.out_features // size, attention.k_proj.out_features // size, size,
+                attention.scaling, attention.o_proj, _norm(layer.post_attention_layernorm),
+                _product([mlp.gate_proj, mlp.up_proj]), (mlp.gate_proj.out_features, mlp.up_proj.out_features),
+                mlp.act_fn, mlp.down_proj))
+        self.bypassed = bypassed(model)
+
+    def hooked(self) -> bool:
+        """True when a forward hook is set on a module ``step()`` skips, or on every module."""
+        from torch.nn.modules import module as torch_module
+
+        if torch_module._global_forward_pre_hooks or torch_module._global_forward_hooks:
+            return True
+        return any(m._forward_pre_hooks or m._forward_hooks for m in self.bypassed)
+
+    def step(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+        """Feed one token per row (``ids``: batch × 1) after what ``cache`` holds; return each row's logits.
+
+        ``mask`` is 1 for every real cached position and for the new one, 0 for left padding; ``positions``
+        holds each row's position of its new token (batch × 1). ``cache`` grows by one position.
+        """
+        import torch
+
+        attend = torch.nn.functional.scaled_dot_product_attention
+        batch = ids.shape[0]
+        hidden = self.embed(ids)
+        cos, sin = self.rotary(hidden, positions)  # (batch, 1, head size): one position per row
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+        padded = None if bool(mask.all()) else mask[:, None, None, :].bool()  # the cached positions each row sees
+        for layer, kept in zip(self.layers, cache.layers):
+            size, heads = layer.size, layer.heads
+            qkv = layer.qkv(layer.input_norm(hidden))
+            qk = _rotated(qkv[..., :(heads + layer.pairs) * size].view(batch, 1, -1, size), cos, sin)  # q, k at once
+            v = qkv[..., (heads + layer.pairs) * size:].view(batch, 1, -1, size)
+            keys, values = kept.update(qk[:, :, heads:].transpose(1, 2), v.transpose(1, 2))
+            # The query heads that read one key/value head are that head's query "positions" (attention.py).
+            q = qk[:, 0, :heads].reshape(batch, layer.pairs, heads // layer.pairs, size)
+            out = attend(q, keys, values, attn_mask=padded, scale=layer.scaling)
+            hidden = hidden + layer.o_proj(out.reshape(batch, 1, heads * size))
+            gate, up = layer.gate_up(layer.post_norm(hidden)).split(layer.split, dim=-1)
+            hidden = hidden + layer.down_proj(layer.act(gate) * up)
+        return self.head(self.final_norm(hidden)[:, -1:, :])[:, -1, :]
 
 
 def _rotated(x: Any, cos: Any, sin: Any) -> Any:
@@ -110,38 +180,3 @@ def _rotated(x: Any, cos: Any, sin: Any) -> Any:
 
     half = x.shape[-1] // 2
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
-
-
-def step(model: Any, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
-    """Feed one token per row (``ids``: batch × 1) after what ``cache`` holds; return each row's logits.
-
-    ``mask`` is 1 for every real cached position and for the new one, 0 for left padding; ``positions``
-    holds each row's position of its new token (batch × 1). ``cache`` grows by one position.
-    """
-    import torch
-
-    decoder = model.model
-    batch = ids.shape[0]
-    hidden = decoder.embed_tokens(ids)
-    cos, sin = decoder.rotary_emb(hidden, positions)  # (batch, 1, head size): one position per row
-    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
-    padded = None if bool(mask.all()) else mask[:, None, None, :].bool()  # which cached positions each row sees
-    for i, layer in enumerate(decoder.layers):
-        attention, mlp = layer.self_attn, layer.mlp
-        size, groups = attention.head_dim, attention.num_key_value_groups
-        x = _norm(layer.input_layernorm, hidden)
-        qkv = _joined([attention.q_proj, attention.k_proj, attention.v_proj], x)
-        heads, pairs = attention.q_proj.out_features // size, attention.k_proj.out_features // size
-        qk = _rotated(qkv[..., :(heads + pairs) * size].view(batch, 1, -1, size), cos, sin)  # q and k together
-        v = qkv[..., (heads + pairs) * size:].view(batch, 1, -1, size)
-        keys, values = cache.layers[i].update(qk[:, :, heads:].transpose(1, 2), v.transpose(1, 2))
-        # The query heads that read one key/value head are that head's query "positions" (attention.py).
-        out = torch.nn.functional.scaled_dot_product_attention(
-            qk[:, 0, :heads].reshape(batch, heads // groups, groups, size), keys, values, attn_mask=padded,
-            scale=attention.scaling)
-        hidden = hidden + attention.o_proj(out.reshape(batch, 1, heads * size))
-        gate_up = _joined([mlp.gate_proj, mlp.up_proj], _norm(layer.post_attention_layernorm, hidden))
-        gate, up = gate_up.split([mlp.gate_proj.out_features, mlp.up_proj.out_features], dim=-1)
-        hidden = hidden + mlp.down_proj(mlp.act_fn(gate) * up)
-    hidden = _norm(decoder.norm, hidden)
-    return model.lm_head(hidden[:, -1:, :])[:, -1, :]

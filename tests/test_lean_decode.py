@@ -68,8 +68,9 @@ def test_lean_decode_steps_give_the_model_s_own_logits(kind, int8, monkeypatch):
     loaded = _decoder(kind, int8)
     assert lean_decode.supports(loaded.model)
     calls = []
-    real_step = lean_decode.step
-    monkeypatch.setattr(lean_decode, "step", lambda *a: calls.append(a[1].shape[0]) or real_step(*a))
+    real_step = lean_decode.LeanDecoder.step
+    monkeypatch.setattr(lean_decode.LeanDecoder, "step", lambda self, ids, *a: calls.append(ids.shape[0])
+                        or real_step(self, ids, *a))
     lean, own = _run(loaded, lean=True), _run(loaded, lean=False)
     assert calls[:4] == [3, 3, 3, 3] and 2 in calls  # decode steps took the lean path, before and after a row left
     assert len(lean) == len(own) == len(calls) + 1  # one prefill, then one pass a step on both paths
@@ -98,4 +99,4 @@ def test_a_model_with_a_forward_hook_gets_every_pass_through_its_own_forward():
     finally:
         handle.remove()
     assert len(seen) == len(passes)  # the hook saw the prefill and every decode step
-    assert not lean_decode.hooked(lean_decode.bypassed(loaded.model))
+    assert not lean_decode.LeanDecoder(loaded.model).hooked()
