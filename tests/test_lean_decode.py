@@ -14,10 +14,10 @@ from pipelines.quantize import compact_input_embedding, quantize_int8
 from pipelines.sampling import SamplingParams
 
 
-def _decoder(kind: str, int8: bool) -> SimpleNamespace:
-    """A small random Qwen2 or Llama decoder on the CPU as ModelDeck prepares one from a bfloat16 checkpoint
-    (packed decode attention, int8, the embedding kept in bfloat16 with its widening hook), with the chat
-    tokenizer."""
+def _decoder(kind: str, weights: str = "int8") -> SimpleNamespace:
+    """A small random Qwen2 or Llama decoder on the CPU as ModelDeck prepares one from a bfloat16 checkpoint,
+    with the chat tokenizer: packed decode attention, and ``weights`` int8 (the embedding then kept in bfloat16
+    with its widening hook, as the registry does), float32 or bfloat16."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = registry.get_model("chat").processor
@@ -34,9 +34,11 @@ def _decoder(kind: str, int8: bool) -> SimpleNamespace:
                 parameter.uniform_(0.5, 1.5)
             parameter.copy_(parameter.bfloat16().float())  # the values a bfloat16 checkpoint holds
     assert use_packed_sdpa(model)
-    if int8:
+    if weights == "int8":
         quantize_int8(model)
         assert compact_input_embedding(model)  # as the registry does: a forward hook on the embedding
+    elif weights == "bfloat16":  # MODELDECK_DTYPE=bfloat16 on the CPU: the norms stay modules
+        model.to(torch.bfloat16)
     return SimpleNamespace(model=model, processor=tokenizer, device=torch.device("cpu"))
 
 
@@ -62,10 +64,10 @@ def _run(loaded: SimpleNamespace, lean: bool) -> list[tuple[int, torch.Tensor]]:
     return passes
 
 
-@pytest.mark.parametrize("int8", [True, False], ids=["int8", "float32"])
+@pytest.mark.parametrize("weights", ["int8", "float32", "bfloat16"])
 @pytest.mark.parametrize("kind", ["qwen2", "llama"])
-def test_lean_decode_steps_give_the_model_s_own_logits(kind, int8, monkeypatch):
-    loaded = _decoder(kind, int8)
+def test_lean_decode_steps_give_the_model_s_own_logits(kind, weights, monkeypatch):
+    loaded = _decoder(kind, weights)
     assert lean_decode.supports(loaded.model)
     calls = []
     real_step = lean_decode.LeanDecoder.step
@@ -76,12 +78,12 @@ def test_lean_decode_steps_give_the_model_s_own_logits(kind, int8, monkeypatch):
     assert len(lean) == len(own) == len(calls) + 1  # one prefill, then one pass a step on both paths
     for (width, mine), (_, theirs) in zip(lean, own):
         assert mine.shape == theirs.shape
-        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
+        torch.testing.assert_close(mine.float(), theirs.float(), rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
         assert torch.equal(mine.argmax(-1), theirs.argmax(-1))
 
 
 def test_the_setting_turns_it_off_and_other_models_take_their_own_forward(monkeypatch):
-    loaded = _decoder("qwen2", int8=True)
+    loaded = _decoder("qwen2")
     assert DecodeBatch(loaded).lean
     monkeypatch.setenv("MODELDECK_LEAN_DECODE", "0")
     assert not DecodeBatch(loaded).lean
@@ -91,7 +93,7 @@ def test_the_setting_turns_it_off_and_other_models_take_their_own_forward(monkey
 
 
 def test_a_model_with_a_forward_hook_gets_every_pass_through_its_own_forward():
-    loaded = _decoder("llama", int8=True)
+    loaded = _decoder("llama")
     seen = []
     handle = loaded.model.model.layers[1].mlp.register_forward_pre_hook(lambda module, args: seen.append(1))
     try:
