@@ -60,6 +60,22 @@ class Server:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-chars:]
 
+    @contextlib.contextmanager
+    def children_paused(self) -> Iterator[None]:
+        """Suspend every process the server started (vLLM's engine core) while the block runs: the server
+        itself still answers and takes requests, but nothing is generated until the block ends."""
+        import psutil
+
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        assert children, f"{self.name} runs no child process to pause"
+        for child in children:
+            child.suspend()
+        try:
+            yield
+        finally:
+            for child in children:
+                child.resume()
+
     def wait_healthy(self, timeout: float = 900.0, path: str = "/health") -> "Server":
         """Return once ``path`` answers 200; raise with the log's tail if the process dies or never answers."""
         deadline = time.monotonic() + timeout
@@ -110,7 +126,8 @@ def start_vllm(model_dir: Path, served_name: str, log_dir: Path, *, pooling: boo
     venv = vllm_venv()
     command = [str(venv / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
                "--served-model-name", served_name, "--host", "127.0.0.1", "--port", "{port}",
-               "--max-model-len", "512", "--dtype", "bfloat16", "--enforce-eager"]
+               "--max-model-len", "512", "--dtype", "bfloat16", "--enforce-eager",
+               "--enable-log-requests"]  # "Aborted request" lines: a test waits for one
     if pooling:
         command += ["--runner", "pooling"]
     port = free_port()
