@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from . import hub, settings
+from . import hub, lean_decode, settings
 from .attention import use_packed_sdpa
 from .devices import device_and_dtype, quantization
 from .engine import engine, in_own_thread
@@ -277,13 +277,16 @@ def is_loaded(role: str, name: str | None = None) -> bool:
 
 
 def loaded_models() -> list[dict[str, Any]]:
-    """Describe every loaded model: roles, source, device, dtype, int8 kernels, attention, memory in MiB, load time."""
+    """Describe every loaded model: roles, source, device, dtype, int8 kernels, attention, whether its decode steps
+    take the lean step (``lean_decode.py``), memory in MiB, load time."""
     rows = []
     for key, loaded in list(_cache.items()):
         roles = sorted({role for role in ROLES for s in _safe_specs(role) if s.key == key})
         rows.append({"name": loaded.spec.name, "source": loaded.spec.source, "roles": roles or [loaded.spec.role],
                      "device": loaded.device, "dtype": loaded.dtype, "int8_kernels": int8_kernels_of(loaded.model),
                      "attention": getattr(getattr(loaded.model, "config", None), "_attn_implementation", None),
+                     "lean_decode": bool(loaded.spec.task == CAUSAL_LM and settings.get("MODELDECK_LEAN_DECODE")
+                                         and lean_decode.supports(loaded.model)),
                      "memory_mib": round(loaded.memory_bytes / 2**20, 1),
                      "load_seconds": round(loaded.load_seconds, 2)})
     return rows

@@ -207,6 +207,7 @@ def test_about_panel_names_the_processor_and_the_int8_kernel_a_chat_loaded(page)
                            arg=used)
     row = status.locator("tr").filter(has_text="Tiny Qwen2").filter(has_text="int8").inner_text()  # loaded table
     assert any(u in row for u in used) and "modeldeck_sdpa" in row  # the chat model: int8 kernel, attention
+    assert "lean decode" in row  # and its decode steps take pipelines/lean_decode.py
     shot(page, "about")
 
 

@@ -102,3 +102,13 @@ def test_a_model_with_a_forward_hook_gets_every_pass_through_its_own_forward():
         handle.remove()
     assert len(seen) == len(passes)  # the hook saw the prefill and every decode step
     assert not lean_decode.LeanDecoder(loaded.model).hooked()
+
+
+def test_the_status_tab_says_which_loaded_models_take_it(fresh_registry, monkeypatch):
+    if str(fresh_registry.get_model("chat").device) != "cpu":
+        pytest.skip("the lean step is for the CPU's packed decode attention")
+    fresh_registry.get_model("textgen")
+    taken = {tuple(row["roles"]): row["lean_decode"] for row in fresh_registry.loaded_models()}
+    assert taken[("chat", "story")] and not taken[("textgen",)]  # a Qwen2 chat model does, GPT-2 does not
+    monkeypatch.setenv("MODELDECK_LEAN_DECODE", "0")
+    assert not any(row["lean_decode"] for row in fresh_registry.loaded_models())

@@ -106,7 +106,8 @@ def status_markdown() -> str:
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {m['name']} | {', '.join(m['roles'])} | {m['device']} | {m['dtype']}"
                   f"{' (' + ', '.join(m['int8_kernels']) + ')' if m['int8_kernels'] else ''} | "
-                  f"{m['attention'] or '—'} | {m['memory_mib']} | {m['load_seconds']} |" for m in loaded]
+                  f"{m['attention'] or '—'}{' · 精简解码 lean decode' if m['lean_decode'] else ''} | "
+                  f"{m['memory_mib']} | {m['load_seconds']} |" for m in loaded]
         lines.append(f"\n**合计 Total:** {sum(m['memory_mib'] for m in loaded):.1f} MiB")
     versions = []
     for name in PACKAGES:
