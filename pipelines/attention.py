@@ -20,7 +20,6 @@ NAME = "modeldeck_sdpa"
 def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
                 scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
     """transformers' attention-function interface: ``(batch, 1, heads, head size)`` output for one query token."""
-    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
@@ -30,10 +29,20 @@ def packed_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: A
             or kwargs.get("softcap") is not None):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    return packed_attention(query.view(batch, heads, size), key, value, attention_mask, scaling).unsqueeze(1), None
+
+
+def packed_attention(query: Any, key: Any, value: Any, mask: Any, scale: float | None) -> Any:
+    """One query token per row: ``(batch, heads, head size)`` queries over ``(batch, key/value heads, positions,
+    head size)`` keys and values, each key/value head's query heads in one sdpa call; the same shape out."""
+    import torch
+
+    batch, heads, size = query.shape
+    pairs = key.shape[1]
     # Query heads h*groups .. h*groups+groups-1 read key/value head h (transformers' repeat_kv order).
-    out = torch.nn.functional.scaled_dot_product_attention(query.view(batch, heads // groups, groups, size), key,
-                                                           value, attn_mask=attention_mask, scale=scaling)
-    return out.reshape(batch, 1, heads, size), None
+    out = torch.nn.functional.scaled_dot_product_attention(query.reshape(batch, pairs, heads // pairs, size), key,
+                                                           value, attn_mask=mask, scale=scale)
+    return out.reshape(batch, heads, size)
 
 
 def use_packed_sdpa(model: Any) -> bool:

@@ -114,10 +114,10 @@ class DecodeBatch:
         self.positions: Any = None  # each row's position of its last cached token
         self.pending: Any = None  # each row's chosen token, fed at the next step
         self.chosen: dict[tuple[int, int], list[int]] = {}  # every token chosen for a row, the unfed last too
-        self.prefixes = PrefixCache(prefix_budget()) if reuse_prefixes and self._plain_layers() else None
+        plain = self._plain_layers()
+        self.prefixes = PrefixCache(prefix_budget()) if reuse_prefixes and plain else None
         # Decode steps of Qwen2- and Llama-style models on the CPU: the same numbers in fewer calls.
-        self.lean_decoder = (lean_decode.LeanDecoder(self.model)
-                             if lean_decode.supports(self.model) and self._plain_layers() else None)
+        self.lean_decoder = lean_decode.LeanDecoder(self.model) if plain and lean_decode.supports(self.model) else None
         self.lean = self.lean_decoder is not None and settings.get("MODELDECK_LEAN_DECODE")
 
     @property

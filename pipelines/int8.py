@@ -99,9 +99,13 @@ class Int8Fused:
             if len(kept[2]) == len(self.sizes):
                 self.kept = None  # every sibling served: hold no activations between calls
             return kept[1][part]
-        outs = torch.split(product(x, self.weights, self.bias, self.levels, sum(self.sizes)), self.sizes, dim=-1)
+        outs = torch.split(self.joined(x), self.sizes, dim=-1)
         self.kept = (x, outs, {part})
         return outs[part]
+
+    def joined(self, x: torch.Tensor) -> torch.Tensor:
+        """Every part's product with ``x``, side by side in the order of ``sizes`` (one kernel call)."""
+        return product(x, self.weights, self.bias, self.levels, sum(self.sizes))
 
     def parts(self) -> list["Int8Part"]:
         """One module per sibling, in the order the linears were given."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .attention import NAME as PACKED_ATTENTION
+from .attention import NAME as PACKED_ATTENTION, packed_attention
 
 SUPPORTED = ("Qwen2ForCausalLM", "LlamaForCausalLM")
 NORMS = ("Qwen2RMSNorm", "LlamaRMSNorm")
@@ -79,14 +79,13 @@ def _product(modules: list[Any]) -> Callable[[Any], Any]:
     """A function giving ``modules``' outputs on one input side by side: one int8 product when they share one."""
     import torch
 
-    from .int8 import Int8Part, product
+    from .int8 import Int8Part
 
     fused = getattr(modules[0], "fused", None)
     if (fused is None or not all(isinstance(m, Int8Part) and m.fused is fused for m in modules)
             or [m.part for m in modules] != list(range(len(fused.sizes)))):
         return lambda x: torch.cat([m(x) for m in modules], dim=-1)
-    weights, bias, levels, width = fused.weights, fused.bias, fused.levels, sum(fused.sizes)
-    return lambda x: product(x, weights, bias, levels, width)
+    return fused.joined
 
 
 def _norm(module: Any) -> Callable[[Any], Any]:
@@ -151,9 +150,6 @@ class LeanDecoder:
         ``mask`` is 1 for every real cached position and for the new one, 0 for left padding; ``positions``
         holds each row's position of its new token (batch × 1). ``cache`` grows by one position.
         """
-        import torch
-
-        attend = torch.nn.functional.scaled_dot_product_attention
         batch = ids.shape[0]
         hidden = self.embed(ids)
         cos, sin = self.rotary(hidden, positions)  # (batch, 1, head size): one position per row
@@ -165,9 +161,7 @@ class LeanDecoder:
             qk = _rotated(qkv[..., :(heads + layer.pairs) * size].view(batch, 1, -1, size), cos, sin)  # q, k at once
             v = qkv[..., (heads + layer.pairs) * size:].view(batch, 1, -1, size)
             keys, values = kept.update(qk[:, :, heads:].transpose(1, 2), v.transpose(1, 2))
-            # The query heads that read one key/value head are that head's query "positions" (attention.py).
-            q = qk[:, 0, :heads].reshape(batch, layer.pairs, heads // layer.pairs, size)
-            out = attend(q, keys, values, attn_mask=padded, scale=layer.scaling)
+            out = packed_attention(qk[:, 0, :heads], keys, values, padded, layer.scaling)
             hidden = hidden + layer.o_proj(out.reshape(batch, 1, heads * size))
             gate, up = layer.gate_up(layer.post_norm(hidden)).split(layer.split, dim=-1)
             hidden = hidden + layer.down_proj(layer.act(gate) * up)
