@@ -76,7 +76,7 @@ def test_lean_decode_steps_give_the_model_s_own_logits(kind, weights, monkeypatc
     lean, own = _run(loaded, lean=True), _run(loaded, lean=False)
     assert calls[:4] == [3, 3, 3, 3] and 2 in calls  # decode steps took the lean path, before and after a row left
     assert len(lean) == len(own) == len(calls) + 1  # one prefill, then one pass a step on both paths
-    for (width, mine), (_, theirs) in zip(lean, own):
+    for (_, mine), (_, theirs) in zip(lean, own):
         assert mine.shape == theirs.shape
         torch.testing.assert_close(mine.float(), theirs.float(), rtol=1e-5, atol=1e-5 * float(theirs.abs().max()))
         assert torch.equal(mine.argmax(-1), theirs.argmax(-1))
