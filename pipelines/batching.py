@@ -57,6 +57,7 @@ class Batcher:
         self.largest_batch = 0  # most requests decoded at once
         self.joined_running = 0  # requests admitted while others were generating
         self.prefill_seconds: float | None = None  # the latest admission's prefill time per request
+        self.admitting, self.filled_seconds = 0, 0.0  # the admission under way: requests, prefill time so far
 
     def submit(self, prompt: list[int], params: SamplingParams, notices: list[str]) -> TextStream:
         """Queue one prompt; return its stream (tokens start once it is admitted)."""
@@ -70,10 +71,10 @@ class Batcher:
     def finished(self) -> bool:
         """Nothing running or waiting: the engine forgets it until ``submit`` adds it again."""
         with self._lock:
-            return not self.batch.rows and not self.pending
+            return not self.batch.rows and not self.batch.filling and not self.pending
 
     def ready_in(self, now: float) -> float | None:
-        if self.batch.rows:
+        if self.batch.rows or self.batch.filling:
             return 0
         with self._lock:
             if not self.pending:
@@ -92,25 +93,31 @@ class Batcher:
         return min(AUTO_WINDOW, WINDOW_SHARE * self.prefill_seconds)
 
     def step(self) -> None:
-        running = len(self.batch.requests)
-        room = max_batch() - running
-        if room > 0 and self.batch.can_merge():
-            new = self._take(room)
-            if new:
-                self.batches_run += 1
-                self.joined_running += len(new) if running else 0
-                try:
-                    began = time.perf_counter()
-                    self.batch.admit(new)
-                    self.prefill_seconds = (time.perf_counter() - began) / len(new)
-                except BaseException as exc:  # only the newcomers fail; the running rows go on
-                    log.error("prefill failed", exc_info=exc)
-                    for request in new:
-                        request.cancel.set()  # rows already merged leave at the next step
-                        request.finish(exc)
-                self.largest_batch = max(self.largest_batch, len(self.batch.requests))
-        if self.batch.rows:
-            self.batch.step()
+        batch = self.batch
+        if not batch.filling:
+            running = len(batch.requests)
+            room = max_batch() - running
+            if room > 0 and batch.can_merge():
+                new = self._take(room)
+                if new:
+                    self.batches_run += 1
+                    self.joined_running += len(new) if running else 0
+                    self.admitting, self.filled_seconds = len(new), 0.0
+                    try:
+                        batch.begin(new)
+                    except BaseException as exc:  # only the newcomers fail; the running rows go on
+                        log.error("prefill failed", exc_info=exc)
+                        for request in new:
+                            request.finish(exc)
+        if batch.filling:  # one chunk of the prompts being read, then a step for the rows already running
+            began = time.perf_counter()
+            batch.fill()
+            self.filled_seconds += time.perf_counter() - began
+            if not batch.filling:
+                self.prefill_seconds = self.filled_seconds / self.admitting
+                self.largest_batch = max(self.largest_batch, len(batch.requests))
+        if batch.rows:
+            batch.step()
 
     def fail(self, error: BaseException) -> None:
         self.batch.fail(error)
@@ -140,10 +147,12 @@ class _Solo:
     def step(self) -> None:
         if not self.admitted:
             self.admitted = True
-            self.batch.admit([self.request])
+            self.batch.begin([self.request])
+        if self.batch.filling:  # a chunk of the prompts at a time: other models' decoders run in between
+            self.batch.fill()
         elif self.batch.rows:
             self.batch.step()
-        self.finished = not self.batch.rows
+        self.finished = not self.batch.rows and not self.batch.filling
 
     def fail(self, error: BaseException) -> None:
         self.batch.fail(error)

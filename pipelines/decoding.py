@@ -16,6 +16,7 @@ preparation) cost about a quarter of an int8 decode step here, and it cannot tak
 
 from __future__ import annotations
 
+import collections
 import inspect
 import queue
 import threading
@@ -114,6 +115,7 @@ class DecodeBatch:
         self.positions: Any = None  # each row's position of its last cached token
         self.pending: Any = None  # each row's chosen token, fed at the next step
         self.chosen: dict[tuple[int, int], list[int]] = {}  # every token chosen for a row, the unfed last too
+        self.filling: collections.deque[Prefill] = collections.deque()  # prefills under way (``begin``)
         plain = self._plain_layers()
         self.prefixes = PrefixCache(prefix_budget()) if reuse_prefixes and plain else None
         # Decode steps of Qwen2- and Llama-style models on the CPU: the same numbers in fewer calls.
@@ -129,12 +131,19 @@ class DecodeBatch:
         return list({id(r): r for r, _ in self.slots}.values())
 
     def admit(self, requests: list[Request]) -> None:
-        """Prefill ``requests`` and add their rows; each gets its first token.
+        """Prefill ``requests`` and add their rows; each gets its first token (every chunk at once)."""
+        for prefill in self.prefills(requests):
+            while not prefill.finished:
+                prefill.advance()
+            self.join(prefill)
+
+    def prefills(self, requests: list[Request]) -> list["Prefill"]:
+        """The prefills ``requests`` need, each run a chunk at a time (``Prefill.advance``), then ``join``-ed.
 
         Requests whose prompt starts with kept tokens are prefilled alone, from where they part; the
         others together.
         """
-        fresh = []
+        fresh, prefills = [], []
         for request in requests:
             shared, entry = (0, None)
             if self.prefixes is not None and len(request.rows) == 1:
@@ -142,40 +151,49 @@ class DecodeBatch:
             if entry is None:
                 fresh.append(request)
             else:
-                self._prefill([request], entry.tokens[:shared], [(k[:, :, :shared], v[:, :, :shared])
-                                                                 for k, v in entry.layers])
+                prefills.append(Prefill(self, [request], shared, [(k[:, :, :shared], v[:, :, :shared])
+                                                                  for k, v in entry.layers]))
         if fresh:
-            self._prefill(fresh, [], [])
+            prefills.append(Prefill(self, fresh, 0, []))
+        return prefills
 
-    def _prefill(self, requests: list[Request], prefix: list[int], kept: list[tuple[Any, Any]]) -> None:
-        """Run the prompts of ``requests`` after ``prefix`` (whose keys and values are ``kept``); merge them in."""
-        import torch
+    def begin(self, requests: list[Request]) -> None:
+        """Queue the prefills of ``requests``; ``fill()`` runs them a chunk at a time between decode steps."""
+        self.filling.extend(self.prefills(requests))
 
-        from transformers import DynamicCache
+    def fill(self) -> None:
+        """Run the next chunk of the first queued prefill; join its rows once its prompts are all in.
 
-        from .kv_cache import growing
+        A prefill whose requests were all stopped is dropped; one that fails fails its own requests only.
+        """
+        import logging
 
-        slots = [(request, i) for request in requests for i in range(len(request.rows))]
-        width = max(len(request.rows[i]) for request, i in slots)
-        ids = torch.full((len(slots), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(slots), width), dtype=torch.long)
-        for b, (request, i) in enumerate(slots):  # left padding: each row's next token follows its own end
-            row = request.rows[i]
-            ids[b, width - len(row):] = torch.tensor(row)
-            mask[b, width - len(row):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        if kept:  # one row whose first len(prefix) tokens are already computed
-            cache = growing(DynamicCache(kept, config=getattr(self.model, "config", None)))
-            logits = self.forward(ids[:, len(prefix):], mask, positions[:, len(prefix):], cache)
-        else:
-            cache = self.new_cache()
-            logits = self.forward(ids, mask, positions, cache)
-        for request in requests:
+        prefill = self.filling[0]
+        if all(request.cancel.is_set() for request in prefill.requests):
+            self.filling.popleft()
+            for request in prefill.requests:
+                request.finish()
+            return
+        try:
+            prefill.advance()
+            if prefill.finished:
+                self.filling.popleft()
+                self.join(prefill)
+        except BaseException as exc:  # only these newcomers fail; the running rows go on
+            logging.getLogger(__name__).error("prefill failed", exc_info=exc)
+            if self.filling and self.filling[0] is prefill:
+                self.filling.popleft()
+            for request in prefill.requests:
+                request.cancel.set()  # rows already merged leave at the next step
+                request.finish(exc)
+
+    def join(self, prefill: "Prefill") -> None:
+        """Add a finished prefill's rows to the batch and pick their first tokens."""
+        for request in prefill.requests:
             self.samplers[id(request)] = Sampler(request, self.device)
         start = self.rows
-        self._merge(slots, cache, mask, positions[:, -1])
-        self._choose(logits, start)
+        self._merge(prefill.slots, prefill.cache, prefill.mask, prefill.positions[:, -1])
+        self._choose(prefill.logits, start)
 
     def step(self) -> None:
         """Run one forward pass for every row and hand out the next tokens."""
@@ -192,8 +210,9 @@ class DecodeBatch:
 
     def fail(self, error: BaseException) -> None:
         """Hand ``error`` to every request in the batch and empty it."""
-        for request in self.requests:
+        for request in self.requests + [r for prefill in self.filling for r in prefill.requests]:
             request.finish(error)
+        self.filling.clear()
         self.slots, self.samplers, self.chosen = [], {}, {}
         self.cache = self.mask = self.positions = self.pending = None
 
@@ -334,3 +353,50 @@ class DecodeBatch:
             self.mask = self.mask[:, first:]
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
+
+
+class Prefill:
+    """Prompts being read into a KV cache of their own, ``MODELDECK_PREFILL_CHUNK`` tokens a forward pass.
+
+    Between two chunks the batch's running rows take a decode step (``Batcher.step``), so a long prompt
+    slows the chats already streaming instead of halting them, and Stop takes effect between chunks. The
+    chunks feed the model's own cache path, as a prompt after kept tokens does: the same numbers as one
+    pass, up to float rounding in attention.
+    """
+
+    def __init__(self, batch: DecodeBatch, requests: list[Request], shared: int, kept: list[tuple[Any, Any]]) -> None:
+        import torch
+
+        from transformers import DynamicCache
+
+        from .kv_cache import growing
+
+        self.batch, self.requests = batch, requests
+        self.slots = [(request, i) for request in requests for i in range(len(request.rows))]
+        width = max(len(request.rows[i]) for request, i in self.slots)
+        ids = torch.full((len(self.slots), width), batch.pad, dtype=torch.long)
+        mask = torch.zeros((len(self.slots), width), dtype=torch.long)
+        for b, (request, i) in enumerate(self.slots):  # left padding: each row's next token follows its own end
+            row = request.rows[i]
+            ids[b, width - len(row):] = torch.tensor(row)
+            mask[b, width - len(row):] = 1
+        self.ids, self.mask = ids.to(batch.device), mask.to(batch.device)
+        self.positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        if kept:  # one row whose first ``shared`` tokens are already computed
+            self.cache = growing(DynamicCache(kept, config=getattr(batch.model, "config", None)))
+        else:
+            self.cache = batch.new_cache()
+        self.done = shared  # prompt columns in the cache so far
+        self.logits: Any = None  # each row's logits after its last prompt token, once finished
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.ids.shape[1]
+
+    def advance(self) -> None:
+        """Feed the next chunk of the prompts."""
+        chunk = settings.get("MODELDECK_PREFILL_CHUNK") or self.ids.shape[1]
+        end = min(self.ids.shape[1], self.done + chunk)
+        self.logits = self.batch.forward(self.ids[:, self.done:end], self.mask[:, :end],
+                                         self.positions[:, self.done:end], self.cache)
+        self.done = end

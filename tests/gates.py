@@ -47,6 +47,7 @@ class PassGate:
 
     def __init__(self, loaded: Any, permits: int | None = None) -> None:
         self.sizes: list[int] = []
+        self.shapes: list[tuple[int, ...]] = []  # each pass's input ids: (rows, tokens)
         self.arrived = 0  # passes that reached the gate, let through or not
         self.gated = permits is not None
         self.permits = threading.Semaphore(permits or 0)
@@ -62,6 +63,7 @@ class PassGate:
             raise RuntimeError("the test never let this forward pass run")
         ids = kwargs.get("input_ids", args[0] if args else None)
         self.sizes.append(int(ids.shape[0]) if ids is not None else 0)
+        self.shapes.append(tuple(ids.shape) if ids is not None else ())
 
     def allow(self, n: int) -> None:
         """Let ``n`` more forward passes run."""

@@ -7,6 +7,7 @@ import pytest
 import pipelines as p
 from pipelines import registry
 from pipelines.batching import batcher_for
+from pipelines.decoding import Prefill
 from pipelines.devices import quantization
 from pipelines.sampling import SamplingParams
 
@@ -137,14 +138,14 @@ def test_finished_rows_leave_the_batch(fresh_registry):
 def test_a_failing_prefill_fails_only_the_newcomer(monkeypatch):
     loaded = registry.get_model("chat")
     batcher = batcher_for(loaded)
-    real_admit = batcher.batch.admit
+    real_advance = Prefill.advance
 
-    def admit(requests):
-        if any(r.params.max_new_tokens == 7 for r in requests):
+    def advance(self):  # the newcomer's forward pass fails
+        if any(r.params.max_new_tokens == 7 for r in self.requests):
             raise RuntimeError("simulated failure")
-        return real_admit(requests)
+        return real_advance(self)
 
-    monkeypatch.setattr(batcher.batch, "admit", admit)
+    monkeypatch.setattr(Prefill, "advance", advance)
     joined_before = batcher.joined_running
     with PassGate(loaded, permits=2) as gate:  # the running request's prefill and first step, then it waits
         running = batcher.submit(_prompt("Hello"), SamplingParams(max_new_tokens=30, temperature=0), [])
