@@ -6,9 +6,11 @@ by reading the weights, so four rows cost little more than one), picks each row'
 request's settings and ``torch.Generator`` (other rows' draws never shift its own; see ``sampling.py`` for
 when int8 makes the batch matter),
 hands the tokens to each request's queue, and drops the rows that are finished or cancelled: Stop halts
-the computation, and a finished request stops costing anything. ``admit()`` prefills new requests on
-their own and merges their cache into the running one, left-padded, so a request that arrives while
-others are generating joins at the next step (continuous batching) instead of waiting for them to end.
+the computation, and a finished request stops costing anything. New requests are prefilled on their own
+(``Prefill``: ``MODELDECK_PREFILL_CHUNK`` prompt tokens a forward pass, the running rows stepping between
+chunks when ``begin()`` / ``fill()`` drive it, every chunk at once through ``admit()``) and their cache is
+merged into the running one, left-padded, so a request that arrives while others are generating joins
+(continuous batching) instead of waiting for them to end.
 
 ``model.generate`` is not used: its per-step bookkeeping (logits processors, stopping criteria, input
 preparation) cost about a quarter of an int8 decode step here, and it cannot take rows in mid-way.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import inspect
+import logging
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from .prefix_cache import PrefixCache, budget as prefix_budget
 from .sampling import Sampler, SamplingParams
 
 END_OF_STREAM = object()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -166,8 +170,6 @@ class DecodeBatch:
 
         A prefill whose requests were all stopped is dropped; one that fails fails its own requests only.
         """
-        import logging
-
         prefill = self.filling[0]
         if all(request.cancel.is_set() for request in prefill.requests):
             self.filling.popleft()
@@ -180,7 +182,7 @@ class DecodeBatch:
                 self.filling.popleft()
                 self.join(prefill)
         except BaseException as exc:  # only these newcomers fail; the running rows go on
-            logging.getLogger(__name__).error("prefill failed", exc_info=exc)
+            log.error("prefill failed", exc_info=exc)
             if self.filling and self.filling[0] is prefill:
                 self.filling.popleft()
             for request in prefill.requests:
