@@ -20,16 +20,16 @@ def main() -> None:
         os.environ.update(tiny_env())
     else:
         os.environ["MODELDECK_CHAT_MODEL"] = str(qwen_full_vocab())  # every token shows text
-    from pipelines import registry, settings
+    from pipelines import registry
     from pipelines.batching import batcher_for
-    from pipelines.decoding import DecodeBatch, Request
+    from pipelines.decoding import DecodeBatch, Request, prefill_chunk
     from pipelines.engine import engine
     from pipelines.sampling import SamplingParams
 
-    chunk = settings.get("MODELDECK_PREFILL_CHUNK") or 256
+    loaded = registry.get_model("chat")
+    chunk = prefill_chunk(loaded.device) or 256  # the setting, else this device's default
     length = min(args.tokens, 200) if args.tiny else args.tokens
     chunk = min(chunk, 32) if args.tiny else chunk
-    loaded = registry.get_model("chat")
     base = loaded.processor("Hello, how are you? 你好，我是一个模型。", add_special_tokens=False)["input_ids"]
     running_prompt, long_prompt = (base * 200)[:100], (base * length)[3:length + 3]
     batcher = batcher_for(loaded)

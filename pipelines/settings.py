@@ -287,7 +287,7 @@ _add("MODELDECK_CLASSIFY_BATCH", integer(1), 32, "32")
 _add("MODELDECK_MAX_BATCH_ROWS", integer(1), 1000, "1000")  # rows one file/batch classification may have
 _add("MODELDECK_MAX_BATCH", integer(1), 4, "4")
 _add("MODELDECK_PREFIX_CACHE_TOKENS", integer(0), 16384, "16384")
-_add("MODELDECK_PREFILL_CHUNK", integer(0), 256, "256")  # prompt tokens a forward pass; 0: whole prompts
+_add("MODELDECK_PREFILL_CHUNK", integer(0), None, "256")  # None: decoding.prefill_chunk; 0: whole prompts
 _add("MODELDECK_BATCH_WINDOW_MS", integer(0), None, "30")  # None: automatic (batching.Batcher.window)
 _add("MODELDECK_STREAM_INTERVAL_MS", integer(0), 0, "100")
 _add("MODELDECK_SEED", integer(0, MAX_SEED), None, "42")

@@ -8,7 +8,7 @@ import torch
 
 from pipelines import registry
 from pipelines.batching import batcher_for, stream_generate
-from pipelines.decoding import DecodeBatch, Request
+from pipelines.decoding import DecodeBatch, Request, prefill_chunk
 from pipelines.errors import ConfigError
 from pipelines import settings
 from pipelines.sampling import SamplingParams
@@ -109,10 +109,12 @@ def test_stop_during_a_long_prompt_ends_it_between_chunks(monkeypatch):
     wait_until(lambda: batcher.finished, "the batcher to be idle")
 
 
-def test_the_setting(monkeypatch):
-    assert settings.get("MODELDECK_PREFILL_CHUNK") == 256
+def test_the_setting_and_the_default_by_device(monkeypatch):
+    monkeypatch.delenv("MODELDECK_PREFILL_CHUNK", raising=False)
+    assert prefill_chunk(torch.device("cpu")) == 256
+    assert prefill_chunk(torch.device("cuda")) == prefill_chunk(torch.device("mps")) == 2048
     monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "0")
-    assert settings.get("MODELDECK_PREFILL_CHUNK") == 0
+    assert prefill_chunk(torch.device("cpu")) == prefill_chunk(torch.device("cuda")) == 0
     monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "-3")
     with pytest.raises(ConfigError, match="MODELDECK_PREFILL_CHUNK"):
         settings.get("MODELDECK_PREFILL_CHUNK")
