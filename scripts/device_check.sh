@@ -11,7 +11,8 @@
 # On the device it installs the carried wheels, runs the CUDA tests (pytest -m gpu: generation in half
 # precision, top-p on CUDA) and bench/chat_decode.py on the GPU (plain generate in ModelDeck's dtype against
 # ModelDeck's path, and that dtype's numeric cost against float32), and writes every log under $OUT, which the
-# device tool brings back. Run on an H200 on 2026-11-30 (bench/README.md, sixth session).
+# device tool brings back; then bench/long_prompt.py on the GPU (how large a GPU's prefill chunks should be).
+# Run on an H200 on 2026-11-30 (bench/README.md, sixth session), before long_prompt.py existed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # huggingface_hub 2.x imports httpx2 (with httpcore2 and truststore), which the GPU image lacks; transformers
@@ -61,6 +62,8 @@ fi
 } 2>&1 | tee "$OUT/versions.txt"
 python3 -m pytest -q -m gpu tests/test_streaming.py tests/test_sampling.py 2>&1 | tee "$OUT/gpu_tests.log" || status=1
 python3 bench/chat_decode.py "${BENCH[@]}" 2>&1 | grep -v "it/s\]" | tee "$OUT/chat_decode.log" || status=1
+# A chat streaming while a 2000-token prompt arrives: read in one pass, 256 tokens a pass, 2048 (the GPU default).
+timeout 240 python3 bench/long_prompt.py "${BENCH[@]}" 2>&1 | grep -v "it/s\]" | tee "$OUT/long_prompt.log" || status=1
 # The same benchmark on that machine's own CPU, held to 2 threads like a free Space: another kind of CPU than ours
 # (an Intel Xeon has AMX), so int8's kernel self-test and speed are seen on it too.
 MODELDECK_DEVICE=cpu OMP_NUM_THREADS=2 timeout 240 "${PIN[@]}" python3 bench/chat_decode.py "${BENCH[@]}" 2>&1 \
@@ -68,6 +71,6 @@ MODELDECK_DEVICE=cpu OMP_NUM_THREADS=2 timeout 240 "${PIN[@]}" python3 bench/cha
 # The inference layer's own tests (those that need no gradio) with their models on the GPU: a look, not a gate.
 MODELDECK_TEST_DEVICE=cuda timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_batching.py \
     tests/test_streaming.py tests/test_sampling.py tests/test_next_token.py tests/test_prefix_cache.py \
-    tests/test_kv_cache.py 2>&1 | tail -60 > "$OUT/cuda_suite.log"; tail -3 "$OUT/cuda_suite.log"
+    tests/test_kv_cache.py tests/test_chunked_prefill.py 2>&1 | tail -60 > "$OUT/cuda_suite.log"; tail -3 "$OUT/cuda_suite.log"
 echo "logs in $OUT; exit $status"
 exit $status
