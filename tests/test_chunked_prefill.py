@@ -46,15 +46,17 @@ def _passes(loaded, prompts, chunk, monkeypatch, new=10, reuse=None):
     return passes, replies
 
 
+@pytest.mark.parametrize("chunk", [3, 1])
 @pytest.mark.parametrize("weights", ["int8", "float32"])
-def test_a_prompt_read_in_chunks_gives_the_numbers_of_one_pass(weights, monkeypatch):
+def test_a_prompt_read_in_chunks_gives_the_numbers_of_one_pass(weights, chunk, monkeypatch):
     loaded = _decoder("qwen2", weights)
-    prompts = [LONG[:11], LONG[:4], LONG[3:10]]  # left padding to 11 columns: chunks of 3, 3, 3 and 2
-    chunked, replies = _passes(loaded, prompts, 3, monkeypatch)
+    prompts = [LONG[:11], LONG[:4], LONG[3:10]]  # left padding to 11 columns: chunks of 3, 3, 3 and 2 (or 1s)
+    chunked, replies = _passes(loaded, prompts, chunk, monkeypatch)
     whole, expected = _passes(loaded, prompts, 0, monkeypatch)
-    assert [n for n, _ in chunked[:4]] == [3, 3, 3, 2] and whole[0][0] == 11
+    sizes = [3, 3, 3, 2] if chunk == 3 else [1] * 11
+    assert [n for n, _ in chunked[:len(sizes)]] == sizes and whole[0][0] == 11
     assert replies == expected and all(replies)
-    mine, theirs = chunked[3:], whole  # the last chunk's logits, then every decode step's
+    mine, theirs = chunked[len(sizes) - 1:], whole  # the last chunk's logits, then every decode step's
     assert len(mine) == len(theirs)
     for (_, a), (_, b) in zip(mine, theirs):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
