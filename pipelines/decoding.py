@@ -58,12 +58,21 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class Reading:
+    """A progress note in a request's queue: ``read`` of its ``total`` prompt tokens are in the cache."""
+
+    read: int
+    total: int
+
+
 @dataclass
 class Request:
     """One caller's rows: prompts, settings, cancel event, and the queue its tokens go to.
 
-    The queue receives, per step, a list with each row's new tokens; then, once, an exception if the
-    computation failed; and last ``END_OF_STREAM``. With ``params.top_logprobs`` set, ``logprobs`` gets,
+    The queue receives, while a long prompt is read in chunks, a ``Reading`` after each chunk but the last;
+    then, per step, a list with each row's new tokens; then, once, an exception if the computation failed;
+    and last ``END_OF_STREAM``. With ``params.top_logprobs`` set, ``logprobs`` gets,
     per row and before its token reaches the queue, each token's (log-probability, [(id, logprob)]).
     """
 
@@ -413,3 +422,8 @@ class Prefill:
         self.logits = self.batch.forward(self.ids[:, self.done:end], self.mask[:, :end],
                                          self.positions[:, self.done:end], self.cache)
         self.done = end
+        if not self.finished:  # how far each request's prompt is read (its rows end in the last column)
+            width = self.ids.shape[1]
+            for request in self.requests:
+                total = request.usage.prompt_tokens
+                request.sink.put(Reading(max(0, self.done - (width - total)), total))

@@ -15,9 +15,10 @@ import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from .decoding import END_OF_STREAM, Request, Usage, tokenizer_of
+from .decoding import END_OF_STREAM, Reading, Request, Usage, tokenizer_of
 from . import settings
 from .errors import PipelineError, known_error
 from .tokens import TokenLogprob, token_logprob
@@ -54,8 +55,25 @@ def spaces_between_cjk(tokenizer: Any) -> bool:
     return " " in tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
+@dataclass
+class Progress:
+    """How much of the prompt the model has read, while a long prompt is read in chunks (``Prefill``)."""
+
+    read: int = 0
+    total: int = 0
+    wanted: bool = False  # set by a consumer that shows it: the stream then also yields when it moves
+
+    @property
+    def reading(self) -> bool:
+        """True from the first chunk until the whole prompt is read."""
+        return 0 < self.total and self.read < self.total
+
+
 class TextStream:
     """An iterator of the cumulative text so far; ``cancel()`` stops it, ``usage`` is final at the end.
+
+    ``progress`` tells how much of a long prompt is read before the first token; a consumer that shows it
+    sets ``progress.wanted``, and the stream then also yields (the texts unchanged) each time it moves.
 
     When the request asked for ``top_logprobs``, ``logprobs`` holds each row's tokens so far with their
     log-probabilities and ``pieces`` each row's text cut into the tokens that wrote it.
@@ -64,8 +82,10 @@ class TextStream:
     def __init__(self, texts: Iterator[list[str]], *, cancel_event: threading.Event, usage: Usage,
                  seed: int | None = None, notices: list[str] | None = None,
                  render: Callable[[list[str]], str] | None = None,
-                 records: Callable[[], list[list[tuple[str, list[TokenLogprob]]]]] | None = None) -> None:
+                 records: Callable[[], list[list[tuple[str, list[TokenLogprob]]]]] | None = None,
+                 progress: Progress | None = None) -> None:
         self._texts = texts
+        self.progress = progress or Progress()
         self._render = render or (lambda rows: rows[0])
         self.cancel_event = cancel_event
         self.usage = usage
@@ -127,6 +147,7 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
         return clean(tokenizer.decode(ids, skip_special_tokens=True)).replace("\ufffd", "")
 
     cuts = [_Cut() for _ in rows]
+    progress = Progress()
 
     def records() -> list[list[tuple[str, list[TokenLogprob]]]]:
         return [cuts[r].extend(tokenizer, decoded, rows[r], request.logprobs[r]) for r in range(len(rows))]
@@ -144,15 +165,19 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
                 items = [request.sink.get()]
                 while not request.sink.empty():  # decode once for everything that arrived meanwhile
                     items.append(request.sink.get_nowait())
+                moved = False
                 for item in items:
                     if item is END_OF_STREAM:
                         finished = True
                     elif isinstance(item, BaseException):
                         raise _as_pipeline_error(item) from item
+                    elif isinstance(item, Reading):
+                        progress.read, progress.total, moved = item.read, item.total, True
                     else:
+                        progress.read = progress.total  # tokens come once the whole prompt is read
                         for r, tokens in enumerate(item):
                             rows[r].extend(tokens)
-                changed = False
+                changed = moved and progress.wanted
                 for r in range(len(rows)):
                     text = decoded(rows[r])
                     if text != shown[r]:
@@ -169,7 +194,7 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
 
     return TextStream(texts(), cancel_event=request.cancel, usage=usage, seed=request.params.seed,
                       notices=notices, render=render,
-                      records=records if request.params.top_logprobs is not None else None)
+                      records=records if request.params.top_logprobs is not None else None, progress=progress)
 
 
 class _Cut:

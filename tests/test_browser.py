@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,6 +90,25 @@ def test_chat_streams_a_reply_and_shows_token_usage(page):
     page.locator("#chat-undo").click()
     wait_filled(page, "chat-input")
     assert page.locator("#chat-input textarea").input_value() == "你好，介绍一下你自己"
+
+
+def test_chat_shows_how_far_a_long_prompt_is_read_then_the_reply(page, monkeypatch):
+    from gates import PassGate
+    from pipelines import registry
+
+    monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "8")  # the app runs in this process: 8 prompt tokens a pass
+    status = page.locator("#chat-status")
+    with PassGate(registry.get_model("chat"), permits=2) as gate:  # two chunks, then the model waits
+        page.locator("#chat-input textarea").fill("请把这一段话读完再回答：" + "小模型也能讲故事，" * 12)
+        page.locator("#chat-input textarea").press("Enter")
+        status.get_by_text("正在读入提示").wait_for()
+        read, total = (int(n) for n in re.search(r"(\d+) / (\d+)", status.inner_text()).groups())
+        assert 0 < read < total and gate.arrived == 3, "two chunks read, the third waiting"
+        shot(page, "chat_reading")
+        gate.open()
+        status.get_by_text("total_tokens").wait_for()
+    assert "正在读入提示" not in status.inner_text(), "the reading note gives way to the usage"
+    assert page.locator("#chatbot .message-row, #chatbot [data-testid='bot']").count() >= 2
 
 
 def test_text_generation_shows_output_and_the_seed(page):

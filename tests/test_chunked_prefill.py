@@ -8,7 +8,7 @@ import torch
 
 from pipelines import registry
 from pipelines.batching import batcher_for, stream_generate
-from pipelines.decoding import DecodeBatch, Request, prefill_chunk
+from pipelines.decoding import END_OF_STREAM, DecodeBatch, Reading, Request, prefill_chunk
 from pipelines.errors import ConfigError
 from pipelines import settings
 from pipelines.sampling import SamplingParams
@@ -120,3 +120,29 @@ def test_the_setting_and_the_default_by_device(monkeypatch):
     monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "-3")
     with pytest.raises(ConfigError, match="MODELDECK_PREFILL_CHUNK"):
         settings.get("MODELDECK_PREFILL_CHUNK")
+
+
+def test_each_request_hears_how_far_its_prompt_is_read(monkeypatch):
+    loaded = _decoder("qwen2", "float32")
+    monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "4")
+    batch = DecodeBatch(loaded)
+    short, long_ = (Request(rows=[prompt], params=SamplingParams(max_new_tokens=1, temperature=0))
+                    for prompt in (LONG[:6], LONG[:14]))  # together: 14 columns, the short one's first 8 padding
+    batch.admit([short, long_])
+    heard = {id(r): [item for item in iter(r.sink.get_nowait, END_OF_STREAM) if isinstance(item, Reading)]
+             for r in (short, long_)}
+    assert heard[id(long_)] == [Reading(4, 14), Reading(8, 14), Reading(12, 14)]
+    assert heard[id(short)] == [Reading(0, 6), Reading(0, 6), Reading(4, 6)], "padding is not its prompt"
+
+
+def test_a_stream_yields_the_reading_only_to_a_consumer_that_shows_it(monkeypatch):
+    monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "4")
+    batcher = batcher_for(registry.get_model("chat"))
+    params = SamplingParams(max_new_tokens=3, temperature=0)
+    shown = batcher.submit(LONG, params, [])
+    shown.progress.wanted = True
+    seen = [(text, shown.progress.read, shown.progress.reading) for text in shown]
+    assert seen[:7] == [("", read, True) for read in range(4, 29, 4)], seen
+    assert all(text and not reading for text, _, reading in seen[7:]) and seen[7:]
+    plain = batcher.submit(LONG, params, [])
+    assert [text for text in plain] == [text for text, _, _ in seen[7:]], "no extra updates unless wanted"

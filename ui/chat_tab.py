@@ -14,7 +14,7 @@ from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_ra
 
 from . import adapters, chat_saved, chat_versions
 from .exact_chatbot import ExactChatbot
-from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, t, usage_md
+from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, reading_md, t, usage_md
 from .token_colors import colored_html
 
 CSS = chat_versions.CSS
@@ -46,9 +46,13 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
     stream = adapters.chat(messages[-1]["content"], messages[:-1], system_prompt, temperature, top_p,
                            max_new_tokens, top_logprobs=5 if color else None)
     notes = notices_md(stream.notices)
+    progress = getattr(stream, "progress", None)  # a long prompt read in chunks (a local model): show how far
+    if progress is not None:
+        progress.wanted = True
     yield shown + [{"role": "assistant", "content": ""}], notes, ""
     for text in stream:
-        yield shown + [{"role": "assistant", "content": printable(text)}], notes, gr.skip()
+        status = "\n\n".join(x for x in (notes, reading_md(progress)) if x)
+        yield shown + [{"role": "assistant", "content": printable(text)}], status, gr.skip()
     yield shown + [{"role": "assistant", "content": printable(stream.text)}], "\n\n".join(
         x for x in (notes, usage_md(stream.usage)) if x), colored_html(stream.pieces) if color else ""
 

@@ -118,6 +118,14 @@ def notices_md(notices: list[str]) -> str:
     return "\n".join(f"- ⚠️ {n}" for n in notices)
 
 
+def reading_md(progress: Any) -> str:
+    """A long prompt being read a chunk at a time: how far (empty when no prompt is being read)."""
+    if progress is None or not progress.reading:
+        return ""
+    return (f"⏳ 正在读入提示 **{progress.read} / {progress.total}** 词元 · reading the prompt: "
+            f"{progress.read} of {progress.total} tokens")
+
+
 def usage_md(usage: Any, seed: int | None = None) -> str:
     """Render token usage like FastChat's output: prompt / completion / total."""
     text = (f"🧮 prompt_tokens **{usage.prompt_tokens}** · completion_tokens **{usage.completion_tokens}** · "
