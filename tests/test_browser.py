@@ -111,6 +111,37 @@ def test_chat_shows_how_far_a_long_prompt_is_read_then_the_reply(page, monkeypat
     assert page.locator("#chatbot .message-row, #chatbot [data-testid='bot']").count() >= 2
 
 
+def test_stop_while_a_long_prompt_is_read_ends_it_between_chunks(page, monkeypatch):
+    from gates import PassGate, wait_until
+    from pipelines import registry
+    from pipelines.batching import batcher_for
+
+    monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "8")
+    status = page.locator("#chat-status")
+    loaded = registry.get_model("chat")
+    filling = batcher_for(loaded).batch.filling
+    with PassGate(loaded, permits=1) as gate:  # one chunk, then the model waits for the test's permits
+        page.locator("#chat-input textarea").fill("停一下：" + "这是一段很长的提示，" * 12)
+        page.locator("#chat-input textarea").press("Enter")
+        status.get_by_text("正在读入提示").wait_for()
+        page.locator("#chat-stop").click()
+        status.get_by_text("已停止").wait_for()  # the reading note gives way at once
+
+        def cancel_reached():
+            return not filling or all(r.cancel.is_set() for prefill in filling for r in prefill.requests)
+
+        while not cancel_reached():  # a chunk at a time until the Stop reaches the request (a yield later)
+            before = gate.passes
+            gate.allow(1)
+            wait_until(lambda: gate.passes > before or cancel_reached(), "the prompt stalled")
+        at_stop = gate.passes
+        gate.allow(100)  # only the Stop can keep these from running
+        wait_until(lambda: not filling, "the stopped prompt never left")
+        assert gate.passes <= at_stop + 1, f"{gate.passes - at_stop} chunks were read after the Stop"
+        assert at_stop < 10, f"the Stop took {at_stop} chunks to arrive: {gate.shapes}"
+    assert "正在读入提示" not in status.inner_text() and "total_tokens" not in status.inner_text()
+
+
 def test_text_generation_shows_output_and_the_seed(page):
     open_tab(page, "✍️ 文本生成")
     page.locator("#textgen-prompt textarea").fill("今天天气很好，我们一起去")

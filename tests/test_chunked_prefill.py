@@ -146,3 +146,11 @@ def test_a_stream_yields_the_reading_only_to_a_consumer_that_shows_it(monkeypatc
     assert all(text and not reading for text, _, reading in seen[7:]) and seen[7:]
     plain = batcher.submit(LONG, params, [])
     assert [text for text in plain] == [text for text, _, _ in seen[7:]], "no extra updates unless wanted"
+
+
+def test_stop_turns_the_reading_note_into_stopped_and_leaves_other_status_alone():
+    from ui.chat_tab import stopped_status
+
+    assert stopped_status("- ⚠️ 消息太长\n\n⏳ 正在读入提示 **8 / 30** 词元") == "- ⚠️ 消息太长\n\n⏹ 已停止 / stopped"
+    assert stopped_status("🧮 prompt_tokens **3**") == "🧮 prompt_tokens **3**"
+    assert stopped_status("") == ""

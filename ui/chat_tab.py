@@ -14,7 +14,7 @@ from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_ra
 
 from . import adapters, chat_saved, chat_versions
 from .exact_chatbot import ExactChatbot
-from .common import LLM, concurrency_limit, edge, examples, gpu, notices_md, reading_md, t, usage_md
+from .common import LLM, concurrency_limit, edge, examples, gpu, READING_MARK, notices_md, reading_md, t, usage_md
 from .token_colors import colored_html
 
 CSS = chat_versions.CSS
@@ -55,6 +55,13 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
         yield shown + [{"role": "assistant", "content": printable(text)}], status, gr.skip()
     yield shown + [{"role": "assistant", "content": printable(stream.text)}], "\n\n".join(
         x for x in (notes, usage_md(stream.usage)) if x), colored_html(stream.pieces) if color else ""
+
+
+def stopped_status(status: str) -> str:
+    """The status line after Stop: a prompt that was being read no longer is (Stop ends it between chunks)."""
+    lines = (status or "").split("\n\n")
+    kept = [line for line in lines if not line.startswith(READING_MARK)]
+    return "\n\n".join(kept + (["⏹ 已停止 / stopped"] if len(kept) < len(lines) else []))
 
 
 def drop_last_reply(history: list[dict]) -> list[dict]:
@@ -124,7 +131,7 @@ def build() -> None:
             for start in starts]
     for run in runs + flips:
         saved.save_after(run)
-    saved.save_after(stop.click(None, None, None, cancels=runs, **private))
+    saved.save_after(stop.click(stopped_status, status, status, cancels=runs, queue=False, **private))
     saved.save_after(undo_btn.click(undo, chatbot, [chatbot, box], cancels=runs, **private))
     for cleared in (clear.click(lambda: ([], "", ""), None, [chatbot, status, colors], cancels=runs, **private),
                     chatbot.clear(lambda: ("", ""), None, [status, colors], cancels=runs, **private)):  # the chat's 🗑 icon

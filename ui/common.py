@@ -118,11 +118,14 @@ def notices_md(notices: list[str]) -> str:
     return "\n".join(f"- ⚠️ {n}" for n in notices)
 
 
+READING_MARK = "⏳ 正在读入提示"
+
+
 def reading_md(progress: Any) -> str:
     """A long prompt being read a chunk at a time: how far (empty when no prompt is being read)."""
     if progress is None or not progress.reading:
         return ""
-    return (f"⏳ 正在读入提示 **{progress.read} / {progress.total}** 词元 · reading the prompt: "
+    return (f"{READING_MARK} **{progress.read} / {progress.total}** 词元 · reading the prompt: "
             f"{progress.read} of {progress.total} tokens")
 
 
