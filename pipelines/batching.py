@@ -7,8 +7,10 @@ prefilled together: ``MODELDECK_BATCH_WINDOW_MS`` when it is set, else at most 3
 of the model's latest prefill (per request), so that waiting never dominates the first token where a
 prefill is quick (on an H200, 30 ms of waiting was half of a 200-token prompt's first token). While it
 runs, a new request joins at the next step (after its own prefill) as long as fewer than
-``MODELDECK_MAX_BATCH`` (4) requests are running, and the others wait in order. Each request keeps its
-own settings, seed, stream and Stop.
+``MODELDECK_MAX_BATCH`` (4) requests are running or being read, and the others wait in order. Prompts are
+read ``MODELDECK_PREFILL_CHUNK`` tokens a step (``decoding.Prefill``), the one with the fewest tokens left
+first, and the running rows take a decode step between two chunks: a long prompt neither halts the chats
+already streaming nor keeps a short one waiting. Each request keeps its own settings, seed, stream and Stop.
 
 Text generation runs each request on its own (``stream_generate``). A seed gives the same tokens either
 way: int8 layers scale each token's activations on their own (``int8.py``), so company changes nothing.
@@ -57,7 +59,6 @@ class Batcher:
         self.largest_batch = 0  # most requests decoded at once
         self.joined_running = 0  # requests admitted while others were generating
         self.prefill_seconds: float | None = None  # the latest admission's prefill time per request
-        self.admitting, self.filled_seconds = 0, 0.0  # the admission under way: requests, prefill time so far
 
     def submit(self, prompt: list[int], params: SamplingParams, notices: list[str]) -> TextStream:
         """Queue one prompt; return its stream (tokens start once it is admitted)."""
@@ -94,27 +95,23 @@ class Batcher:
 
     def step(self) -> None:
         batch = self.batch
-        if not batch.filling:
-            running = len(batch.requests)
-            room = max_batch() - running
-            if room > 0 and batch.can_merge():
-                new = self._take(room)
-                if new:
-                    self.batches_run += 1
-                    self.joined_running += len(new) if running else 0
-                    self.admitting, self.filled_seconds = len(new), 0.0
-                    try:
-                        batch.begin(new)
-                    except BaseException as exc:  # only the newcomers fail; the running rows go on
-                        log.error("prefill failed", exc_info=exc)
-                        for request in new:
-                            request.finish(exc)
-        if batch.filling:  # one chunk of the prompts being read, then a step for the rows already running
-            began = time.perf_counter()
-            batch.fill()
-            self.filled_seconds += time.perf_counter() - began
-            if not batch.filling:
-                self.prefill_seconds = self.filled_seconds / self.admitting
+        running = len(batch.requests)
+        room = max_batch() - running - sum(len(prefill.requests) for prefill in batch.filling)
+        if room > 0 and batch.can_merge():
+            new = self._take(room)
+            if new:  # read alongside any prompt being read: the one with the fewest tokens left goes first
+                self.batches_run += 1
+                self.joined_running += len(new) if running else 0
+                try:
+                    batch.begin(new)
+                except BaseException as exc:  # only the newcomers fail; the running rows go on
+                    log.error("prefill failed", exc_info=exc)
+                    for request in new:
+                        request.finish(exc)
+        if batch.filling:  # one chunk of a prompt being read, then a step for the rows already running
+            joined = batch.fill()
+            if joined is not None:
+                self.prefill_seconds = joined.seconds / len(joined.requests)
                 self.largest_batch = max(self.largest_batch, len(batch.requests))
         if batch.rows:
             batch.step()

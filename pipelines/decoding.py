@@ -18,11 +18,11 @@ preparation) cost about a quarter of an int8 decode step here, and it cannot tak
 
 from __future__ import annotations
 
-import collections
 import inspect
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +139,7 @@ class DecodeBatch:
         self.positions: Any = None  # each row's position of its last cached token
         self.pending: Any = None  # each row's chosen token, fed at the next step
         self.chosen: dict[tuple[int, int], list[int]] = {}  # every token chosen for a row, the unfed last too
-        self.filling: collections.deque[Prefill] = collections.deque()  # prefills under way (``begin``)
+        self.filling: list[Prefill] = []  # prefills under way (``begin``), read a chunk at a time (``fill``)
         plain = self._plain_layers()
         self.prefixes = PrefixCache(prefix_budget()) if reuse_prefixes and plain else None
         # Decode steps of Qwen2- and Llama-style models on the CPU: the same numbers in fewer calls.
@@ -185,29 +185,33 @@ class DecodeBatch:
         """Queue the prefills of ``requests``; ``fill()`` runs them a chunk at a time between decode steps."""
         self.filling.extend(self.prefills(requests))
 
-    def fill(self) -> None:
-        """Run the next chunk of the first queued prefill; join its rows once its prompts are all in.
+    def fill(self) -> "Prefill | None":
+        """Run the next chunk of the queued prefill with the fewest prompt tokens left (a short prompt does not
+        wait behind a long one); join its rows once its prompts are all in, and return it then.
 
         A prefill whose requests were all stopped is dropped; one that fails fails its own requests only.
         """
-        prefill = self.filling[0]
+        prefill = min(self.filling, key=lambda p: p.left)
         if all(request.cancel.is_set() for request in prefill.requests):
-            self.filling.popleft()
+            self.filling.remove(prefill)
             for request in prefill.requests:
                 request.finish()
-            return
+            return None
         try:
             prefill.advance()
-            if prefill.finished:
-                self.filling.popleft()
-                self.join(prefill)
+            if not prefill.finished:
+                return None
+            self.filling.remove(prefill)
+            self.join(prefill)
+            return prefill
         except BaseException as exc:  # only these newcomers fail; the running rows go on
             log.error("prefill failed", exc_info=exc)
-            if self.filling and self.filling[0] is prefill:
-                self.filling.popleft()
+            if prefill in self.filling:
+                self.filling.remove(prefill)
             for request in prefill.requests:
                 request.cancel.set()  # rows already merged leave at the next step
                 request.finish(exc)
+            return None
 
     def join(self, prefill: "Prefill") -> None:
         """Add a finished prefill's rows to the batch and pick their first tokens."""
@@ -410,17 +414,25 @@ class Prefill:
             self.cache = batch.new_cache()
         self.done = shared  # prompt columns in the cache so far
         self.logits: Any = None  # each row's logits after its last prompt token, once finished
+        self.seconds = 0.0  # spent in forward passes so far
 
     @property
     def finished(self) -> bool:
         return self.done >= self.ids.shape[1]
 
+    @property
+    def left(self) -> int:
+        """Prompt columns still to read."""
+        return self.ids.shape[1] - self.done
+
     def advance(self) -> None:
         """Feed the next chunk of the prompts."""
         chunk = prefill_chunk(self.batch.device) or self.ids.shape[1]
         end = min(self.ids.shape[1], self.done + chunk)
+        began = time.perf_counter()
         self.logits = self.batch.forward(self.ids[:, self.done:end], self.mask[:, :end],
                                          self.positions[:, self.done:end], self.cache)
+        self.seconds += time.perf_counter() - began
         self.done = end
         if not self.finished:  # how far each request's prompt is read (its rows end in the last column)
             width = self.ids.shape[1]

@@ -154,3 +154,22 @@ def test_stop_turns_the_reading_note_into_stopped_and_leaves_other_status_alone(
     assert stopped_status("- ⚠️ 消息太长\n\n⏳ 正在读入提示 **8 / 30** 词元") == "- ⚠️ 消息太长\n\n⏹ 已停止 / stopped"
     assert stopped_status("🧮 prompt_tokens **3**") == "🧮 prompt_tokens **3**"
     assert stopped_status("") == ""
+
+
+def test_a_short_prompt_is_not_kept_waiting_behind_a_long_one(monkeypatch):
+    monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "4")
+    loaded = registry.get_model("chat")
+    batcher = batcher_for(loaded)
+    greedy = SamplingParams(max_new_tokens=3, temperature=0)
+    with PassGate(loaded, permits=2) as gate:  # two chunks of the long prompt, then the short one arrives
+        long_ = batcher.submit(LONG, greedy, [])
+        wait_until(lambda: gate.arrived == 3, "two chunks done, the third waiting")
+        short = batcher.submit([5, 6, 7], greedy, [])  # waiting when the engine takes its next step
+        gate.open()
+        short.collect()
+        long_.collect()
+    shapes = gate.shapes
+    assert (1, 3) in shapes, shapes
+    assert shapes.index((1, 3)) < len(shapes) - 1 - shapes[::-1].index((1, 2)), \
+        f"the short prompt is read before the long one's last chunk: {shapes}"
+    assert short.usage.completion_tokens == 3 and long_.usage.completion_tokens == 3
