@@ -14,7 +14,8 @@ from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_ra
 
 from . import adapters, chat_saved, chat_versions
 from .exact_chatbot import ExactChatbot
-from .common import LLM, concurrency_limit, edge, examples, gpu, READING_MARK, notices_md, reading_md, t, usage_md
+from .common import (LLM, READING_MARK, STOPPED, concurrency_limit, edge, examples, gpu, joined, notices_md,
+                     reading_md, t, usage_md)
 from .token_colors import colored_html
 
 CSS = chat_versions.CSS
@@ -51,17 +52,16 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
         progress.wanted = True
     yield shown + [{"role": "assistant", "content": ""}], notes, ""
     for text in stream:
-        status = "\n\n".join(x for x in (notes, reading_md(progress)) if x)
-        yield shown + [{"role": "assistant", "content": printable(text)}], status, gr.skip()
-    yield shown + [{"role": "assistant", "content": printable(stream.text)}], "\n\n".join(
-        x for x in (notes, usage_md(stream.usage)) if x), colored_html(stream.pieces) if color else ""
+        yield shown + [{"role": "assistant", "content": printable(text)}], joined(notes, reading_md(progress)), gr.skip()
+    yield (shown + [{"role": "assistant", "content": printable(stream.text)}], joined(notes, usage_md(stream.usage)),
+           colored_html(stream.pieces) if color else "")
 
 
 def stopped_status(status: str) -> str:
     """The status line after Stop: a prompt that was being read no longer is (Stop ends it between chunks)."""
-    lines = (status or "").split("\n\n")
-    kept = [line for line in lines if not line.startswith(READING_MARK)]
-    return "\n\n".join(kept + (["⏹ 已停止 / stopped"] if len(kept) < len(lines) else []))
+    parts = (status or "").split("\n\n")
+    kept = [part for part in parts if not part.startswith(READING_MARK)]
+    return joined(*kept, STOPPED if len(kept) < len(parts) else "")
 
 
 def drop_last_reply(history: list[dict]) -> list[dict]:

@@ -119,6 +119,12 @@ def notices_md(notices: list[str]) -> str:
 
 
 READING_MARK = "⏳ 正在读入提示"
+STOPPED = "⏹ 已停止 / stopped"
+
+
+def joined(*parts: str) -> str:
+    """Markdown blocks of a status line, the empty ones left out."""
+    return "\n\n".join(part for part in parts if part)
 
 
 def reading_md(progress: Any) -> str:
@@ -134,7 +140,7 @@ def usage_md(usage: Any, seed: int | None = None) -> str:
     text = (f"🧮 prompt_tokens **{usage.prompt_tokens}** · completion_tokens **{usage.completion_tokens}** · "
             f"total_tokens **{usage.total_tokens}**")
     if usage.finish_reason == "cancelled":
-        text += " · ⏹ 已停止 / stopped"
+        text += f" · {STOPPED}"
     if seed is not None:
         text += f" · 🎲 seed **{seed}**"
     return text

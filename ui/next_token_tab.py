@@ -16,7 +16,7 @@ from pipelines.next_token import MAX_TOP_N, model_choices
 from pipelines.sampling import REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE
 from pipelines.tokens import SPACE_NOTE
 
-from .common import NEXT_TOKEN, concurrency_limit, edge, examples, gpu, notices_md, t
+from .common import NEXT_TOKEN, concurrency_limit, edge, examples, gpu, joined, notices_md, t
 
 EXAMPLES = ["今天天气很好，我们一起去", "The capital of France is", "从前有一座山，山里有一座庙，",
             "Once upon a time, in a small village,"]
@@ -160,7 +160,7 @@ def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float
     seed_text = f" · 🎲 seed **{step.seed}**" if step.seed is not None else ""
     status = (f"**抽到 sampled:** `{step.token}` — 排名 rank **{step.rank}**, 原始概率 raw p {_pct(step.raw_p)}, "
               f"设置后 after {_pct(step.p)}{seed_text}\n\n{step.reason}")
-    return chart, text, "\n\n".join(x for x in (status, notes) if x), state, step.seed
+    return chart, text, joined(status, notes), state, step.seed
 
 
 @gpu

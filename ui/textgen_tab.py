@@ -16,7 +16,7 @@ from pipelines.sampling import (REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP
 from pipelines.textgen import DEFAULT_MAX_NEW_TOKENS, MAX_SEQUENCES
 
 from . import adapters
-from .common import model_choices, TEXTGEN, edge, examples, gpu, notices_md, t, usage_md
+from .common import model_choices, TEXTGEN, edge, examples, gpu, joined, notices_md, t, usage_md
 from .token_colors import colored_html
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
@@ -35,7 +35,7 @@ def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k:
     notes = notices_md(stream.notices)
     for text in stream:
         yield text, notes, stream.seed, gr.skip()
-    yield (stream.text, "\n\n".join(x for x in (notices_md(stream.notices), usage_md(stream.usage, stream.seed)) if x),
+    yield (stream.text, joined(notices_md(stream.notices), usage_md(stream.usage, stream.seed)),
            stream.seed, colored_html(stream.pieces, prompt))
 
 
