@@ -32,6 +32,12 @@ def use_own_pixel_limit() -> None:
     Image.MAX_IMAGE_PIXELS = None
 
 
+def need_picture(image: Any) -> None:
+    """Refuse a missing picture, saying what to do."""
+    if image is None or (isinstance(image, str) and not image.strip()):
+        raise InvalidInputError("请先上传一张图片。", "Upload a picture first.")
+
+
 def load_image(image: Any) -> Any:
     """Return an RGB ``PIL.Image`` no larger than ``MAX_SIDE``, EXIF-rotated, first frame only.
 
@@ -41,8 +47,7 @@ def load_image(image: Any) -> Any:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     use_own_pixel_limit()
-    if image is None or (isinstance(image, str) and not image.strip()):
-        raise InvalidInputError("请先上传一张图片。", "Upload a picture first.")
+    need_picture(image)
     if isinstance(image, (str, os.PathLike)):
         try:
             with Image.open(image) as opened:

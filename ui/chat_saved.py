@@ -18,7 +18,7 @@ from pipelines.inputs import normalize_messages
 from . import chat_versions
 from .adapters import file_path
 from .chat_versions import VersionNav
-from .common import edge
+from .common import checked, edge
 
 EMPTY_STORE: dict[str, Any] = {"current": None, "chats": []}
 # The browser stores the chats; gradio's BrowserState "encrypts" them with a key it also sends to the
@@ -177,15 +177,13 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav) -> SavedCha
     if root is not None:  # restore once the page has read the browser's store (either may come first)
         gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], queue=False,
               **private)
-    # A refusal comes from a first step without outputs, so it marks nothing on the page with an error.
-    open_btn.click(chosen, [listing, store], None, **private).success(open_saved, [listing, store], [*view, store],
-                                                                       **private)
-    delete_btn.click(chosen, [listing, store], None, **private).success(
+    checked(open_btn.click, chosen, [listing, store]).success(open_saved, [listing, store], [*view, store], **private)
+    checked(delete_btn.click, chosen, [listing, store]).success(
         delete_saved, [listing, current, store], [chatbot, current, *nav.outputs, store, listing], **private)
     for button, kind in ((json_btn, "json"), (md_btn, "md")):
         button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings, nav.state], exported,
                      **private)
-    checked = gr.State(None)  # likewise: a refused file marks only this invisible output
-    upload.upload(read_import, upload, checked, **private).success(
-        open_import, [checked, store], [*view, store, listing], **private)
+    imported = gr.State(None)  # a refused file marks only this invisible output with an error
+    upload.upload(read_import, upload, imported, **private).success(
+        open_import, [imported, store], [*view, store, listing], **private)
     return SavedChats(store, current, listing, [chatbot, *settings], nav)

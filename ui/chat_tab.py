@@ -14,8 +14,8 @@ from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_ra
 
 from . import adapters, chat_saved, chat_versions
 from .exact_chatbot import ExactChatbot
-from .common import (LLM, READING_MARK, STOPPED, concurrency_limit, edge, examples, gpu, joined, notices_md,
-                     reading_md, t, usage_md)
+from .common import (LLM, READING_MARK, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
+                     notices_md, reading_md, t, usage_md)
 from .token_colors import colored_html
 
 CSS = chat_versions.CSS
@@ -23,10 +23,15 @@ EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）
             "Write a haiku about small language models.", "帮我把这句话翻译成英文：今天天气真好。"]
 
 
-def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict]]:
-    """Move the typed message into the chat; an empty box leaves the chat as it is and says what to do."""
+def need_message(message: str) -> None:
+    """Refuse an empty box, saying what to do (``checked``: before anything on the page changes)."""
     if not message or not message.strip():
         raise gr.Error("请先输入消息。 / Enter a message first.", print_exception=False)
+
+
+def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict]]:
+    """Move the typed message into the chat."""
+    need_message(message)
     return "", list(history or []) + [{"role": "user", "content": message}]
 
 
@@ -41,7 +46,8 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
     finished reply is also shown coloured by each token's probability.
     """
     messages = normalize_messages(history)
-    if not messages or messages[-1]["role"] != "user":
+    if not messages or messages[-1]["role"] != "user":  # nothing to answer (a refused edit): leave the page as is
+        yield gr.skip(), gr.skip(), gr.skip()  # a generator that yields nothing would empty its outputs
         return
     shown = list(history)
     stream = adapters.chat(messages[-1]["content"], messages[:-1], system_prompt, temperature, top_p,
@@ -73,13 +79,18 @@ def drop_last_reply(history: list[dict]) -> list[dict]:
 
 
 def edit_message(history: list[dict], edit: gr.EditData) -> list[dict]:
-    """Keep the conversation up to the edited user message, which takes its new text."""
+    """Keep the conversation up to the edited user message, which takes its new text.
+
+    An edit that empties the message puts its earlier text back, with a warning: raising instead would veil the
+    whole conversation with gradio's error badge, and the page would keep showing the emptied message.
+    """
     index = edit.index[0] if isinstance(edit.index, (list, tuple)) else edit.index
+    history = list(history or [])
     parts = normalize_messages([{"role": "user", "content": edit.value}]) if edit.value else []
-    text = parts[0]["content"] if parts else ""
-    if not text:
-        raise gr.Error("消息不能为空。 / The message cannot be empty.", print_exception=False)
-    return list(history or [])[:index] + [{"role": "user", "content": text}]
+    if not parts or not parts[0]["content"]:
+        gr.Warning("消息不能为空，已恢复原来的消息。 / A message cannot be empty: its earlier text is back.")
+        return history[:index] + [{**history[index], "content": edit.previous_value}] + history[index + 1:]
+    return history[:index] + [{"role": "user", "content": parts[0]["content"]}]
 
 
 def undo(history: list[dict]) -> tuple[list[dict], str]:
@@ -120,13 +131,14 @@ def build() -> None:
 
     settings = [chatbot, system, temperature, top_p, max_new, color]
     private = {"api_visibility": "private"}
+    # A failed reply marks the status line, not the chat: gradio veils every output it shows progress on.
     answer = {"fn": reply, "inputs": settings, "outputs": [chatbot, status, colors], "concurrency_id": LLM,
-              "concurrency_limit": concurrency_limit(LLM), **private}
-    starts = [box.submit(add_user_message, [box, chatbot], [box, chatbot], **private),
-              send.click(add_user_message, [box, chatbot], [box, chatbot], **private),
-              regenerate.click(drop_last_reply, chatbot, chatbot, **private),
-              chatbot.retry(drop_last_reply, chatbot, chatbot, **private),
-              chatbot.edit(edit_message, chatbot, chatbot, **private)]
+              "concurrency_limit": concurrency_limit(LLM), "show_progress_on": [status], **private}
+    starts = [checked(typed, need_message, [box]).success(add_user_message, [box, chatbot], [box, chatbot], **private)
+              for typed in (box.submit, send.click)]
+    starts += [regenerate.click(drop_last_reply, chatbot, chatbot, **private),
+               chatbot.retry(drop_last_reply, chatbot, chatbot, **private),
+               chatbot.edit(edit_message, chatbot, chatbot, **private)]
     runs = [start.success(chat_versions.hide, None, nav.row, queue=False, **private).then(**answer)
             for start in starts]
     for run in runs + flips:

@@ -12,9 +12,10 @@ from pipelines import batch_classify
 from pipelines.batch_classify import RowResult
 
 from .adapters import file_path
-from .common import CLASSIFIER, edge, gpu
+from .common import CLASSIFIER, checked, edge, gpu
 
 NO_FILE = gr.update(choices=[], value=None, visible=False)
+NOTHING = "请粘贴几行文本，或上传 CSV / TSV / TXT 文件。 / Paste some lines or upload a CSV / TSV / TXT file."
 
 
 @edge
@@ -43,6 +44,12 @@ def summary_md(results: list[RowResult], seconds: float, encoding: str | None) -
     return text
 
 
+def need_rows(pasted: str, upload: Any) -> None:
+    """Refuse when nothing is pasted or uploaded (``checked``: the last results stay as they are)."""
+    if not file_path(upload) and not batch_classify.pasted_lines(pasted):
+        raise gr.Error(NOTHING, print_exception=False)
+
+
 @gpu
 @edge
 def classify_many(pasted: str, upload: Any, header: bool, column: Any, model: str,
@@ -57,9 +64,8 @@ def classify_many(pasted: str, upload: Any, header: bool, column: Any, model: st
         encoding = table.encoding
     else:
         texts = batch_classify.pasted_lines(pasted)
-    if not texts:
-        raise gr.Error("请粘贴几行文本，或上传 CSV / TSV / TXT 文件。 / Paste some lines or upload a CSV / TSV / TXT "
-                       "file.", print_exception=False)
+    if not texts:  # a file without rows
+        raise gr.Error(NOTHING, print_exception=False)
     progress(0, desc="分类中 Classifying")
     started = time.perf_counter()
     results = batch_classify.classify_rows(
@@ -91,5 +97,6 @@ def build(model: gr.Dropdown) -> None:
     private = {"api_visibility": "private"}
     for trigger in (upload.change, header.change):
         trigger(columns, [upload, header], [column, status], **private)  # queued: see chat_saved.build
-    go.click(classify_many, [pasted, upload, header, column, model], [table, download, status],
-             concurrency_id=CLASSIFIER, concurrency_limit=1, **private)
+    checked(go.click, need_rows, [pasted, upload]).success(
+        classify_many, [pasted, upload, header, column, model], [table, download, status], concurrency_id=CLASSIFIER,
+        concurrency_limit=1, **private)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from . import adapters, classify_batch
-from .common import model_choices, CLASSIFIER, edge, examples, gpu, t
+from .common import model_choices, CLASSIFIER, checked, edge, examples, gpu, need_text, t
 
 EXAMPLES = ["这家店的服务太好了，下次还来！", "快递太慢了，包装也破了，很失望。",
             "This movie was absolutely wonderful.", "The food was cold and the waiter was rude."]
@@ -35,5 +35,6 @@ def build() -> None:
     examples([[e, names[0] if i < 2 else names[-1]] for i, e in enumerate(EXAMPLES)], [text, model],
              ["文本 Text", "模型 Model"])
     for trigger in (go.click, text.submit):
-        trigger(run, [text, model], labels, concurrency_id=CLASSIFIER, concurrency_limit=1, api_visibility="private")
+        checked(trigger, need_text("文本", "text"), [text]).success(
+            run, [text, model], labels, concurrency_id=CLASSIFIER, concurrency_limit=1, api_visibility="private")
     classify_batch.build(model)

@@ -11,6 +11,7 @@ import gradio as gr
 
 from pipelines import InvalidInputError, registry
 from pipelines.errors import UNEXPECTED, known_error
+from pipelines.inputs import clean_text
 from pipelines.batching import max_batch
 
 log = logging.getLogger("modeldeck.ui")
@@ -70,6 +71,25 @@ def edge(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             raise convert(exc) from exc
     return call
+
+
+def checked(trigger: Callable[..., Any], check: Callable[..., None], inputs: list[Any]) -> Any:
+    """``trigger`` runs ``check`` on ``inputs`` first; chain the work after it with ``.success(...)``.
+
+    The check has no outputs, so a bad input is answered by its message as a toast and nothing else. Raised by
+    the work itself, the same ``gr.Error`` would also veil each of the work's outputs with gradio's error badge,
+    hiding what they showed (the conversation, the story) until dismissed. Queued: gradio 6.31's page shows no
+    toast for an error raised by an unqueued event (see ``chat_saved.build``).
+    """
+    return trigger(edge(check), inputs, None, show_progress="hidden", api_visibility="private")
+
+
+def need_text(field_zh: str, field_en: str) -> Callable[[Any], None]:
+    """A check for ``checked``: refuse an empty text box in the words the pipeline would use."""
+
+    def check(value: Any) -> None:
+        clean_text(value, field_zh=field_zh, field_en=field_en, notices=[])
+    return check
 
 
 def picture_input(**kwargs: Any) -> gr.Image:

@@ -16,7 +16,7 @@ from pipelines.next_token import MAX_TOP_N, model_choices
 from pipelines.sampling import REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE
 from pipelines.tokens import SPACE_NOTE
 
-from .common import NEXT_TOKEN, concurrency_limit, edge, examples, gpu, joined, notices_md, t
+from .common import NEXT_TOKEN, checked, concurrency_limit, edge, examples, gpu, joined, need_text, notices_md, t
 
 EXAMPLES = ["今天天气很好，我们一起去", "The capital of France is", "从前有一座山，山里有一座庙，",
             "Once upon a time, in a small village,"]
@@ -222,7 +222,8 @@ def build() -> None:
     model.change(**redraw)
     for slider in (temperature, top_k, top_p, penalty, top_n):
         slider.change(trigger_mode="always_last", show_progress="hidden", **redraw)
-    step.click(sample, settings + [seed, state], shown + [seed], **quiet)
+    checked(step.click, need_text("提示文本", "prompt"), [prompt]).success(sample, settings + [seed, state],
+                                                                       shown + [seed], **quiet)
     chart.click(append, settings + [state], shown, **quiet)
     back.click(undo, state, state, api_visibility="private", queue=False).then(**redraw)
     restart.click(lambda: fresh_state(), None, state, api_visibility="private", queue=False).then(**redraw)

@@ -9,10 +9,12 @@ import gradio as gr
 
 from pipelines import STYLES
 from pipelines.bundle import StorySettings, story_bundle
+from pipelines.images import need_picture
 from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
 
 from . import adapters
-from .common import CAPTIONER, LLM, SPEECH, concurrency_limit, edge, examples, gpu, notices_md, picture_input, t
+from .common import (CAPTIONER, LLM, SPEECH, checked, concurrency_limit, edge, examples, gpu, need_text, notices_md,
+                     picture_input, t)
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
 EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7, "zh"),
@@ -95,17 +97,20 @@ def build() -> None:
     seed = gr.State(None)
     settings = [style, length, creativity, language]
     private = {"api_visibility": "private"}
+    # Each run checks its input first: a missing picture or an empty box leaves the captions, story and audio shown.
     runs = [
-        go.click(run_all, [image, *settings], [caption, caption_en, story, audio, status, seed], concurrency_id=LLM,
-                 concurrency_limit=concurrency_limit(LLM), **private),
-        caption_btn.click(caption_only, image, [caption, caption_en, status], concurrency_id=CAPTIONER,
-                          concurrency_limit=1, **private),
-        rewrite_btn.click(rewrite, [caption, *settings], [story, status, seed], concurrency_id=LLM,
-                          concurrency_limit=concurrency_limit(LLM),
-                          **private),
-        revoice_btn.click(revoice, [story, language], [audio, status], concurrency_id=SPEECH,
-                          concurrency_limit=concurrency_limit(SPEECH),
-                          **private),
+        checked(go.click, need_picture, [image]).success(
+            run_all, [image, *settings], [caption, caption_en, story, audio, status, seed], concurrency_id=LLM,
+            concurrency_limit=concurrency_limit(LLM), **private),
+        checked(caption_btn.click, need_picture, [image]).success(
+            caption_only, image, [caption, caption_en, status], concurrency_id=CAPTIONER, concurrency_limit=1,
+            **private),
+        checked(rewrite_btn.click, need_text("图片描述", "caption"), [caption]).success(
+            rewrite, [caption, *settings], [story, status, seed], concurrency_id=LLM,
+            concurrency_limit=concurrency_limit(LLM), **private),
+        checked(revoice_btn.click, need_text("要朗读的文本", "text to read"), [story]).success(
+            revoice, [story, language], [audio, status], concurrency_id=SPEECH,
+            concurrency_limit=concurrency_limit(SPEECH), **private),
     ]
     stop.click(None, None, None, cancels=runs, **private)
     bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)

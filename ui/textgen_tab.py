@@ -15,8 +15,10 @@ from pipelines.sampling import (REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP
                                 max_new_tokens_range)
 from pipelines.textgen import DEFAULT_MAX_NEW_TOKENS, MAX_SEQUENCES
 
+from pipelines.inputs import seed as parse_seed
+
 from . import adapters
-from .common import model_choices, TEXTGEN, edge, examples, gpu, joined, notices_md, t, usage_md
+from .common import model_choices, TEXTGEN, checked, edge, examples, gpu, joined, need_text, notices_md, t, usage_md
 from .token_colors import colored_html
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
@@ -37,6 +39,12 @@ def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k:
         yield text, notes, stream.seed, gr.skip()
     yield (stream.text, joined(notices_md(stream.notices), usage_md(stream.usage, stream.seed)),
            stream.seed, colored_html(stream.pieces, prompt))
+
+
+def need_prompt_and_seed(prompt: str, seed: str | None) -> None:
+    """Refuse an empty prompt or a seed that is not a whole number (``checked``: the output stays as it is)."""
+    need_text("提示文本", "prompt")(prompt)
+    parse_seed(seed)
 
 
 def reuse_seed(last: int | None) -> str:
@@ -78,9 +86,9 @@ def build() -> None:
                 randomize = gr.Button(t("md_seed_random"), size="sm", elem_id="textgen-seed-random")
     last_seed = gr.State(None)
     examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
-    event = go.click(run, [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
-                     [output, status, last_seed, colors], concurrency_id=TEXTGEN, concurrency_limit=1,
-                     api_visibility="private")
+    event = checked(go.click, need_prompt_and_seed, [prompt, seed]).success(
+        run, [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
+        [output, status, last_seed, colors], concurrency_id=TEXTGEN, concurrency_limit=1, api_visibility="private")
     stop.click(None, None, None, cancels=[event], api_visibility="private")
     reuse.click(reuse_seed, last_seed, seed, api_visibility="private", queue=False)
     randomize.click(lambda: "", None, seed, api_visibility="private", queue=False)

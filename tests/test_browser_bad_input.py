@@ -1,0 +1,110 @@
+"""Bad input and failures in headless Chromium: the page says why, and the work already on it stays shown.
+
+Gradio veils every output of an event that raised ``gr.Error`` with its red "错误 / Error" badge, hiding what
+the output showed until the visitor dismisses it. So the tabs check their inputs in a first step without
+outputs (``ui.common.checked``) and the chat marks a failed reply on its status line only.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_browser import CHROMIUM, browser, open_tab, page, upload_picture, wait_filled  # noqa: F401  (fixtures)
+from test_browser_saved_chats import BOT, USER, send, texts
+from ui import chat_tab
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
+
+
+def veiled(page, elem_id: str) -> bool:
+    """Whether gradio's error badge covers the component ``#elem_id``."""
+    return page.evaluate("id => [...document.querySelectorAll(`#${id} .error`)].some(e => e.offsetParent)", elem_id)
+
+
+def told(page, words: str) -> None:
+    """Wait for the toast that says ``words``, then close every toast."""
+    page.locator(".toast-body", has_text=words).first.wait_for()
+    page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
+
+
+@pytest.fixture
+def short_chat(page):
+    """The chat tab with 16-token replies and patient waits (the machine running the tests may be busy)."""
+    page.set_default_timeout(180_000)
+    page.get_by_text("⚙️ 生成参数").click()
+    box = page.locator("#chat-max-new input[type=number]")
+    box.fill("16")
+    box.press("Enter")
+    page.get_by_text("⚙️ 生成参数").click()
+    return page
+
+
+def test_an_empty_message_or_edit_leaves_the_conversation_shown(short_chat):
+    page = short_chat
+    send(page, "你好")
+    answer = texts(page, BOT)
+    page.locator("#chat-send").click()  # nothing typed
+    told(page, "Enter a message first")
+    assert not veiled(page, "chatbot") and texts(page, USER) == ["你好"] and texts(page, BOT) == answer
+    page.locator(USER).first.hover()
+    page.locator("#chatbot button[aria-label='编辑']").first.click()
+    page.locator("#chatbot textarea.edit-textarea").fill("   ")  # the message emptied
+    page.locator("#chatbot button[aria-label='发送']").click()
+    told(page, "its earlier text is back")
+    page.wait_for_function("u => document.querySelector(u)?.innerText.trim() === '你好'", arg=USER, timeout=30_000)
+    page.locator("#chat-status").get_by_text("total_tokens").wait_for()  # the last reply's usage stays too
+    assert not veiled(page, "chatbot") and texts(page, BOT) == answer
+    send(page, "再见", title="你好")  # once the refused edit's events are done, the conversation goes on from where it was
+    assert texts(page, USER) == ["你好", "再见"] and texts(page, BOT)[0] == answer[0]
+
+
+def test_a_failed_reply_marks_the_status_line_not_the_chat(short_chat, monkeypatch):
+    page = short_chat
+    send(page, "你好")
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the model went away")
+
+    monkeypatch.setattr(chat_tab.adapters, "chat", fails)  # the app runs in this process
+    page.locator("#chat-input textarea").fill("还在吗？")
+    page.locator("#chat-input textarea").press("Enter")
+    told(page, "unexpected")
+    assert texts(page, USER) == ["你好", "还在吗？"] and len(texts(page, BOT)) == 1  # nothing lost, nothing hidden
+    assert not veiled(page, "chatbot")
+
+
+def test_text_generation_without_a_prompt_or_with_a_bad_seed_keeps_the_output(page):
+    open_tab(page, "✍️ 文本生成")
+    prompt = page.locator("#textgen-prompt textarea")
+    prompt.fill("你好")
+    page.locator("#textgen-run").click()
+    page.locator("#textgen-status").get_by_text("total_tokens").wait_for()
+    output = page.locator("#textgen-output textarea").input_value()
+    prompt.fill("")
+    page.locator("#textgen-run").click()
+    told(page, "Enter the prompt first")
+    prompt.fill("你好")
+    page.locator("#textgen-seed textarea, #textgen-seed input").first.fill("abc")
+    page.locator("#textgen-run").click()
+    told(page, "The seed must be a whole number")
+    assert page.locator("#textgen-output textarea").input_value() == output
+    assert not veiled(page, "textgen-output") and "total_tokens" in page.locator("#textgen-status").inner_text()
+
+
+def test_rewriting_without_a_caption_keeps_the_story(page):
+    open_tab(page, "🖼️ 看图讲故事")
+    page.locator("#story-caption-only").click()  # no picture yet
+    told(page, "Upload a picture first")
+    upload_picture(page)
+    page.locator("#story-caption-only").click()
+    wait_filled(page, "story-caption")
+    page.locator("#story-rewrite").click()
+    wait_filled(page, "story-text")
+    page.wait_for_function("() => !document.querySelector('#story-status .generating')")
+    story = page.locator("#story-text textarea").input_value()
+    page.locator("#story-caption textarea").fill("")
+    page.locator("#story-rewrite").click()
+    told(page, "Enter the caption first")
+    assert page.locator("#story-text textarea").input_value() == story
+    assert not any(veiled(page, elem) for elem in ("story-text", "story-caption", "story-audio"))
