@@ -108,3 +108,14 @@ def test_rewriting_without_a_caption_keeps_the_story(page):
     told(page, "Enter the caption first")
     assert page.locator("#story-text textarea").input_value() == story
     assert not any(veiled(page, elem) for elem in ("story-text", "story-caption", "story-audio"))
+
+
+def test_a_file_that_is_not_a_picture_is_named_when_uploaded(page, tmp_path):
+    fake = tmp_path / "cat.jpg"
+    fake.write_text("not a picture")
+    open_tab(page, "🖼️ 看图讲故事")
+    page.locator("#story-image input[type=file]").set_input_files(str(fake))
+    told(page, "cannot be read as a picture")  # at once, before Run is pressed
+    page.locator("#story-run").click()
+    told(page, "cannot be read as a picture")  # and again if Run is pressed anyway
+    assert not any(veiled(page, elem) for elem in ("story-text", "story-caption", "story-audio"))

@@ -112,6 +112,7 @@ def build() -> None:
             revoice, [story, language], [audio, status], concurrency_id=SPEECH,
             concurrency_limit=concurrency_limit(SPEECH), **private),
     ]
+    checked(image.upload, need_picture, [image])  # a file that is not a picture is named at once, not at Run
     stop.click(None, None, None, cancels=runs, **private)
     bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)
     examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
