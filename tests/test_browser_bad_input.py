@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from test_browser import CHROMIUM, browser, open_tab, page, upload_picture, wait_filled  # noqa: F401  (fixtures)
-from test_browser_saved_chats import BOT, USER, send, texts
+from test_browser_saved_chats import BOT, USER, send, texts, use_short_replies
 from ui import chat_tab
 
 pytestmark = [pytest.mark.browser,
@@ -30,13 +30,7 @@ def told(page, words: str) -> None:
 
 @pytest.fixture
 def short_chat(page):
-    """The chat tab with 16-token replies and patient waits (the machine running the tests may be busy)."""
-    page.set_default_timeout(180_000)
-    page.get_by_text("⚙️ 生成参数").click()
-    box = page.locator("#chat-max-new input[type=number]")
-    box.fill("16")
-    box.press("Enter")
-    page.get_by_text("⚙️ 生成参数").click()
+    use_short_replies(page)
     return page
 
 

@@ -39,6 +39,10 @@ def wait_saved(page, title: str) -> None:
 
 @pytest.fixture(autouse=True)
 def short_replies(page):
+    use_short_replies(page)
+
+
+def use_short_replies(page) -> None:
     """The chat tab with short replies (16 tokens) and patient waits: the machine running the tests may be busy."""
     page.set_default_timeout(180_000)
     page.get_by_text("⚙️ 生成参数").click()
