@@ -18,8 +18,15 @@ pytestmark = [pytest.mark.browser,
 
 
 def veiled(page, elem_id: str) -> bool:
-    """Whether gradio's error badge covers the component ``#elem_id``."""
-    return page.evaluate("id => [...document.querySelectorAll(`#${id} .error`)].some(e => e.offsetParent)", elem_id)
+    """Whether gradio's error badge covers the component ``#elem_id`` within a second (it may follow the toast)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("id => [...document.querySelectorAll(`#${id} .error`)].some(e => e.offsetParent)",
+                               arg=elem_id, timeout=1_000)
+    except PlaywrightTimeout:
+        return False
+    return True
 
 
 def told(page, words: str) -> None:
@@ -113,3 +120,18 @@ def test_a_file_that_is_not_a_picture_is_named_when_uploaded(page, tmp_path):
     page.locator("#story-run").click()
     told(page, "cannot be read as a picture")  # and again if Run is pressed anyway
     assert not any(veiled(page, elem) for elem in ("story-text", "story-caption", "story-audio"))
+
+
+def test_an_unreadable_file_keeps_the_last_batch_results(page, tmp_path):
+    open_tab(page, "🏷️ 文本分类")
+    page.locator("#classify-batch-text textarea").fill("很好\n很差")
+    page.locator("#classify-batch-run").click()
+    page.wait_for_function("document.querySelector('#classify-batch-table')?.innerText.includes('很差')")
+    table = page.locator("#classify-batch-table").inner_text()
+    upload = tmp_path / "binary.csv"
+    upload.write_bytes(b"id,text\n1,\xff\xfe\xff\n")  # neither UTF-8 nor GBK
+    page.locator("#classify-batch-file input[type=file]").set_input_files(str(upload))
+    told(page, "encoding is not recognised")  # on upload
+    page.locator("#classify-batch-run").click()
+    told(page, "encoding is not recognised")  # and at Run
+    assert page.locator("#classify-batch-table").inner_text() == table and not veiled(page, "classify-batch-table")

@@ -44,9 +44,12 @@ def summary_md(results: list[RowResult], seconds: float, encoding: str | None) -
     return text
 
 
-def need_rows(pasted: str, upload: Any) -> None:
-    """Refuse when nothing is pasted or uploaded (``checked``: the last results stay as they are)."""
-    if not file_path(upload) and not batch_classify.pasted_lines(pasted):
+def need_rows(pasted: str, upload: Any, header: bool) -> None:
+    """Refuse when there is nothing to classify: nothing pasted, or a file that cannot be read or has no rows
+    (``checked``: the last results stay as they are)."""
+    path = file_path(upload)
+    rows = batch_classify.read_table(path, header=header).rows if path else batch_classify.pasted_lines(pasted)
+    if not rows:
         raise gr.Error(NOTHING, print_exception=False)
 
 
@@ -64,7 +67,7 @@ def classify_many(pasted: str, upload: Any, header: bool, column: Any, model: st
         encoding = table.encoding
     else:
         texts = batch_classify.pasted_lines(pasted)
-    if not texts:  # a file without rows
+    if not texts:
         raise gr.Error(NOTHING, print_exception=False)
     progress(0, desc="分类中 Classifying")
     started = time.perf_counter()
@@ -97,6 +100,6 @@ def build(model: gr.Dropdown) -> None:
     private = {"api_visibility": "private"}
     for trigger in (upload.change, header.change):
         trigger(columns, [upload, header], [column, status], **private)  # queued: see chat_saved.build
-    checked(go.click, need_rows, [pasted, upload]).success(
+    checked(go.click, need_rows, [pasted, upload, header]).success(
         classify_many, [pasted, upload, header, column, model], [table, download, status], concurrency_id=CLASSIFIER,
         concurrency_limit=1, **private)
