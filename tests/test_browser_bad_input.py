@@ -135,3 +135,40 @@ def test_an_unreadable_file_keeps_the_last_batch_results(page, tmp_path):
     page.locator("#classify-batch-run").click()
     told(page, "encoding is not recognised")  # and at Run
     assert page.locator("#classify-batch-table").inner_text() == table and not veiled(page, "classify-batch-table")
+
+
+def test_a_message_sent_while_a_reply_is_written_waits_in_the_box(short_chat):
+    from gates import PassGate, wait_until
+    from pipelines import registry
+
+    page = short_chat
+    box = page.locator("#chat-input textarea")
+    with PassGate(registry.get_model("chat"), permits=3) as gate:  # the prompt and two tokens, then the model waits
+        box.fill("第一个问题")
+        box.press("Enter")
+        wait_until(lambda: gate.arrived > 3, "the reply is being written")
+        box.fill("第二个问题")
+        box.press("Enter")  # before, this message vanished: the first reply's next token overwrote the chat
+        told(page, "A reply is still being written")
+        assert page.locator("#chat-send").is_disabled()  # greyed out meanwhile
+        page.locator("#chat-regenerate").click()
+        told(page, "A reply is still being written")
+        assert box.input_value() == "第二个问题" and texts(page, USER) == ["第一个问题"]
+        gate.open()
+        page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+    page.wait_for_function("() => !document.querySelector('#chat-send').disabled")  # the reply is complete
+    box.press("Enter")  # and the message in the box goes
+    page.locator(BOT).nth(1).wait_for()  # its reply has started (Send was greyed out before that)
+    assert texts(page, USER) == ["第一个问题", "第二个问题"] and box.input_value() == ""
+    page.wait_for_function("() => !document.querySelector('#chat-send').disabled")
+    with PassGate(registry.get_model("chat"), permits=2) as gate:  # Stop ends the wait too
+        send_now = gate.arrived
+        box.fill("第三个问题")
+        box.press("Enter")
+        wait_until(lambda: gate.arrived > send_now + 2, "the third reply is being written")
+        page.locator("#chat-stop").click()
+        page.wait_for_function("() => !document.querySelector('#chat-status .generating')")
+        gate.open()
+    page.wait_for_function("() => !document.querySelector('#chat-send').disabled")  # Stop ended the reply
+    send(page, "第四个问题", title="第一个问题")
+    assert texts(page, USER) == ["第一个问题", "第二个问题", "第三个问题", "第四个问题"]

@@ -23,16 +23,28 @@ EXAMPLES = ["用三句话介绍一下 Hugging Face。", "温度（temperature）
             "Write a haiku about small language models.", "帮我把这句话翻译成英文：今天天气真好。"]
 
 
-def need_message(message: str) -> None:
-    """Refuse an empty box, saying what to do (``checked``: before anything on the page changes)."""
+WRITING = ("回答还在生成：请等它写完，或先按“停止”。你的消息还在输入框里。 / A reply is still being written: wait for "
+           "it or press Stop. Your message is still in the box.")
+
+
+def need_idle(writing: bool) -> None:
+    """Refuse to start a reply while one is being written: the two would overwrite each other's chat."""
+    if writing:
+        raise gr.Error(WRITING, print_exception=False)
+
+
+def need_message(message: str, writing: bool = False) -> None:
+    """Refuse an empty box, or any message while a reply is being written, saying what to do (``checked``:
+    before anything on the page changes, so a refused message stays in the box)."""
+    need_idle(writing)
     if not message or not message.strip():
         raise gr.Error("请先输入消息。 / Enter a message first.", print_exception=False)
 
 
-def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict]]:
-    """Move the typed message into the chat."""
+def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict], bool]:
+    """Move the typed message into the chat; from now on a reply is being written."""
     need_message(message)
-    return "", list(history or []) + [{"role": "user", "content": message}]
+    return "", list(history or []) + [{"role": "user", "content": message}], True
 
 
 @gpu
@@ -134,13 +146,23 @@ def build() -> None:
     # A failed reply marks the status line, not the chat: gradio veils every output it shows progress on.
     answer = {"fn": reply, "inputs": settings, "outputs": [chatbot, status, colors], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM), "show_progress_on": [status], **private}
-    starts = [checked(typed, need_message, [box]).success(add_user_message, [box, chatbot], [box, chatbot], **private)
+    # Whether this page is writing a reply: a second one started meanwhile would overwrite the chat under the
+    # first (a message sent during a reply was lost that way), so Send is greyed out, and Enter and Regenerate
+    # refuse, until it ends.
+    writing = gr.State(False)
+    starts = [checked(typed, need_message, [box, writing]).success(add_user_message, [box, chatbot],
+                                                                   [box, chatbot, writing], **private)
               for typed in (box.submit, send.click)]
-    starts += [regenerate.click(drop_last_reply, chatbot, chatbot, **private),
-               chatbot.retry(drop_last_reply, chatbot, chatbot, **private),
-               chatbot.edit(edit_message, chatbot, chatbot, **private)]
-    runs = [start.success(chat_versions.hide, None, nav.row, queue=False, **private).then(**answer)
-            for start in starts]
+    starts += [checked(again, need_idle, [writing]).success(drop_last_reply, chatbot, chatbot, **private)
+               for again in (regenerate.click, chatbot.retry)]
+    starts += [chatbot.edit(edit_message, chatbot, chatbot, **private)]
+    started = {"fn": lambda: (chat_versions.hide(), True, gr.Button(interactive=False)), "inputs": None,
+               "outputs": [nav.row, writing, send], "queue": False, **private}
+    runs = [start.success(**started).then(**answer) for start in starts]
+    ended = {"fn": lambda: (False, gr.Button(interactive=True)), "inputs": None, "outputs": [writing, send],
+             "queue": False, **private}
+    for run in runs:
+        run.then(**ended)  # also after Stop, Undo or Clear cancel it: gradio runs ``then`` steps of a cancelled event
     for run in runs + flips:
         saved.save_after(run)
     saved.save_after(stop.click(stopped_status, status, status, cancels=runs, queue=False, **private))
