@@ -109,6 +109,33 @@ def test_rewriting_without_a_caption_keeps_the_story(page):
     told(page, "Enter the caption first")
     assert page.locator("#story-text textarea").input_value() == story
     assert not any(veiled(page, elem) for elem in ("story-text", "story-caption", "story-audio"))
+    page.locator("#story-text textarea").fill("")
+    page.locator("#story-revoice").click()
+    told(page, "Enter the text to read first")
+    assert not veiled(page, "story-audio")
+
+
+def test_classifying_or_sampling_nothing_keeps_the_last_result(page):
+    open_tab(page, "🏷️ 文本分类")
+    text = page.locator("#classify-text textarea")
+    text.fill("这家店的服务太好了")
+    page.locator("#classify-run").click()
+    page.locator("#classify-labels").get_by_text("正面 positive").first.wait_for()
+    labels = page.locator("#classify-labels").inner_text()
+    text.fill("")
+    text.press("Enter")
+    told(page, "Enter the text first")
+    assert page.locator("#classify-labels").inner_text() == labels and not veiled(page, "classify-labels")
+    open_tab(page, "🔍 下一个词 · Next token")
+    prompt = page.locator("#nt-prompt textarea")
+    prompt.fill("今天天气很好")
+    page.locator("#nt-run").click()
+    page.locator("#nt-chart .nt-after").first.wait_for()
+    chart = page.locator("#nt-chart").inner_text()
+    prompt.fill("")
+    page.locator("#nt-sample").click()
+    told(page, "Enter the prompt first")
+    assert page.locator("#nt-chart").inner_text() == chart and not veiled(page, "nt-chart")
 
 
 def test_a_file_that_is_not_a_picture_is_named_when_uploaded(page, tmp_path):
