@@ -35,6 +35,24 @@ def told(page, words: str) -> None:
     page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
 
 
+def run_once(page, tab: str, box: str, text: str, button: str, ready: str) -> None:
+    """Open ``tab``, type ``text`` into ``box``, press ``button`` and wait until ``ready`` (text) shows."""
+    open_tab(page, tab)
+    page.locator(f"{box} textarea").fill(text)
+    page.locator(button).click()
+    page.get_by_text(ready).first.wait_for()
+
+
+def emptied(page, box: str, button: str, words: str) -> None:
+    """Empty ``box``, press ``button`` (``Enter``: the key, in the box) and wait for the toast saying ``words``."""
+    page.locator(f"{box} textarea").fill("")
+    if button == "Enter":
+        page.locator(f"{box} textarea").press("Enter")
+    else:
+        page.locator(button).click()
+    told(page, words)
+
+
 @pytest.fixture
 def short_chat(page):
     use_short_replies(page)
@@ -76,16 +94,10 @@ def test_a_failed_reply_marks_the_status_line_not_the_chat(short_chat, monkeypat
 
 
 def test_text_generation_without_a_prompt_or_with_a_bad_seed_keeps_the_output(page):
-    open_tab(page, "✍️ 文本生成")
-    prompt = page.locator("#textgen-prompt textarea")
-    prompt.fill("你好")
-    page.locator("#textgen-run").click()
-    page.locator("#textgen-status").get_by_text("total_tokens").wait_for()
+    run_once(page, "✍️ 文本生成", "#textgen-prompt", "你好", "#textgen-run", "total_tokens")
     output = page.locator("#textgen-output textarea").input_value()
-    prompt.fill("")
-    page.locator("#textgen-run").click()
-    told(page, "Enter the prompt first")
-    prompt.fill("你好")
+    emptied(page, "#textgen-prompt", "#textgen-run", "Enter the prompt first")
+    page.locator("#textgen-prompt textarea").fill("你好")
     page.locator("#textgen-seed textarea, #textgen-seed input").first.fill("abc")
     page.locator("#textgen-run").click()
     told(page, "The seed must be a whole number")
@@ -104,37 +116,22 @@ def test_rewriting_without_a_caption_keeps_the_story(page):
     wait_filled(page, "story-text")
     page.wait_for_function("() => !document.querySelector('#story-status .generating')")
     story = page.locator("#story-text textarea").input_value()
-    page.locator("#story-caption textarea").fill("")
-    page.locator("#story-rewrite").click()
-    told(page, "Enter the caption first")
+    emptied(page, "#story-caption", "#story-rewrite", "Enter the caption first")
     assert page.locator("#story-text textarea").input_value() == story
     assert not any(veiled(page, elem) for elem in ("story-text", "story-caption", "story-audio"))
-    page.locator("#story-text textarea").fill("")
-    page.locator("#story-revoice").click()
-    told(page, "Enter the text to read first")
+    emptied(page, "#story-text", "#story-revoice", "Enter the text to read first")
     assert not veiled(page, "story-audio")
 
 
 def test_classifying_or_sampling_nothing_keeps_the_last_result(page):
-    open_tab(page, "🏷️ 文本分类")
-    text = page.locator("#classify-text textarea")
-    text.fill("这家店的服务太好了")
-    page.locator("#classify-run").click()
-    page.locator("#classify-labels").get_by_text("正面 positive").first.wait_for()
+    run_once(page, "🏷️ 文本分类", "#classify-text", "这家店的服务太好了", "#classify-run", "正面 positive")
     labels = page.locator("#classify-labels").inner_text()
-    text.fill("")
-    text.press("Enter")
-    told(page, "Enter the text first")
+    emptied(page, "#classify-text", "Enter", "Enter the text first")
     assert page.locator("#classify-labels").inner_text() == labels and not veiled(page, "classify-labels")
-    open_tab(page, "🔍 下一个词 · Next token")
-    prompt = page.locator("#nt-prompt textarea")
-    prompt.fill("今天天气很好")
-    page.locator("#nt-run").click()
+    run_once(page, "🔍 下一个词 · Next token", "#nt-prompt", "今天天气很好", "#nt-run", "熵 entropy")
     page.locator("#nt-chart .nt-after").first.wait_for()
     chart = page.locator("#nt-chart").inner_text()
-    prompt.fill("")
-    page.locator("#nt-sample").click()
-    told(page, "Enter the prompt first")
+    emptied(page, "#nt-prompt", "#nt-sample", "Enter the prompt first")
     assert page.locator("#nt-chart").inner_text() == chart and not veiled(page, "nt-chart")
 
 
