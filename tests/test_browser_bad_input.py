@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from test_browser import CHROMIUM, browser, open_tab, page, upload_picture, wait_filled  # noqa: F401  (fixtures)
-from test_browser_saved_chats import BOT, USER, send, texts, use_short_replies
+from test_browser_saved_chats import BOT, USER, send, texts, use_short_replies, wait_saved
 from ui import chat_tab
 
 pytestmark = [pytest.mark.browser,
@@ -196,3 +196,41 @@ def test_a_message_sent_while_a_reply_is_written_waits_in_the_box(short_chat):
     page.wait_for_function("() => !document.querySelector('#chat-send').disabled")  # Stop ended the reply
     send(page, "第四个问题", title="第一个问题")
     assert texts(page, USER) == ["第一个问题", "第二个问题", "第三个问题", "第四个问题"]
+
+
+def test_an_edit_made_while_a_reply_is_written_replaces_that_reply(short_chat):
+    from gates import PassGate, wait_until
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from pipelines import registry
+
+    page = short_chat
+    send(page, "第一个问题")
+    with PassGate(registry.get_model("chat"), permits=3) as gate:  # the prompt and two tokens, then the model waits
+        page.locator("#chat-input textarea").fill("第二个问题")
+        page.locator("#chat-input textarea").press("Enter")
+        wait_until(lambda: gate.arrived > 3, "the second reply is being written")
+        page.locator(USER).first.hover()
+        page.locator("#chatbot button[aria-label='编辑']").first.click()
+        page.locator("#chatbot textarea.edit-textarea").fill("改过的问题")
+        page.locator("#chatbot button[aria-label='发送']").click()
+        page.wait_for_function("u => [...document.querySelectorAll(u)].map(m => m.innerText.trim()).join('|') === "
+                               "'改过的问题'", arg=USER)  # the edit is in (while it is sent, the old chat shows)
+        held = gate.arrived
+        gate.allow(1)  # the held step: then the engine reads the edited chat, and waits again
+        wait_until(lambda: gate.arrived > held, "the edited chat is being answered")
+        assert texts(page, USER) == ["改过的问题"]
+        page.evaluate("""u => { window.oldTurnBack = false;  // whether the replaced turn shows again from now on
+            new MutationObserver(() => { window.oldTurnBack ||= [...document.querySelectorAll(u)].some(
+                m => m.innerText.includes('第二个问题')); }).observe(document.querySelector('#chatbot'),
+                {subtree: true, childList: true, characterData: true}); }""", USER)
+        with pytest.raises(PlaywrightTimeout):  # Send stays greyed out while the edit's reply is written
+            page.wait_for_function("() => !document.querySelector('#chat-send').disabled", timeout=1_000)
+        gate.open()
+        page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+    wait_saved(page, "改过的问题")
+    page.wait_for_function("() => !document.querySelector('#chat-send').disabled")  # the edit's reply is complete
+    # Before, both replies went on: the replaced one kept writing its turn back over the edited chat.
+    assert not page.evaluate("() => window.oldTurnBack")
+    assert texts(page, USER) == ["改过的问题"] and len(texts(page, BOT)) == 1
+    send(page, "第三个问题", title="改过的问题")
+    assert texts(page, USER) == ["改过的问题", "第三个问题"]

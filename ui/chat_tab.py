@@ -3,6 +3,7 @@ token usage; saved conversations, export and import come from ``chat_saved``."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterator
 
 import gradio as gr
@@ -27,13 +28,31 @@ WRITING = ("回答还在生成：请等它写完，或先按“停止”。你�
            "it or press Stop. Your message is still in the box.")
 
 
-def need_idle(writing: bool) -> None:
+# The reply each page (session) is writing. An edit made meanwhile stops it: the edited conversation gets its
+# own reply, and the old one must not write over it.
+_writing: dict[str, Any] = {}
+_writing_lock = threading.Lock()
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
+
+
+def stop_reply(request: gr.Request | None) -> None:
+    """Stop the reply this page is writing, if any; it ends without changing the page again."""
+    with _writing_lock:
+        stream = _writing.pop(_session(request), None)
+    if stream is not None:
+        stream.cancel()
+
+
+def need_idle(writing: int) -> None:
     """Refuse to start a reply while one is being written: the two would overwrite each other's chat."""
     if writing:
         raise gr.Error(WRITING, print_exception=False)
 
 
-def need_message(message: str, writing: bool = False) -> None:
+def need_message(message: str, writing: int = 0) -> None:
     """Refuse an empty box, or any message while a reply is being written, saying what to do (``checked``:
     before anything on the page changes, so a refused message stays in the box)."""
     need_idle(writing)
@@ -41,17 +60,21 @@ def need_message(message: str, writing: bool = False) -> None:
         raise gr.Error("请先输入消息。 / Enter a message first.", print_exception=False)
 
 
-def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict], bool]:
-    """Move the typed message into the chat; from now on a reply is being written."""
+def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict]]:
+    """Move the typed message into the chat."""
     need_message(message)
-    return "", list(history or []) + [{"role": "user", "content": message}], True
+    return "", list(history or []) + [{"role": "user", "content": message}]
 
 
 @gpu
 @edge
 def reply(history: list[dict], system_prompt: str, temperature: float, top_p: float,
-          max_new_tokens: int, color: bool = False) -> Iterator[tuple[list[dict], str, str]]:
+          max_new_tokens: int, color: bool = False,
+          request: gr.Request | None = None) -> Iterator[tuple[list[dict], str, str]]:
     """Stream the assistant's answer to the last user message; the conversation is never lost.
+
+    A page writes one reply at a time: this one replaces any other of the same page (``request``), and leaves
+    the page alone once an edit (``stop_reply``) or a newer reply replaces it.
 
     The answer is shown as the chat keeps it, without control characters: a random model writes some, and a
     backslash before one is a plain backslash in Markdown but an escape once it is gone. With ``color``, the
@@ -64,15 +87,36 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
     shown = list(history)
     stream = adapters.chat(messages[-1]["content"], messages[:-1], system_prompt, temperature, top_p,
                            max_new_tokens, top_logprobs=5 if color else None)
+    page = _session(request)
+    if page is not None:
+        with _writing_lock:
+            replaced, _writing[page] = _writing.get(page), stream
+        if replaced is not None:
+            replaced.cancel()
+
+    def current() -> bool:
+        return page is None or _writing.get(page) is stream
+
     notes = notices_md(stream.notices)
     progress = getattr(stream, "progress", None)  # a long prompt read in chunks (a local model): show how far
     if progress is not None:
         progress.wanted = True
-    yield shown + [{"role": "assistant", "content": ""}], notes, ""
-    for text in stream:
-        yield shown + [{"role": "assistant", "content": printable(text)}], joined(notes, reading_md(progress)), gr.skip()
-    yield (shown + [{"role": "assistant", "content": printable(stream.text)}], joined(notes, usage_md(stream.usage)),
-           colored_html(stream.pieces) if color else "")
+    try:
+        yield shown + [{"role": "assistant", "content": ""}], notes, ""
+        for text in stream:
+            if not current():
+                break
+            yield (shown + [{"role": "assistant", "content": printable(text)}], joined(notes, reading_md(progress)),
+                   gr.skip())
+        if current():
+            yield (shown + [{"role": "assistant", "content": printable(stream.text)}],
+                   joined(notes, usage_md(stream.usage)), colored_html(stream.pieces) if color else "")
+        else:  # replaced: gradio ends an event by showing its last outputs again, so make that a no-op
+            yield gr.skip(), gr.skip(), gr.skip()
+    finally:
+        with _writing_lock:
+            if page is not None and _writing.get(page) is stream:
+                del _writing[page]
 
 
 def stopped_status(status: str) -> str:
@@ -90,8 +134,9 @@ def drop_last_reply(history: list[dict]) -> list[dict]:
     return history
 
 
-def edit_message(history: list[dict], edit: gr.EditData) -> list[dict]:
-    """Keep the conversation up to the edited user message, which takes its new text.
+def edit_message(history: list[dict], edit: gr.EditData, request: gr.Request | None = None) -> list[dict]:
+    """Keep the conversation up to the edited user message, which takes its new text; a reply being written
+    meanwhile stops (the edited message is answered instead).
 
     An edit that empties the message puts its earlier text back, with a warning: raising instead would veil the
     whole conversation with gradio's error badge, and the page would keep showing the emptied message.
@@ -102,6 +147,7 @@ def edit_message(history: list[dict], edit: gr.EditData) -> list[dict]:
     if not parts or not parts[0]["content"]:
         gr.Warning("消息不能为空，已恢复原来的消息。 / A message cannot be empty: its earlier text is back.")
         return history[:index] + [{**history[index], "content": edit.previous_value}] + history[index + 1:]
+    stop_reply(request)
     return history[:index] + [{"role": "user", "content": parts[0]["content"]}]
 
 
@@ -146,21 +192,22 @@ def build() -> None:
     # A failed reply marks the status line, not the chat: gradio veils every output it shows progress on.
     answer = {"fn": reply, "inputs": settings, "outputs": [chatbot, status, colors], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM), "show_progress_on": [status], **private}
-    # Whether this page is writing a reply: a second one started meanwhile would overwrite the chat under the
-    # first (a message sent during a reply was lost that way), so Send is greyed out, and Enter and Regenerate
-    # refuse, until it ends.
-    writing = gr.State(False)
-    starts = [checked(typed, need_message, [box, writing]).success(add_user_message, [box, chatbot],
-                                                                   [box, chatbot, writing], **private)
+    # How many replies this page has started and not ended: a second one started meanwhile would overwrite the
+    # chat under the first (a message sent during a reply was lost that way), so Send is greyed out, and Enter and
+    # Regenerate refuse, until it is 0. An edit may start one anyway (it stops the one being written); counting,
+    # not a flag, keeps the stopped one's end from marking the page idle while the edit's reply is written.
+    writing = gr.State(0)
+    starts = [checked(typed, need_message, [box, writing]).success(add_user_message, [box, chatbot], [box, chatbot],
+                                                                   **private)
               for typed in (box.submit, send.click)]
     starts += [checked(again, need_idle, [writing]).success(drop_last_reply, chatbot, chatbot, **private)
                for again in (regenerate.click, chatbot.retry)]
     starts += [chatbot.edit(edit_message, chatbot, chatbot, **private)]
-    started = {"fn": lambda: (chat_versions.hide(), True, gr.Button(interactive=False)), "inputs": None,
+    started = {"fn": lambda n: (chat_versions.hide(), n + 1, gr.Button(interactive=False)), "inputs": [writing],
                "outputs": [nav.row, writing, send], "queue": False, **private}
     runs = [start.success(**started).then(**answer) for start in starts]
-    ended = {"fn": lambda: (False, gr.Button(interactive=True)), "inputs": None, "outputs": [writing, send],
-             "queue": False, **private}
+    ended = {"fn": lambda n: (max(0, n - 1), gr.Button(interactive=n <= 1)), "inputs": [writing],
+             "outputs": [writing, send], "queue": False, **private}
     for run in runs:
         run.then(**ended)  # also after Stop, Undo or Clear cancel it: gradio runs ``then`` steps of a cancelled event
     for run in runs + flips:
