@@ -33,6 +33,7 @@ def told(page, words: str) -> None:
     """Wait for the toast that says ``words``, then close every toast."""
     page.locator(".toast-body", has_text=words).first.wait_for()
     page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
+    page.wait_for_function("() => !document.querySelector('.toast-body')")  # gone: the next toast is a new one
 
 
 def run_once(page, tab: str, box: str, text: str, button: str, ready: str) -> None:
@@ -234,3 +235,45 @@ def test_an_edit_made_while_a_reply_is_written_replaces_that_reply(short_chat):
     assert texts(page, USER) == ["改过的问题"] and len(texts(page, BOT)) == 1
     send(page, "第三个问题", title="改过的问题")
     assert texts(page, USER) == ["改过的问题", "第三个问题"]
+
+
+def test_past_chats_wait_while_a_reply_is_written(short_chat, tmp_path):
+    import json
+
+    from gates import PassGate, wait_until
+    from pipelines import registry
+    from test_browser_saved_chats import import_file
+
+    page = short_chat
+    send(page, "甲的问题")
+    page.locator("#chat-clear").click()
+    page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
+    send(page, "乙的问题")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"messages": [{"role": "user", "content": "丙的问题"},
+                                              {"role": "assistant", "content": "丙的回答"}]}), encoding="utf-8")
+    with PassGate(registry.get_model("chat"), permits=3) as gate:  # the prompt and two tokens, then the model waits
+        page.locator("#chat-input textarea").fill("乙的第二个问题")
+        page.locator("#chat-input textarea").press("Enter")
+        wait_until(lambda: gate.arrived > 3, "the reply is being written")
+        page.locator("#chat-saved input").click()
+        page.get_by_role("option", name="甲的问题").click()
+        page.locator("#chat-open").click()  # before, 乙's reply went on over 甲 and was saved as 甲
+        told(page, "A reply is still being written")
+        page.locator("#chat-delete").click()
+        told(page, "A reply is still being written")
+        import_file(page, other)
+        told(page, "A reply is still being written")
+        assert texts(page, USER) == ["乙的问题", "乙的第二个问题"]
+        gate.open()
+        page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+    page.wait_for_function("() => !document.querySelector('#chat-send').disabled")  # the reply is complete
+    assert texts(page, USER) == ["乙的问题", "乙的第二个问题"]
+    page.locator("#chat-saved input").click()
+    assert page.get_by_role("option").count() == 2  # nothing deleted, nothing imported
+    page.get_by_role("option", name="甲的问题").click()
+    page.locator("#chat-open").click()  # once it is written, the past chat opens, as it was kept
+    page.wait_for_function(f"u => document.querySelector(u)?.innerText.trim() === '甲的问题'", arg=USER)
+    assert texts(page, USER) == ["甲的问题"] and len(texts(page, BOT)) == 1
+    import_file(page, other)
+    page.locator(USER, has_text="丙的问题").wait_for()

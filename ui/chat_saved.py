@@ -96,8 +96,20 @@ def restore(store: Any, history: list[dict], conversation_id: str | None) -> tup
     return (*_shown(current), listing)
 
 
-def chosen(selected: str | None, store: Any) -> None:
-    """Refuse, before anything on the page changes, when no saved conversation is chosen in the list."""
+BUSY = "回答还在生成：请等它写完，或先按“停止”。 / A reply is still being written: wait for it or press Stop."
+
+
+def idle(writing: int) -> None:
+    """Refuse to change the open chat while a reply is written into it: the reply would go on over the chat
+    shown instead, and be saved under its name."""
+    if writing:
+        raise gr.Error(BUSY, print_exception=False)
+
+
+def chosen(selected: str | None, store: Any, writing: int = 0) -> None:
+    """Refuse, before anything on the page changes, when no saved conversation is chosen in the list, or while a
+    reply is being written."""
+    idle(writing)
     if conversations.find(store, selected) is None:
         raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
 
@@ -155,8 +167,11 @@ def open_import(conversation: Conversation, store: Any) -> tuple[Any, ...]:
     return (*_shown(conversation), store, _choices(store, conversation.id))
 
 
-def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav) -> SavedChats:
-    """Lay out the saved-chats row and the export/import row; wire everything that needs no model."""
+def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr.State) -> SavedChats:
+    """Lay out the saved-chats row and the export/import row; wire everything that needs no model.
+
+    ``writing`` counts the replies being written: opening, deleting or importing a chat waits for it to be 0.
+    """
     store = gr.BrowserState(EMPTY_STORE, storage_key="modeldeck-chats", secret=STORE_SECRET)
     current = gr.State(None)
     with gr.Row(equal_height=True):
@@ -177,13 +192,14 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav) -> SavedCha
     if root is not None:  # restore once the page has read the browser's store (either may come first)
         gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], queue=False,
               **private)
-    checked(open_btn.click, chosen, [listing, store]).success(open_saved, [listing, store], [*view, store], **private)
-    checked(delete_btn.click, chosen, [listing, store]).success(
+    checked(open_btn.click, chosen, [listing, store, writing]).success(open_saved, [listing, store], [*view, store],
+                                                                       **private)
+    checked(delete_btn.click, chosen, [listing, store, writing]).success(
         delete_saved, [listing, current, store], [chatbot, current, *nav.outputs, store, listing], **private)
     for button, kind in ((json_btn, "json"), (md_btn, "md")):
         button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings, nav.state], exported,
                      **private)
     imported = gr.State(None)  # a refused file marks only this invisible output with an error
-    upload.upload(read_import, upload, imported, **private).success(
+    checked(upload.upload, idle, [writing]).success(read_import, upload, imported, **private).success(
         open_import, [imported, store], [*view, store, listing], **private)
     return SavedChats(store, current, listing, [chatbot, *settings], nav)

@@ -185,18 +185,19 @@ def build() -> None:
                             info=t("md_max_new_tokens_info"), elem_id="chat-max-new")
         color = gr.Checkbox(False, label=t("md_color_by_p"), elem_id="chat-color")
     examples([[e] for e in EXAMPLES], [box], ["示例 Example"])
-    saved = chat_saved.build(chatbot, [system, temperature, top_p, max_new], nav)
+    # How many replies this page has started and not ended: a second one started meanwhile would overwrite the
+    # chat under the first (a message sent during a reply was lost that way), so Send is greyed out, and Enter,
+    # Regenerate and opening, deleting or importing a past chat refuse, until it is 0. An edit may start one
+    # anyway (it stops the one being written); counting, not a flag, keeps the stopped one's end from marking
+    # the page idle while the edit's reply is written.
+    writing = gr.State(0)
+    saved = chat_saved.build(chatbot, [system, temperature, top_p, max_new], nav, writing)
 
     settings = [chatbot, system, temperature, top_p, max_new, color]
     private = {"api_visibility": "private"}
     # A failed reply marks the status line, not the chat: gradio veils every output it shows progress on.
     answer = {"fn": reply, "inputs": settings, "outputs": [chatbot, status, colors], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM), "show_progress_on": [status], **private}
-    # How many replies this page has started and not ended: a second one started meanwhile would overwrite the
-    # chat under the first (a message sent during a reply was lost that way), so Send is greyed out, and Enter and
-    # Regenerate refuse, until it is 0. An edit may start one anyway (it stops the one being written); counting,
-    # not a flag, keeps the stopped one's end from marking the page idle while the edit's reply is written.
-    writing = gr.State(0)
     starts = [checked(typed, need_message, [box, writing]).success(add_user_message, [box, chatbot], [box, chatbot],
                                                                    **private)
               for typed in (box.submit, send.click)]
