@@ -277,3 +277,25 @@ def test_past_chats_wait_while_a_reply_is_written(short_chat, tmp_path):
     assert texts(page, USER) == ["甲的问题"] and len(texts(page, BOT)) == 1
     import_file(page, other)
     page.locator(USER, has_text="丙的问题").wait_for()
+
+
+def test_one_picture_story_step_at_a_time(page):
+    from gates import PassGate, wait_until
+    from pipelines import registry
+
+    upload_picture(page)
+    with PassGate(registry.get_model("chat"), permits=3) as gate:  # the prompt and two tokens, then the model waits
+        page.locator("#story-run").click()
+        wait_filled(page, "story-caption")
+        wait_until(lambda: gate.arrived > 3, "the story is being written")
+        caption = page.locator("#story-caption textarea").input_value()
+        for button in ("#story-rewrite", "#story-caption-only", "#story-revoice"):
+            page.locator(button).click()  # before, each wrote over the running step's caption, story or audio
+            told(page, "The last step is still running")
+        assert page.locator("#story-caption textarea").input_value() == caption
+        gate.open()
+    page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()  # the run went on to its audio
+    page.wait_for_function("() => !document.querySelector('#story-status .generating')")
+    page.locator("#story-text textarea").fill("")
+    page.locator("#story-rewrite").click()  # once it is over, the next step runs
+    wait_filled(page, "story-text")

@@ -120,6 +120,7 @@ def test_caption_only_then_edit_rewrite_and_voice_again(page):
     page.locator("#story-caption textarea").fill("一只猫坐在红色的椅子上")
     page.locator("#story-rewrite").click()
     wait_filled(page, "story-text")
+    page.wait_for_function("() => !document.querySelector('#story-status .generating')")  # one step at a time
     page.locator("#story-text textarea").fill("从前有一只猫。它很好。")
     page.locator("#story-revoice").click()
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()

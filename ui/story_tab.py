@@ -22,6 +22,20 @@ EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7
 LANGUAGE_CHOICES = [("中文", "zh"), ("English", "en")]
 
 
+BUSY = ("上一步还在进行：请等它完成，或先按“停止”。 / The last step is still running: wait for it or press Stop.")
+
+
+def ready(check: Any) -> Any:
+    """``check`` on the inputs, after refusing while another step of this tab runs (its last input, ``busy``):
+    two at once would write over each other's caption, story or audio."""
+
+    def run(*inputs: Any) -> None:
+        if inputs[-1]:
+            raise gr.Error(BUSY, print_exception=False)
+        check(*inputs[:-1])
+    return run
+
+
 @gpu
 @edge
 def run_all(image: Any, style: str, length: int, creativity: float,
@@ -98,20 +112,25 @@ def build() -> None:
     settings = [style, length, creativity, language]
     private = {"api_visibility": "private"}
     # Each run checks its input first: a missing picture or an empty box leaves the captions, story and audio shown.
-    runs = [
-        checked(go.click, need_picture, [image]).success(
-            run_all, [image, *settings], [caption, caption_en, story, audio, status, seed], concurrency_id=LLM,
-            concurrency_limit=concurrency_limit(LLM), **private),
-        checked(caption_btn.click, need_picture, [image]).success(
-            caption_only, image, [caption, caption_en, status], concurrency_id=CAPTIONER, concurrency_limit=1,
-            **private),
-        checked(rewrite_btn.click, need_text("图片描述", "caption"), [caption]).success(
-            rewrite, [caption, *settings], [story, status, seed], concurrency_id=LLM,
-            concurrency_limit=concurrency_limit(LLM), **private),
-        checked(revoice_btn.click, need_text("要朗读的文本", "text to read"), [story]).success(
-            revoice, [story, language], [audio, status], concurrency_id=SPEECH,
-            concurrency_limit=concurrency_limit(SPEECH), **private),
-    ]
+    # ``busy`` counts the steps running (one at a time: they share the captions, story, audio and status).
+    busy = gr.State(0)
+    steps = [(go.click, need_picture, [image], {"fn": run_all, "inputs": [image, *settings],
+              "outputs": [caption, caption_en, story, audio, status, seed], "concurrency_id": LLM,
+              "concurrency_limit": concurrency_limit(LLM)}),
+             (caption_btn.click, need_picture, [image], {"fn": caption_only, "inputs": [image],
+              "outputs": [caption, caption_en, status], "concurrency_id": CAPTIONER, "concurrency_limit": 1}),
+             (rewrite_btn.click, need_text("图片描述", "caption"), [caption], {"fn": rewrite,
+              "inputs": [caption, *settings], "outputs": [story, status, seed], "concurrency_id": LLM,
+              "concurrency_limit": concurrency_limit(LLM)}),
+             (revoice_btn.click, need_text("要朗读的文本", "text to read"), [story], {"fn": revoice,
+              "inputs": [story, language], "outputs": [audio, status], "concurrency_id": SPEECH,
+              "concurrency_limit": concurrency_limit(SPEECH)})]
+    runs = []
+    for trigger, check, inputs, work in steps:
+        started = checked(trigger, ready(check), [*inputs, busy]).success(lambda n: n + 1, busy, busy, queue=False,
+                                                                          **private)
+        runs.append(started.then(**work, **private))
+        runs[-1].then(lambda n: max(0, n - 1), busy, busy, queue=False, **private)  # after Stop too
     checked(image.upload, need_picture, [image])  # a file that is not a picture is named at once, not at Run
     stop.click(None, None, None, cancels=runs, **private)
     bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)
