@@ -18,7 +18,7 @@ from pipelines.inputs import normalize_messages
 from . import chat_versions
 from .adapters import file_path
 from .chat_versions import VersionNav
-from .common import checked, edge
+from .common import checked, edge, need_idle
 
 EMPTY_STORE: dict[str, Any] = {"current": None, "chats": []}
 # The browser stores the chats; gradio's BrowserState "encrypts" them with a key it also sends to the
@@ -96,20 +96,10 @@ def restore(store: Any, history: list[dict], conversation_id: str | None) -> tup
     return (*_shown(current), listing)
 
 
-BUSY = "回答还在生成：请等它写完，或先按“停止”。 / A reply is still being written: wait for it or press Stop."
-
-
-def idle(writing: int) -> None:
-    """Refuse to change the open chat while a reply is written into it: the reply would go on over the chat
-    shown instead, and be saved under its name."""
-    if writing:
-        raise gr.Error(BUSY, print_exception=False)
-
-
 def chosen(selected: str | None, store: Any, writing: int = 0) -> None:
     """Refuse, before anything on the page changes, when no saved conversation is chosen in the list, or while a
-    reply is being written."""
-    idle(writing)
+    reply is being written (it would go on over the chat shown instead, and be saved under its name)."""
+    need_idle(writing)
     if conversations.find(store, selected) is None:
         raise gr.Error("请先在列表里选择一个对话。 / Choose a conversation in the list first.", print_exception=False)
 
@@ -200,6 +190,6 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr
         button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings, nav.state], exported,
                      **private)
     imported = gr.State(None)  # a refused file marks only this invisible output with an error
-    checked(upload.upload, idle, [writing]).success(read_import, upload, imported, **private).success(
+    checked(upload.upload, need_idle, [writing]).success(read_import, upload, imported, **private).success(
         open_import, [imported, store], [*view, store, listing], **private)
     return SavedChats(store, current, listing, [chatbot, *settings], nav)

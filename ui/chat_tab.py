@@ -16,7 +16,7 @@ from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_ra
 from . import adapters, chat_saved, chat_versions
 from .exact_chatbot import ExactChatbot
 from .common import (LLM, READING_MARK, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
-                     notices_md, reading_md, t, usage_md)
+                     need_idle, notices_md, reading_md, t, usage_md)
 from .token_colors import colored_html
 
 CSS = chat_versions.CSS
@@ -46,16 +46,10 @@ def stop_reply(request: gr.Request | None) -> None:
         stream.cancel()
 
 
-def need_idle(writing: int) -> None:
-    """Refuse to start a reply while one is being written: the two would overwrite each other's chat."""
-    if writing:
-        raise gr.Error(WRITING, print_exception=False)
-
-
 def need_message(message: str, writing: int = 0) -> None:
     """Refuse an empty box, or any message while a reply is being written, saying what to do (``checked``:
     before anything on the page changes, so a refused message stays in the box)."""
-    need_idle(writing)
+    need_idle(writing, WRITING)
     if not message or not message.strip():
         raise gr.Error("请先输入消息。 / Enter a message first.", print_exception=False)
 

@@ -84,6 +84,16 @@ def checked(trigger: Callable[..., Any], check: Callable[..., None], inputs: lis
     return trigger(edge(check), inputs, None, show_progress="hidden", api_visibility="private")
 
 
+REPLYING = "回答还在生成：请等它写完，或先按“停止”。 / A reply is still being written: wait for it or press Stop."
+
+
+def need_idle(running: int, message: str = REPLYING) -> None:
+    """A check for ``checked``: refuse while ``running`` (the page's steps started and not ended) is not 0, with
+    ``message``; a second step at once would write over the first's outputs."""
+    if running:
+        raise gr.Error(message, print_exception=False)
+
+
 def need_text(field_zh: str, field_en: str) -> Callable[[Any], None]:
     """A check for ``checked``: refuse an empty text box in the words the pipeline would use."""
 

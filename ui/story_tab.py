@@ -13,8 +13,8 @@ from pipelines.images import need_picture
 from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
 
 from . import adapters
-from .common import (CAPTIONER, LLM, SPEECH, checked, concurrency_limit, edge, examples, gpu, need_text, notices_md,
-                     picture_input, t)
+from .common import (CAPTIONER, LLM, SPEECH, checked, concurrency_limit, edge, examples, gpu, need_idle, need_text,
+                     notices_md, picture_input, t)
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
 EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7, "zh"),
@@ -30,8 +30,7 @@ def ready(check: Any) -> Any:
     two at once would write over each other's caption, story or audio."""
 
     def run(*inputs: Any) -> None:
-        if inputs[-1]:
-            raise gr.Error(BUSY, print_exception=False)
+        need_idle(inputs[-1], BUSY)
         check(*inputs[:-1])
     return run
 
