@@ -168,6 +168,15 @@ def test_the_tab_shows_the_cut_notice_under_the_scores():
     assert classify_tab.run("很好", "Tiny 中文情感")[1] == ""
 
 
+def test_the_classify_endpoint_warns_of_a_cut_text(monkeypatch):
+    from ui import api
+
+    warned: list[str] = []
+    monkeypatch.setattr(api, "warn", warned.extend)  # gr.Warning: a toast in the page, a log message to clients
+    assert set(api.classify("猫狗" * 200, "Tiny 中文情感")) == {"负面 negative", "正面 positive"}
+    assert len(warned) == 1 and "too long" in warned[0]
+
+
 def test_the_check_refuses_a_file_over_the_row_cap_before_the_work_step(tmp_path, monkeypatch):
     from ui import classify_batch
 
