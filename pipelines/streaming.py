@@ -185,6 +185,8 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
                 if changed:
                     last = time.monotonic()
                     yield list(shown)
+            if not last:  # nothing readable was written: still render once (text generation shows the prompt)
+                yield list(shown)
         finally:
             if request.cancel.is_set() or not finished:
                 usage.finish_reason = "cancelled"

@@ -42,4 +42,8 @@ def generate_text(prompt: str, model: str | None = None, *, max_new_tokens: int 
     )
     n = number(num_return_sequences, name="num_return_sequences", lo=1, hi=MAX_SEQUENCES, notices=notices,
                integer=True, default=1)
+    if n > 1 and params.temperature == 0:
+        notices.append(f"温度为 0 时每一步都取最可能的词，所以 {n} 个序列完全相同；要不同的续写请把温度调高。 / "
+                       f"With temperature 0 every step takes the most likely token, so the {n} sequences are the "
+                       f"same; raise the temperature for different ones.")
     return backend.stream_text(text, params, n, notices, join_sequences)

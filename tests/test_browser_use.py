@@ -181,3 +181,23 @@ def test_a_reload_brings_the_picture_story_back_and_clear_forgets_it(page, tmp_p
     kept_changed(page, before)  # forgotten too (what a reload then finds is tested in test_story_saved.py)
     assert page.locator("#story-caption textarea").input_value() == ""
     assert page.locator("#story-image img").count() == 0
+
+
+def test_text_generation_stop_says_so_with_the_seed_and_a_new_run_drops_the_old_colours(page):
+    from gates import PassGate
+    from pipelines import registry
+
+    open_tab(page, "✍️ 文本生成")
+    page.locator("#textgen-prompt textarea").fill("今天天气很好")
+    page.locator("#textgen-seed input, #textgen-seed textarea").first.fill("77")
+    page.locator("#textgen-run").click()
+    page.locator("#textgen-colors .md-tok").first.wait_for()  # a finished run: its text coloured
+    status = page.locator("#textgen-status")
+    with PassGate(registry.get_model("textgen"), permits=0):  # the next run waits at its first forward pass
+        page.locator("#textgen-run").click()
+        page.wait_for_function("() => !document.querySelector('#textgen-colors .md-tok')")  # gone at the click
+        page.wait_for_function("() => !document.querySelector('#textgen-status')?.innerText.includes('total_tokens')")
+        page.locator("#textgen-stop").click()
+        status.get_by_text("已停止").wait_for()
+    assert "seed 77" in status.inner_text()  # shown from the start of the run, kept by the Stop
+    assert page.locator("#textgen-colors .md-tok").count() == 0

@@ -186,3 +186,22 @@ def test_textgen_usage_counts_the_tokens_of_every_sequence():
     assert stream.usage.completion_tokens == sum(each) > max(each)
     assert f"completion_tokens **{sum(each)}**" in usage_md(stream.usage)  # the tab's token line
     assert len(stream.usage.finish_reasons) == 3
+
+
+def test_a_cut_prompt_is_shown_as_written_not_as_the_tokenizer_spells_it():
+    prompt = "你好，我是一个模型。🦜" * 40  # longer than the tiny Chinese GPT-2's window; 🦜 is not in its vocabulary
+    stream = p.generate_text(prompt, max_new_tokens=8, temperature=0)
+    stream.collect()
+    assert any("tokens were used" in n for n in stream.notices)
+    shown = stream.text[:len(stream.text) - len(stream.texts[0])]  # what precedes the continuation
+    assert 20 < len(shown) < len(prompt) and prompt.endswith(shown)  # no space between characters, 🦜 kept
+
+
+def test_greedy_decoding_of_several_sequences_says_they_are_the_same():
+    stream = p.generate_text("你好", max_new_tokens=5, temperature=0, num_return_sequences=3)
+    stream.collect()
+    assert len(set(stream.texts)) == 1
+    assert any("3 sequences are the same" in n for n in stream.notices)
+    sampled = p.generate_text("你好", max_new_tokens=5, temperature=0.9, num_return_sequences=3, seed=1)
+    sampled.collect()
+    assert not any("sequences are the same" in n for n in sampled.notices)

@@ -7,7 +7,7 @@ seed each run used is shown under the output, and "reuse" puts it back in the bo
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import gradio as gr
 
@@ -18,7 +18,8 @@ from pipelines.textgen import DEFAULT_MAX_NEW_TOKENS, MAX_SEQUENCES
 from pipelines.inputs import seed as parse_seed
 
 from . import adapters
-from .common import model_choices, TEXTGEN, checked, edge, examples, gpu, joined, need_text, notices_md, t, usage_md
+from .common import (STOPPED, TEXTGEN, checked, edge, examples, gpu, joined, model_choices, need_text, notices_md, t,
+                     usage_md)
 from .token_colors import colored_html
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
@@ -34,7 +35,8 @@ def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k:
     text coloured by each token's probability."""
     stream = adapters.generate(prompt, model, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
                                num_return_sequences, seed, top_logprobs=5)
-    notes = notices_md(stream.notices)
+    notes = joined(notices_md(stream.notices), f"🎲 seed **{stream.seed}**" if stream.seed is not None else "")
+    yield gr.skip(), notes, stream.seed, gr.skip()  # the seed shows (and Stop keeps it) before the first token
     for text in stream:
         yield text, notes, stream.seed, gr.skip()
     yield (stream.text, joined(notices_md(stream.notices), usage_md(stream.usage, stream.seed)),
@@ -45,6 +47,11 @@ def need_prompt_and_seed(prompt: str, seed: str | None) -> None:
     """Refuse an empty prompt or a seed that is not a whole number (``checked``: the output stays as it is)."""
     need_text("提示文本", "prompt")(prompt)
     parse_seed(seed)
+
+
+def stopped(status: str, running: bool) -> Any:
+    """The status line after Stop, when a run was going: what it said (the seed, notices), then stopped."""
+    return joined(status, STOPPED) if running else gr.skip()
 
 
 def reuse_seed(last: int | None) -> str:
@@ -86,9 +93,15 @@ def build() -> None:
                 randomize = gr.Button(t("md_seed_random"), size="sm", elem_id="textgen-seed-random")
     last_seed = gr.State(None)
     examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
-    event = checked(go.click, need_prompt_and_seed, [prompt, seed]).success(
+    running = gr.State(False)
+    quick = {"api_visibility": "private", "queue": False}
+    started = checked(go.click, need_prompt_and_seed, [prompt, seed]).success(lambda: (True, "", ""), None,
+                                                                              [running, status, colors], **quick)
+    event = started.then(
         run, [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
         [output, status, last_seed, colors], concurrency_id=TEXTGEN, concurrency_limit=1, api_visibility="private")
-    stop.click(None, None, None, cancels=[event], api_visibility="private")
+    # The last run's status and coloured text go at the click: they never sit under another run's text.
+    event.then(lambda: False, None, running, **quick)  # after Stop too
+    stop.click(stopped, [status, running], status, cancels=[event], **quick)
     reuse.click(reuse_seed, last_seed, seed, api_visibility="private", queue=False)
     randomize.click(lambda: "", None, seed, api_visibility="private", queue=False)

@@ -80,7 +80,8 @@ class LocalTextBackend:
                     render: Render) -> TextStream:
         tokenizer = self.loaded.processor
         # WordPiece vocabularies (the Chinese GPT-2) would wrap the prompt in [CLS] … [SEP].
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
+        ids = encoded["input_ids"]
         if not ids:
             raise InvalidInputError("提示文本里没有模型认识的字符，请换一段文字。",
                                     "The model recognises no character of the prompt; try other text.")
@@ -93,9 +94,18 @@ class LocalTextBackend:
         import torch
 
         input_ids = torch.tensor([ids] * n)
-        prefix = prompt if len(ids) == whole else tokenizer.decode(ids, skip_special_tokens=True)
+        prefix = prompt if len(ids) == whole else kept_end(prompt, encoded, len(ids), tokenizer)
         return stream_generate(self.loaded, input_ids, torch.ones_like(input_ids), params, notices=notices,
                                render=lambda rows: render([prefix + r for r in rows]))
+
+
+def kept_end(prompt: str, encoded: Any, kept: int, tokenizer: Any) -> str:
+    """The end of ``prompt`` its last ``kept`` tokens came from, as the user wrote it. Decoding those tokens
+    instead would space out every Chinese character (WordPiece) and drop characters the model does not know."""
+    offsets = encoded.get("offset_mapping")
+    if offsets:
+        return prompt[offsets[-kept][0]:]
+    return tokenizer.decode(encoded["input_ids"][-kept:], skip_special_tokens=True)
 
 
 def labels_of(model: Any) -> list[str]:
