@@ -1,7 +1,9 @@
 """Classify many texts at once: pasted lines or a CSV / TSV / TXT file, each row reported on its own.
 
-Files are read as UTF-8 (with or without a BOM) or GBK, whichever decodes. At most
-``MODELDECK_MAX_BATCH_ROWS`` rows (1000) are taken; an empty, unreadable or over-long row gets a note in
+Files are read as UTF-8 (with or without a BOM) or GBK, whichever decodes. A CSV's quotes follow RFC 4180
+and are checked strictly: a quote that does not balance is refused, naming its line, rather than merging the
+rows after it into one text. A TSV has no quoting (as in the IANA definition): its quotes are part of the text.
+At most ``MODELDECK_MAX_BATCH_ROWS`` rows (1000) are taken; an empty, unreadable or over-long row gets a note in
 its own row of the result and never fails the batch. Results are written as CSV in UTF-8 with a BOM, so
 spreadsheet programs show Chinese correctly.
 """
@@ -16,14 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import settings
-from .backends import classifier
 from .classify import classify_texts
 from .downloads import save_download
 from .errors import InvalidInputError
-from .inputs import _CONTROL, max_input_chars
-from .windows import input_window
+from .inputs import _CONTROL
 
-TEXT_COLUMN = re.compile(r"(?i)text|review|comment|content|sentence|message|评论|评价|内容|文本|句子|留言")
+# A column is told by whole words of its name: "message" and "review_text" name texts, "message_id",
+# "context" and "评论编号" do not.
+TEXT_WORDS = {"text", "review", "comment", "content", "sentence", "message", "body", "feedback"}
+TEXT_NAMES = re.compile(r"评论|评价|内容|文本|句子|留言|反馈|正文")
+ID_WORDS = {"id", "ids", "uuid", "guid", "key", "no", "num", "number", "idx", "index", "code"}
+ID_NAMES = re.compile(r"(编号|序号|号码|代码)$")
+WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+NOT_PROSE = re.compile(r"[\d\s.,:/#+-]*")  # numbers, dates, times: never the texts
 EMPTY = "空行，已跳过 / empty, skipped"
 NOT_TEXT = "不是文本，已跳过 / not text, skipped"
 
@@ -40,6 +47,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     encoding: str
+    multiline: list[int] = field(default_factory=list)  # rows (from 1) whose quoted text spans several lines
 
 
 @dataclass
@@ -64,6 +72,40 @@ def decode(data: bytes) -> tuple[str, str]:
                             "The file's encoding is not recognised. Save it as a CSV / TSV / TXT file in UTF-8 or GBK.")
 
 
+def unbalanced(start: int, line: int, error: csv.Error) -> InvalidInputError:
+    """The message for a CSV whose record from line ``start`` could not be read at line ``line``."""
+    if "unexpected end of data" in str(error):  # a quote opened and never closed
+        return InvalidInputError(
+            f"第 {start} 行起有一个引号没有闭合，它后面的每一行都会被读成同一段文本。请删掉多余的引号，"
+            "或把文本里的引号写成两个（\"\"）。",
+            f"A quote from line {start} on is never closed: every line after it would be read as one text. "
+            'Remove the stray quote, or double a quote that is part of the text ("").')
+    where_zh, where_en = (f"第 {line} 行", f"line {line}") if line == start else \
+        (f"第 {start}–{line} 行", f"lines {start}–{line}")
+    return InvalidInputError(
+        f"无法解析这个表格文件：{where_zh}的引号不成对（{error}）。请检查引号是否成对，或把文本里的引号写成两个（\"\"）。",
+        f"The table cannot be parsed: the quotes on {where_en} are not balanced ({error}). Check that quotes "
+        'are balanced, or double a quote that is part of the text ("").')
+
+
+def parse_rows(text: str, delimiter: str) -> tuple[list[list[str]], list[int]]:
+    """A CSV's (strict quotes) or TSV's (no quoting) rows, and the indexes of rows that span several lines."""
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
+    rows: list[list[str]] = []
+    multiline: list[int] = []
+    start = 1
+    try:
+        for row in reader:
+            if reader.line_num > start:
+                multiline.append(len(rows))
+            rows.append(row)
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise unbalanced(start, max(reader.line_num, start), error) from None
+    return rows, multiline
+
+
 def read_table(path: str, *, header: bool = True) -> Table:
     """Read a CSV, TSV or TXT file (one text per line); the first row names the columns when ``header``."""
     extension = os.path.splitext(path)[1].lower()
@@ -73,13 +115,9 @@ def read_table(path: str, *, header: bool = True) -> Table:
         text, encoding = decode(f.read())
     text = text.replace("\x00", "")
     if extension == ".txt":
-        rows = [[line] for line in text.splitlines()]
+        rows, multiline = [[line] for line in text.splitlines()], []
     else:
-        try:
-            rows = list(csv.reader(io.StringIO(text), delimiter="\t" if extension == ".tsv" else ","))
-        except csv.Error as exc:
-            raise InvalidInputError(f"无法解析这个表格文件（{exc}）。请检查引号是否成对。",
-                                    f"The table cannot be parsed ({exc}). Check that quotes are balanced.") from None
+        rows, multiline = parse_rows(text, "\t" if extension == ".tsv" else ",")
     width = max((len(r) for r in rows), default=0)
     if width == 0:
         raise InvalidInputError("文件是空的。", "The file is empty.")
@@ -88,16 +126,38 @@ def read_table(path: str, *, header: bool = True) -> Table:
     columns = [name.strip() or f"列 {i + 1} column {i + 1}" for i, name in enumerate(names)] or \
         [f"列 {i + 1} column {i + 1}" for i in range(width)]
     columns += [f"列 {i + 1} column {i + 1}" for i in range(len(columns), width)]
-    return Table(columns, rows, encoding)
+    first = 1 if names else 0
+    return Table(columns, rows, encoding, [i - first + 1 for i in multiline if i >= first])
 
 
 def guess_text_column(table: Table) -> int:
-    """The column that most likely holds the texts: a telling name, else the longest on average."""
-    for i, name in enumerate(table.columns):
-        if TEXT_COLUMN.search(name):
-            return i
+    """The column that most likely holds the texts: never an id-like or numbers-only one; a name that says
+    text (a whole word: "message", not "message_id"), then the longest values on average."""
     sample = table.rows[:200]
-    return max(range(len(table.columns)), key=lambda i: sum(len(r[i]) for r in sample)) if sample else 0
+
+    def words(i: int) -> list[str]:
+        return [w.lower() for w in WORDS.findall(table.columns[i])]
+
+    def prose(i: int) -> bool:
+        name, values = table.columns[i], [r[i] for r in sample if r[i].strip()]
+        id_like = (words(i)[-1:] and words(i)[-1] in ID_WORDS) or ID_NAMES.search(name.strip())
+        return not id_like and any(not NOT_PROSE.fullmatch(v) for v in values)
+
+    def named(i: int) -> bool:
+        return any(w in TEXT_WORDS or w.removesuffix("s") in TEXT_WORDS for w in words(i)) or \
+            bool(TEXT_NAMES.search(table.columns[i]))
+
+    candidates = [i for i in range(len(table.columns)) if prose(i)] or list(range(len(table.columns)))
+    return max(candidates, key=lambda i: (named(i), sum(len(r[i]) for r in sample) / max(len(sample), 1)))
+
+
+def check_row_count(count: int) -> None:
+    """Refuse more rows than one batch may have (``MODELDECK_MAX_BATCH_ROWS``), saying what to do."""
+    if count > max_rows():
+        raise InvalidInputError(
+            f"一次最多分类 {max_rows()} 行，这里有 {count} 行。请拆分文件，或调大 MODELDECK_MAX_BATCH_ROWS。",
+            f"At most {max_rows()} rows can be classified at once; this has {count}. Split the file, "
+            "or raise MODELDECK_MAX_BATCH_ROWS.")
 
 
 def pasted_lines(text: Any) -> list[str]:
@@ -115,11 +175,7 @@ def classify_rows(texts: Any, model: str | None = None,
                                 'texts must be a list of texts, like ["great", "awful"].')
     if not texts:
         raise InvalidInputError("请至少给出一段文本。", "Give at least one text.")
-    if len(texts) > max_rows():
-        raise InvalidInputError(
-            f"一次最多分类 {max_rows()} 行，这里有 {len(texts)} 行。请拆分文件，或调大 MODELDECK_MAX_BATCH_ROWS。",
-            f"At most {max_rows()} rows can be classified at once; this has {len(texts)}. Split the file, "
-            "or raise MODELDECK_MAX_BATCH_ROWS.")
+    check_row_count(len(texts))
     results = [RowResult(i + 1, t if isinstance(t, str) else "") for i, t in enumerate(texts)]
     todo = []
     for result, text in zip(results, texts):
@@ -131,18 +187,10 @@ def classify_rows(texts: Any, model: str | None = None,
             todo.append(result)
     if not todo:
         return results
-    loaded = getattr(classifier(model), "loaded", None)  # a remote classifier's window is the server's business
-    limit = input_window(loaded) if loaded is not None else 0
-    chars = max_input_chars()
-    lengths = ([len(ids) for ids in loaded.processor([r.text[:chars] for r in todo], truncation=False)["input_ids"]]
-               if loaded is not None else [0] * len(todo))
-    for result, length in zip(todo, lengths):
-        if length > limit:
-            result.note = (f"过长：模型只读了前 {limit} 个词元 / too long: the model read only its first {limit} "
-                           "tokens")
-    scores = classify_texts([r.text for r in todo], model, progress=progress)
-    for result, score in zip(todo, scores):
-        result.scores = score
+    notes: list[str] = []
+    scores = classify_texts([r.text for r in todo], model, progress=progress, notes=notes)
+    for result, score, note in zip(todo, scores, notes):
+        result.scores, result.note = score, note
     return results
 
 

@@ -11,6 +11,7 @@ import zipfile
 import pytest
 
 from test_browser import CHROMIUM, ROOT, browser, open_tab, page, shot  # noqa: F401  (fixtures)
+from test_browser_bad_input import told, veiled
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
@@ -31,9 +32,10 @@ def test_a_gbk_csv_is_classified_into_a_table_and_downloads_as_utf8_with_bom(pag
     upload.write_bytes(buffer.getvalue().encode("gbk"))  # as a Chinese spreadsheet program saves it
     open_tab(page, "🏷️ 文本分类")
     page.locator("#classify-batch-file input[type=file]").set_input_files(str(upload))
+    read = page.locator("#classify-batch-file-info")
+    read.get_by_text("GBK").wait_for()  # 4 rows, 3 columns, encoding found
+    assert "4 行" in read.inner_text()
     status = page.locator("#classify-batch-status")
-    status.get_by_text("GBK").wait_for()  # 4 rows, 3 columns, encoding found
-    assert "4 行" in status.inner_text()
     assert page.locator("#classify-batch-column input").input_value() == "评论"  # the text column is guessed
     page.locator("#classify-batch-run").click()
     status.get_by_text("已分类").wait_for()
@@ -68,6 +70,68 @@ def test_pasted_lines_are_classified_too(page):
     page.locator("#classify-batch-run").click()
     page.locator("#classify-batch-status").get_by_text("已分类").wait_for()
     page.wait_for_function("document.querySelector('#classify-batch-table')?.innerText.includes('一般')")
+
+
+def test_the_last_batch_results_stay_through_a_removed_file_and_refused_files(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELDECK_MAX_BATCH_ROWS", "3")  # the app runs in this process
+    files = {"two.csv": "text\n太好了\n太差了\n", "stray.csv": 'text\n"很好\n太差了\n一般\n', "four.csv": "text\n一\n二\n三\n四\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    read, status, table = (page.locator(f"#classify-batch-{x}") for x in ("file-info", "status", "table"))
+    open_tab(page, "🏷️ 文本分类")
+    page.locator("#classify-batch-text textarea").fill("很好\n很差")
+    page.locator("#classify-batch-run").click()
+    status.get_by_text("已分类").wait_for()
+    page.wait_for_function("document.querySelector('#classify-batch-table')?.innerText.includes('很差')")
+    summary, rows = status.inner_text(), table.inner_text()
+
+    def unchanged() -> bool:
+        return status.inner_text() == summary and table.inner_text() == rows and \
+            not veiled(page, "classify-batch-status") and not veiled(page, "classify-batch-table")
+
+    def put(name: str) -> None:
+        """Upload ``name`` in place of the file shown, if any (the drop area shows only while no file is)."""
+        remove = page.locator("#classify-batch-file button[aria-label='清除']")
+        if remove.count():
+            remove.click()
+        page.locator("#classify-batch-file input[type=file]").set_input_files(str(tmp_path / name))
+
+    put("two.csv")
+    read.get_by_text("2 行").wait_for()
+    page.locator("#classify-batch-file button[aria-label='清除']").click()  # the file removed again (the × of gradio's zh-CN page)
+    page.wait_for_function("!document.querySelector('#classify-batch-file-info')?.innerText.includes('行')")
+    page.locator("#classify-batch-header input").click()  # no file: nothing to re-read
+    assert unchanged()
+    put("stray.csv")
+    told(page, "never closed")  # named at once, with its line
+    page.locator("#classify-batch-run").click()
+    told(page, "line 2")
+    assert unchanged()
+    put("four.csv")
+    read.get_by_text("split the file").wait_for()  # 4 rows (the header box is off: 5) over the cap of 3
+    page.locator("#classify-batch-run").click()
+    told(page, "MODELDECK_MAX_BATCH_ROWS")  # refused before the work step: the last results stay shown
+    assert unchanged()
+    page.locator("#classify-batch-header input").click()
+    read.get_by_text("4 行").wait_for()
+    put("two.csv")
+    read.get_by_text("2 行").wait_for()
+    page.locator("#classify-batch-run").click()
+    page.wait_for_function("document.querySelector('#classify-batch-table')?.innerText.includes('太差了')")
+    status.get_by_text("2 pasted lines were not").wait_for()  # the file was classified, the pasted lines not
+    assert "粘贴的 2 行没有分类" in status.inner_text() and "很差" not in table.inner_text()
+
+
+def test_a_text_longer_than_the_model_reads_is_noted_under_the_scores(page):
+    open_tab(page, "🏷️ 文本分类")
+    page.locator("#classify-text textarea").fill("猫狗" * 200)
+    page.locator("#classify-run").click()
+    notices = page.locator("#classify-notices")
+    notices.get_by_text("too long").wait_for()
+    assert "128" in notices.inner_text() and "过长" in notices.inner_text()
+    page.locator("#classify-text textarea").fill("很好")
+    page.locator("#classify-run").click()
+    page.wait_for_function("!document.querySelector('#classify-notices')?.innerText.includes('too long')")
 
 
 def test_picture_story_download_all_gives_a_zip_with_every_piece(page):

@@ -38,9 +38,18 @@ def generate(prompt: str, model: str | None, max_new_tokens: int, temperature: f
                                    num_return_sequences=num_return_sequences, seed=seed, top_logprobs=top_logprobs)
 
 
-def classify(text: str, model: str | None) -> dict[str, float]:
-    """Return every label of ``text`` with its probability, highest first."""
-    return pipelines.classify_text(text, model)
+@dataclass
+class Classified:
+    """Every label's probability, highest first, and the notices (the text was cut)."""
+
+    scores: dict[str, float]
+    notices: list[str] = field(default_factory=list)
+
+
+def classify(text: str, model: str | None) -> Classified:
+    """Return every label of ``text`` with its probability and why the model read only part of it, if it did."""
+    notices: list[str] = []
+    return Classified(pipelines.classify_text(text, model, notices), notices)
 
 
 @dataclass
