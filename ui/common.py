@@ -96,11 +96,12 @@ def need_idle(running: int, message: str = REPLYING) -> None:
 
 def one_step(trigger: Callable[..., Any], check: Callable[..., None] | None, inputs: list[Any], busy: Any,
              message: str, work: dict[str, Any], after: dict[str, Any] | None = None,
-             locks: Sequence[Any] = ()) -> Any:
+             idle: dict[str, Any] | None = None, locks: Sequence[Any] = ()) -> Any:
     """``trigger`` runs ``work`` (``.then`` arguments), then ``after`` (failed or not), unless another step of the tab
     runs: while ``busy`` (a ``gr.State`` count of the steps started and not ended) is not 0 it is refused with
     ``message`` (see ``need_idle``) and ``locks`` (buttons) cannot be pressed. Then ``check`` (if any) runs on
-    ``inputs`` (see ``checked``). Returns the work's event; ``busy`` counts down when it ends, stopped too."""
+    ``inputs`` (see ``checked``). Returns the work's event; ``busy`` counts down when it ends, stopped too, and
+    then ``idle`` runs."""
 
     def ready(*values: Any) -> None:
         need_idle(values[-1], message)
@@ -116,7 +117,9 @@ def one_step(trigger: Callable[..., Any], check: Callable[..., None] | None, inp
     private = {"queue": False, "api_visibility": "private"}
     started = checked(trigger, ready, [*inputs, busy]).success(counted(1), busy, [busy, *locks], **private)
     run = started.then(**work)
-    (run.then(**after) if after is not None else run).then(counted(-1), busy, [busy, *locks], **private)
+    ended = (run.then(**after) if after is not None else run).then(counted(-1), busy, [busy, *locks], **private)
+    if idle is not None:
+        ended.then(**idle)
     return run
 
 

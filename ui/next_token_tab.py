@@ -151,8 +151,11 @@ def _shown(prompt: str, model: str, temperature: float, top_k: int, top_p: float
 @gpu
 @edge
 def draw(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
-         state: dict[str, Any] | None) -> tuple[Any, Any, Any, Any]:
-    """Redraw the chart (from cached logits when the text is unchanged); its rows are the candidates to click."""
+         state: dict[str, Any] | None, busy: int) -> tuple[Any, Any, Any, Any]:
+    """Redraw the chart (from cached logits when the text is unchanged); its rows are the candidates to click.
+    While a step runs it does nothing: the step redraws once it is over, with the prompt and settings of then."""
+    if busy:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     own = _own(state, prompt, model)  # written back only when step mode starts over: a step may be writing it
     return (*_shown(prompt, model, temperature, top_k, top_p, penalty, top_n, own),
             own if own["key"] != (state or {}).get("key") else gr.skip())
@@ -245,15 +248,17 @@ def build() -> None:
     settings = [prompt, model, temperature, top_k, top_p, penalty, top_n]
     quiet = {"api_visibility": "private", "concurrency_id": NEXT_TOKEN,
              "concurrency_limit": concurrency_limit(NEXT_TOKEN)}
-    redraw = {"fn": draw, "inputs": settings + [state], "outputs": [chart, text, status, state], **quiet}
+    # The steps change the text: one at a time (``busy`` counts them), each writing the state and the seed, then
+    # drawing the chart and text. Two at once, the later one wrote the text it started from plus its own token only.
+    # A redraw asked for meanwhile waits for the step's end, when the chart is drawn again with the settings of then
+    # (a redraw run beside the step's could end first and be drawn over with the older settings).
+    busy, clicked = gr.State(0), gr.State("")
+    redraw = {"fn": draw, "inputs": settings + [state, busy], "outputs": [chart, text, status, state], **quiet}
     show.click(**redraw)
     prompt.submit(**redraw)
     model.change(**redraw)
     for slider in (temperature, top_k, top_p, penalty, top_n):
         slider.change(trigger_mode="always_last", show_progress="hidden", **redraw)
-    # The steps change the text: one at a time (``busy`` counts them), each writing the state and the seed, then
-    # drawing the chart and text. Two at once, the later one wrote the text it started from plus its own token only.
-    busy, clicked = gr.State(0), gr.State("")
     after = {"fn": redrawn, "inputs": settings + [state], "outputs": [chart, text, status], **quiet}
     steps = [(step.click, need_prompt_and_seed, [prompt, seed],
               {"fn": sample, "inputs": settings[:-1] + [seed, state], "outputs": [state, seed]}),
@@ -262,4 +267,5 @@ def build() -> None:
              (back.click, None, [], {"fn": undo, "inputs": [state], "outputs": [state]}),
              (restart.click, None, [], {"fn": fresh_state, "inputs": None, "outputs": [state]})]
     for trigger, check, inputs, work in steps:
-        one_step(trigger, check, inputs, busy, BUSY, {**work, **quiet}, after, [step, back, restart])
+        one_step(trigger, check, inputs, busy, BUSY, {**work, **quiet}, after, {**after, "show_progress": "hidden"},
+                 [step, back, restart])
