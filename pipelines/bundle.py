@@ -18,7 +18,7 @@ from .speech import audio_dir
 from .story import StorySettings
 
 
-def _served_file(path: Any) -> str | None:
+def served_file(path: Any) -> str | None:
     """``path`` when it is a file inside the temp folder or the audio folder (where gradio keeps uploads and
     outputs), else None: a path from outside is never read into a bundle."""
     if not isinstance(path, str) or not path:
@@ -48,7 +48,7 @@ def story_bundle(image: Any, caption_zh: str, caption_en: str, story: str, audio
     caption_en = caption_en if isinstance(caption_en, str) else ""
     if not story.strip():
         raise InvalidInputError("还没有故事可以下载。请先生成故事。", "There is no story to download yet. Make one first.")
-    picture, sound = _served_file(image), _served_file(audio)
+    picture, sound = served_file(image), served_file(audio)
     files: dict[str, bytes] = {"caption_zh.txt": caption_zh.encode(), "caption_en.txt": caption_en.encode(),
                                "story.txt": story.encode()}
     if picture:

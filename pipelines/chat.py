@@ -19,7 +19,8 @@ def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAU
     """Return a stream of the assistant's reply to ``message`` after ``history``.
 
     ``history`` holds role/content dicts (gradio's content-part lists and [user, bot] pairs are
-    accepted too). Old turns are dropped to fit the context window, with a notice in ``notices``;
+    accepted too); its system messages follow ``system_prompt``, joined in order. Old turns are dropped to
+    fit the context window, with a notice in ``notices``;
     ``usage`` has the prompt and completion token counts once the stream ends. With ``top_logprobs``
     (0–20) the stream records each token's log-probability and that many alternatives (``logprobs``).
     """
@@ -28,10 +29,10 @@ def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAU
     messages = normalize_messages(history)
     system = clean_text(system_prompt, field_zh="系统提示词", field_en="system prompt", notices=notices,
                         required=False).strip()
-    inline = [m for m in messages if m["role"] == "system"]
+    # Every system message in ``history`` joins the system prompt, in order (the model reads one, first).
+    parts = ([system] if system else []) + [m["content"].strip() for m in messages if m["role"] == "system"]
+    system = "\n\n".join(parts)
     messages = [m for m in messages if m["role"] != "system"]
-    if not system and inline:
-        system = inline[-1]["content"]
     backend = chat_backend("chat")
     params = SamplingParams(
         max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=MIN_NEW_TOKENS, hi=max_new_tokens_cap(backend),

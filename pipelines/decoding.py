@@ -47,11 +47,17 @@ def prefill_chunk(device: Any) -> int:
 
 @dataclass
 class Usage:
-    """Token counts of one generation, and why it ended ("eos", "length", "cancelled" or "stopped")."""
+    """Token counts of one generation, and why it ended ("eos", "length", "cancelled" or "stopped").
+
+    With several sequences, ``completion_tokens`` counts the tokens of all of them (as OpenAI does), and
+    ``finish_reasons`` holds each sequence's own reason ("eos" or "length"; ``finish_reason`` is "length"
+    when any reached the limit).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = ""
+    finish_reasons: list[str] = field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:
@@ -84,12 +90,13 @@ class Request:
     generated: list[int] = field(default_factory=list)
     done: list[bool] = field(default_factory=list)
     logprobs: list[list[tuple[float, list[tuple[int, float]]]]] = field(default_factory=list)
-    hit_length: bool = False
+    hit_length: list[bool] = field(default_factory=list)  # per row: it reached ``max_new_tokens``
     closed: bool = False
 
     def __post_init__(self) -> None:
         self.generated = [0] * len(self.rows)
         self.done = [False] * len(self.rows)
+        self.hit_length = [False] * len(self.rows)
         self.logprobs = [[] for _ in self.rows]
         self.usage.prompt_tokens = max(len(r) for r in self.rows)
 
@@ -331,9 +338,9 @@ class DecodeBatch:
             if record is not None:
                 request.logprobs[i].append(record)
             if request.generated[i] >= request.params.max_new_tokens:
-                request.done[i] = request.hit_length = True
+                request.done[i] = request.hit_length[i] = True
         for request in {id(r): r for r, _ in self.slots[start:]}.values():
-            request.usage.completion_tokens = max(request.generated)
+            request.usage.completion_tokens = sum(request.generated)
             item = items[id(request)]
             if any(item):
                 request.sink.put(item)

@@ -29,7 +29,11 @@ class PipelineError(Exception):
 
 
 class InvalidInputError(PipelineError):
-    """The input cannot be processed as given."""
+    """The input cannot be processed as given; ``param`` names the parameter at fault, when there is one."""
+
+    def __init__(self, zh: str, en: str, param: str | None = None) -> None:
+        super().__init__(zh, en)
+        self.param = param
 
 
 class ModelUnavailableError(PipelineError):

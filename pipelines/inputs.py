@@ -29,13 +29,14 @@ def printable(text: str) -> str:
 def clean_text(value: Any, *, field_zh: str, field_en: str, notices: list[str],
                max_chars: int | None = None, required: bool = True) -> str:
     """Return ``value`` as text without control characters, cut to ``max_chars`` with a notice."""
+    param = field_en.replace(" ", "_")
     if value is None:
         value = ""
     if not isinstance(value, str):
-        raise InvalidInputError(f"{field_zh}必须是文本。", f"The {field_en} must be text.")
+        raise InvalidInputError(f"{field_zh}必须是文本。", f"The {field_en} must be text.", param)
     text = _CONTROL.sub("", value).replace("\r\n", "\n")
     if required and not text.strip():
-        raise InvalidInputError(f"请先输入{field_zh}。", f"Enter the {field_en} first.")
+        raise InvalidInputError(f"请先输入{field_zh}。", f"Enter the {field_en} first.", param)
     limit = max_chars or max_input_chars()
     if len(text) > limit:
         text = text[:limit]
@@ -49,15 +50,15 @@ def number(value: Any, *, name: str, lo: float, hi: float, notices: list[str], i
     """Return ``value`` as a number clamped to [lo, hi]; a notice names any clamping."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if default is None:
-            raise InvalidInputError(f"缺少参数 {name}。", f"The parameter {name} is missing.")
+            raise InvalidInputError(f"缺少参数 {name}。", f"The parameter {name} is missing.", name)
         value = default
     try:
         number_ = float(value)
     except (TypeError, ValueError):
         raise InvalidInputError(f"参数 {name} 必须是数字，收到 {value!r}。",
-                                f"The parameter {name} must be a number, got {value!r}.") from None
+                                f"The parameter {name} must be a number, got {value!r}.", name) from None
     if math.isnan(number_):
-        raise InvalidInputError(f"参数 {name} 不能是 NaN。", f"The parameter {name} cannot be NaN.")
+        raise InvalidInputError(f"参数 {name} 不能是 NaN。", f"The parameter {name} cannot be NaN.", name)
     clamped = min(max(number_, lo), hi)
     if integer:
         clamped = float(round(clamped))
@@ -83,10 +84,10 @@ def seed(value: Any) -> int | None:
         seed_ = int(number_)
     except (TypeError, ValueError, OverflowError):
         raise InvalidInputError(f"随机种子必须是整数，收到 {value!r}。",
-                                f"The seed must be a whole number, got {value!r}.") from None
+                                f"The seed must be a whole number, got {value!r}.", "seed") from None
     if not 0 <= seed_ <= MAX_SEED:
         raise InvalidInputError(f"随机种子必须在 0 到 {MAX_SEED} 之间。",
-                                f"The seed must be between 0 and {MAX_SEED}.")
+                                f"The seed must be between 0 and {MAX_SEED}.", "seed")
     return seed_
 
 

@@ -189,7 +189,8 @@ def consume(loaded: Any, request: Request, *, notices: list[str] | None = None,
             if request.cancel.is_set() or not finished:
                 usage.finish_reason = "cancelled"
             else:
-                usage.finish_reason = "length" if request.hit_length else "eos"
+                usage.finish_reasons = ["length" if hit else "eos" for hit in request.hit_length]
+                usage.finish_reason = "length" if any(request.hit_length) else "eos"
             request.cancel.set()
 
     return TextStream(texts(), cancel_event=request.cancel, usage=usage, seed=request.params.seed,

@@ -45,7 +45,8 @@ class Job:
         self._items = produce(call, self._holder)
         self._inside = False  # a worker thread is reading the next item
         self.texts = [""] * call.n
-        self.sent = [""] * call.n
+        self.sent = [""] * call.n  # the text each choice's client has
+        self.upto = [0] * call.n  # where that text ends in the choice's decoded text
         self.stopped = [False] * call.n
         self.usage = Usage()
         self.seed: int | None = None
@@ -93,7 +94,7 @@ class Job:
         """
         if self.call.logprobs is None:
             return []
-        sent, start, ready = len(self.sent[index]), 0, []
+        sent, start, ready = self.upto[index], 0, []
         for text, tokens in self.pieces[index]:
             if start + len(text) <= sent or (final and (start < sent or not self.stopped[index])):
                 ready += [(start, token) for token in tokens]
@@ -109,22 +110,25 @@ class Job:
             self._inside = False
 
     def news(self, final: bool = False) -> list[tuple[int, str]]:
-        """(choice, new text) for every choice with text not sent yet; while streaming, held-back tails stay."""
+        """(choice, new text) for every choice with text not sent yet; while streaming, held-back tails stay.
+
+        Decoding may still change text already sent (a tokenizer's clean-up drops the space in "he 's"); a
+        client that appends deltas keeps what it has, so what follows is sent from where its text ends.
+        """
         out = []
         for i, text in enumerate(self.texts):
             shown = text if final or self.stopped[i] else visible(text, self.call.stops, final=False)[0]
-            if len(shown) > len(self.sent[i]) and shown.startswith(self.sent[i]):
-                out.append((i, shown[len(self.sent[i]):]))
-                self.sent[i] = shown
-            elif final and shown != self.sent[i]:  # decoding changed sent text: send what follows the common part
-                common = len(_common_prefix(shown, self.sent[i]))
-                out.append((i, shown[common:]))
-                self.sent[i] = shown
+            at = len(self.sent[i]) if shown.startswith(self.sent[i]) else _resume_at(shown, self.sent[i])
+            if len(shown) > at:
+                out.append((i, shown[at:]))
+                self.sent[i] += shown[at:]
+            self.upto[i] = len(shown)
         return out
 
     def reasons(self) -> list[str]:
         """Each choice's OpenAI finish reason."""
-        return [finish_reason(self.usage.finish_reason, stopped) for stopped in self.stopped]
+        each = self.usage.finish_reasons or [self.usage.finish_reason] * self.call.n
+        return [finish_reason(reason, stopped) for reason, stopped in zip(each, self.stopped)]
 
     def cancel(self) -> None:
         """Stop the generation (a client that left, or every choice stopped); safe to call twice."""
@@ -136,8 +140,13 @@ class Job:
             self._items.close()
 
 
-def _common_prefix(a: str, b: str) -> str:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return a[:n]
+def _resume_at(shown: str, sent: str) -> int:
+    """Where the text a client has (``sent``) ends in ``shown``: spaces decoding has since dropped are
+    skipped, a character it has since changed counts as the one sent."""
+    at = 0
+    for ch in sent:
+        if at < len(shown) and shown[at] == ch:
+            at += 1
+        elif not ch.isspace():
+            at += 1
+    return at

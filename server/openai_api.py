@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes on the UI's port: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
+"""OpenAI-compatible routes on the UI's port: ``/v1/models`` (and ``/v1/models/{id}``), ``/v1/chat/completions``,
+``/v1/completions``; any other ``/v1`` path or method is a 404 or 405 in OpenAI's error shape.
 
 ``routes()`` goes into ``launch(app_kwargs={"routes": ...})`` (see ``app.launch_settings``), so the
 routes exist wherever the app is launched, ZeroGPU's wrapped ``launch`` included. Each request passes
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, AsyncIterator, Callable
 
 import anyio
@@ -23,8 +25,9 @@ from pipelines.errors import UNEXPECTED, known_error
 
 from .jobs import Job
 from .limits import authorized, gate
-from .protocol import ApiError, Call, choice_delta, chunk, error_body, model_list, read_chat, read_completion, \
-    response, role_chunk, usage_body
+from .protocol import ApiError, Call, choice_delta, chunk, error_body, model_list, model_object, response, \
+    role_chunk, served_models, usage_body
+from .requests import read_chat, read_completion, unknown_model
 
 log = logging.getLogger("modeldeck.api")
 router = APIRouter(prefix="/v1")
@@ -35,13 +38,16 @@ def routes() -> list[BaseRoute]:
     return list(router.routes)
 
 
-def error_response(exc: BaseException) -> JSONResponse:
-    """The OpenAI error JSON and status for ``exc``; unexpected errors are logged and not shown."""
+def error_response(exc: BaseException, names: dict[str, str] | None = None) -> JSONResponse:
+    """The OpenAI error JSON and status for ``exc``; unexpected errors are logged and not shown.
+
+    ``names`` maps a ``pipelines`` parameter named by an ``InvalidInputError`` to the request's field."""
     exc = known_error(exc) or exc
     if isinstance(exc, ApiError):
         status, body = exc.status, error_body(str(exc), exc.kind, exc.code, exc.param)
     elif isinstance(exc, InvalidInputError):
-        status, body = 400, error_body(str(exc), "invalid_request_error")
+        param = (names or {}).get(exc.param, exc.param) if exc.param else None
+        status, body = 400, error_body(str(exc), "invalid_request_error", param=param)
     elif isinstance(exc, ModelUnavailableError):
         status, body = 503, error_body(str(exc), "model_unavailable")
     elif isinstance(exc, PipelineError):
@@ -83,6 +89,20 @@ async def list_models(request: Request) -> Response:
         return error_response(exc)
 
 
+@router.get("/models/{name:path}")
+async def retrieve_model(request: Request, name: str) -> Response:
+    """One served model by its name (a 404 naming the served ones for any other)."""
+    if not authorized(request.headers.get("authorization")):
+        return _unauthorized()
+    try:
+        for served, role in served_models():
+            if served == name:
+                return JSONResponse(model_object(served, role, int(time.time())))
+        raise unknown_model(name)
+    except Exception as exc:
+        return error_response(exc)
+
+
 @router.post("/chat/completions")
 async def chat_completions(request: Request) -> Response:
     """A chat reply from the chat model, streamed or whole."""
@@ -93,6 +113,24 @@ async def chat_completions(request: Request) -> Response:
 async def completions(request: Request) -> Response:
     """Continuations of a prompt from a text generation model, streamed or whole."""
     return await _serve(request, read_completion)
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                  include_in_schema=False)
+async def elsewhere(request: Request, path: str) -> Response:
+    """Any other ``/v1`` path (404) or method (405, with ``Allow``), in OpenAI's error shape."""
+    if not authorized(request.headers.get("authorization")):
+        return _unauthorized()
+    allowed = sorted({method for route in router.routes if route.path != "/v1/{path:path}"
+                      and route.path_regex.match(request.url.path) for method in route.methods})
+    if allowed:
+        return _refusal(405, f"{request.url.path} 不接受 {request.method} 请求，请用 {'、'.join(allowed)}。",
+                        f"{request.url.path} does not accept {request.method}; use {', '.join(allowed)}.",
+                        "invalid_request_error", {"Allow": ", ".join(allowed)})
+    return _refusal(404, f"没有这个接口：{request.method} {request.url.path}。可用：GET /v1/models、"
+                    "POST /v1/chat/completions、POST /v1/completions。",
+                    f"There is no {request.method} {request.url.path}. Available: GET /v1/models, "
+                    "POST /v1/chat/completions, POST /v1/completions.", "invalid_request_error", {})
 
 
 async def _serve(request: Request, read: Callable[[dict[str, Any]], Call]) -> Response:
@@ -112,7 +150,7 @@ async def _serve(request: Request, read: Callable[[dict[str, Any]], Call]) -> Re
         gate.leave()
         if not isinstance(exc, Exception):
             raise
-        return error_response(exc)
+        return error_response(exc, call.names)
     if call.stream:
         return _Stream(_events(job), lambda: _release(job))
     try:

@@ -125,6 +125,9 @@ def test_a_csv_whose_quotes_do_not_balance_is_refused_naming_the_line(tmp_path, 
 def test_a_csv_text_quoted_across_lines_is_one_row_and_is_reported(tmp_path):
     table = bc.read_table(write(tmp_path, "multi.csv", 'id,text\n1,很好\n2,"第一行\n第二行"\n3,"说""好""的"\n', "utf-8"))
     assert [r[1] for r in table.rows] == ["很好", "第一行\n第二行", '说"好"的'] and table.multiline == [2]
+    from ui import classify_batch
+
+    assert "span several lines (line breaks inside quotes): 2" in classify_batch.file_md(table)  # shown under the file
 
 
 def test_a_tsv_keeps_its_quotes_as_text_and_loses_no_row(tmp_path):

@@ -139,3 +139,45 @@ def test_enter_classifies_and_shift_enter_starts_a_new_line(page):
     labels.get_by_text("正面 positive").first.wait_for()
     assert labels.get_by_text("负面 negative").count() >= 1 and re.search(r"\d+%", labels.inner_text())
     assert box.input_value() == "这家店的服务太好了，\n下次还来！"  # the text stays to edit and classify again
+
+
+STORY_KEY = "modeldeck-picture-story"
+
+
+def kept_changed(page, before: str | None) -> None:
+    """Wait until the browser's kept picture story differs from ``before`` (a save has reached the browser)."""
+    page.wait_for_function("([key, before]) => localStorage.getItem(key) !== before", arg=[STORY_KEY, before])
+
+
+def test_a_reload_brings_the_picture_story_back_and_clear_forgets_it(page, tmp_path):
+    upload_picture(page)
+    page.locator("#story-language").get_by_text("English").click()
+    page.locator("#story-run").click()
+    page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()
+    page.wait_for_function("() => !document.querySelector('#story-status .generating')")
+    caption = page.locator("#story-caption textarea").input_value()
+    before = page.evaluate("key => localStorage.getItem(key)", STORY_KEY)
+    page.locator("#story-text textarea").fill("The cat I edited.")
+    page.locator("#story-caption textarea").click()  # leaving the story box keeps the edit
+    kept_changed(page, before)
+
+    page.reload()
+    open_tab(page, "🖼️ 看图讲故事")
+    page.wait_for_function("() => document.querySelector('#story-text textarea')?.value === 'The cat I edited.'")
+    assert page.locator("#story-caption textarea").input_value() == caption
+    assert page.locator("#story-caption-en textarea").input_value()
+    assert page.locator("#story-image img").count() >= 1  # the picture is back
+    assert page.locator("#story-audio a[href*='/gradio_api/file=']").count() == 1  # and the audio
+    assert page.locator("#story-language input[value='en']").is_checked()
+    assert "已恢复" in page.locator("#story-status").inner_text()
+    fake = tmp_path / "notes.jpg"  # the restore updated the picture box: it still names a file that is no picture
+    fake.write_text("just some text, not a picture")
+    page.locator("#story-image input[type=file]").set_input_files(str(fake))
+    page.get_by_text("cannot be read as a picture").first.wait_for()
+
+    before = page.evaluate("key => localStorage.getItem(key)", STORY_KEY)
+    page.locator("#story-clear").click()
+    page.wait_for_function("() => document.querySelector('#story-text textarea')?.value === ''")
+    kept_changed(page, before)  # forgotten too (what a reload then finds is tested in test_story_saved.py)
+    assert page.locator("#story-caption textarea").input_value() == ""
+    assert page.locator("#story-image img").count() == 0

@@ -54,3 +54,26 @@ def test_classify_and_caption_through_mcp(url):
 def test_bad_input_comes_back_as_a_tool_error(url):
     result = run(url, lambda s: s.call_tool("classify", {"text": "", "model": None}))
     assert result.isError and "Enter the text" in result.content[0].text
+
+
+def test_every_tool_parameter_is_described_in_full(url):
+    from pipelines.story import STYLES
+
+    tools = {t.name: t for t in run(url, lambda s: s.list_tools()).tools}
+    assert {"classify_batch", "next_token"} <= set(tools)
+    for tool in tools.values():
+        for name, schema in tool.inputSchema["properties"].items():
+            assert schema.get("description"), f"{tool.name}.{name} has no description"
+    style = tools["story"].inputSchema["properties"]["style"]["description"]
+    assert all(zh in style and en.split(" (")[0] in style for zh, en in STYLES.items()), style
+    history = tools["chat"].inputSchema["properties"]["history"]["description"]
+    assert "null for a new conversation" in history and "context window" in history  # its 2nd and 3rd lines
+    assert "Chinese characters" in tools["speak"].inputSchema["properties"]["language"]["description"]
+
+
+def test_the_readme_lists_every_tool_in_both_languages(url):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    chinese = readme[readme.index("**MCP**："):readme.index("# English")]
+    english = readme[readme.index("**MCP tools.**"):]
+    for tool in run(url, lambda s: s.list_tools()).tools:
+        assert tool.name in chinese and f"`{tool.name}`" in english, tool.name

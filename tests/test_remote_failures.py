@@ -245,3 +245,17 @@ def test_the_servers_tokenizer_is_probed_once_then_asked_once_per_chat(fake):
     asked = sum(r["path"] == "/tokenize" for r in fake.requests)
     assert p.chat("second", max_new_tokens=4).collect() == "ok"
     assert sum(r["path"] == "/tokenize" for r in fake.requests) == asked + 1  # counting only, no probe: one less round trip
+
+
+def test_each_remote_sequence_keeps_its_own_finish_reason(fake, monkeypatch, fresh_registry):
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"Far=openai:{fake.url}/v1#m")
+    fake.routes["/v1/completions"] = lambda h, b: h.sse([
+        {"choices": [{"index": 0, "text": "一二", "finish_reason": None}, {"index": 1, "text": "三", "finish_reason": None}]},
+        {"choices": [{"index": 1, "text": "", "finish_reason": "stop"}]},
+        {"choices": [{"index": 0, "text": "四", "finish_reason": "length"}]},
+        {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 4}}])
+    stream = p.generate_text("hi", model="Far", max_new_tokens=3, num_return_sequences=2)
+    stream.collect()
+    assert [text.removeprefix("hi") for text in stream.texts] == ["一二四", "三"]
+    assert stream.usage.finish_reasons == ["length", "eos"] and stream.usage.finish_reason == "length"
+    assert stream.usage.completion_tokens == 4

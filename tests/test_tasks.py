@@ -73,7 +73,8 @@ def test_textgen_clamps_out_of_range_numbers_with_notices():
     stream.collect()
     assert len(stream.texts) == 8
     assert len(stream.notices) == 6
-    assert stream.usage.completion_tokens <= 64  # half the tiny GPT-2's 128 positions
+    assert "is outside [1, 64]; used 64" in " ".join(stream.notices)  # half the tiny GPT-2's 128 positions
+    assert stream.usage.completion_tokens <= 8 * 64  # the tokens of all 8 sequences
 
 
 @pytest.mark.parametrize("seed", [-1, 2**40, 1.5, "abc"])
@@ -173,3 +174,15 @@ def test_a_chat_model_without_a_chat_template_gets_the_plain_fallback(monkeypatc
     stream.collect()
     assert stream.usage.prompt_tokens == backend.count(backend.render(messages))
     assert 1 <= stream.usage.completion_tokens <= 4
+
+
+def test_textgen_usage_counts_the_tokens_of_every_sequence():
+    from ui.common import usage_md
+
+    stream = p.generate_text("你好", max_new_tokens=6, temperature=1.0, seed=3, num_return_sequences=3,
+                             top_logprobs=0)
+    stream.collect()
+    each = [len(row) for row in stream.logprobs]
+    assert stream.usage.completion_tokens == sum(each) > max(each)
+    assert f"completion_tokens **{sum(each)}**" in usage_md(stream.usage)  # the tab's token line
+    assert len(stream.usage.finish_reasons) == 3

@@ -8,6 +8,7 @@ means several outputs), and it reads the annotation object itself, so this modul
 ``from __future__ import annotations``.
 """
 
+import inspect
 from typing import Optional, Union
 
 import gradio as gr
@@ -101,6 +102,22 @@ def next_token(prompt: str, model: Optional[str] = None, temperature: float = 1.
 
     `raw_p` is the model's probability (temperature 1, no filter); `p` the probability after the settings,
     the one text generation samples from; `kept` is False for tokens that top-k or top-p remove.
+
+    Args:
+        prompt: The text so far (at most 20000 characters; when too long for the model its last tokens are used).
+        model: A text generation model's name as for the generate tool, or the chat model's name followed by
+            " · 对话模板 chat template" (the prompt is then read as a user message); null for the default.
+        temperature: Scales the probabilities p, from 0 (greedy: all weight on the most likely token) to 2;
+            default 1.
+        top_k: Keep only the k most likely tokens in p, 0 to 200 (0 = no limit); default 0.
+        top_p: Keep the most likely tokens up to this total probability in p, 0.01 to 1 (1 = no limit);
+            default 1.
+        repetition_penalty: From 1 (none) to 2; above 1 lowers p for tokens already in the prompt; default 1.
+        top_n: How many tokens to return, 1 to 100; default 20.
+
+    Returns:
+        The `top_n` tokens, most likely first, as [{"token", "id", "raw_p", "p", "kept"}, …]; a remote model gives
+        only the server's top 20 or fewer, with id -1.
     """
     view = pipelines.next_token(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
                                 repetition_penalty=repetition_penalty, top_n=top_n)
@@ -230,10 +247,29 @@ def picture_story(image: FileData, style: str = "温馨", length: int = 300, cre
         yield shown.caption, shown.story, FileData(path=shown.audio) if shown.audio else None
 
 
+def one_line_args(doc: str) -> str:
+    """``doc`` with each ``Args:`` entry joined onto one line.
+
+    Gradio 6.31 reads a parameter's description (shown to MCP clients and on the API page) from the
+    entry's first line only (``gradio.utils.get_function_description``); continuation lines would be lost.
+    """
+    out: list[str] = []
+    in_args = False
+    for line in inspect.cleandoc(doc).split("\n"):
+        if line.strip() in ("Args:", "Returns:"):
+            in_args = line.strip() == "Args:"
+        elif in_args and line.startswith(" " * 8) and out:  # deeper than an entry: it goes on
+            out[-1] += " " + line.strip()
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def register() -> None:
     """Add the API endpoints to the Blocks being built."""
     for fn, concurrency_id in [(chat, LLM), (story, LLM), (picture_story, LLM), (generate, TEXTGEN),
                                (classify, CLASSIFIER), (classify_batch, CLASSIFIER), (caption, CAPTIONER),
                                (speak, SPEECH), (next_token, NEXT_TOKEN)]:
+        fn.__doc__ = one_line_args(fn.__doc__ or "")
         gr.api(fn, api_name=fn.__name__, concurrency_limit=concurrency_limit(concurrency_id),
                concurrency_id=concurrency_id)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from pipelines import InvalidInputError, registry
+from pipelines import registry
 from pipelines.errors import UNEXPECTED, known_error
 from pipelines.inputs import clean_text, seed as parse_seed
 from pipelines.batching import max_batch
@@ -135,28 +135,6 @@ def need_prompt_and_seed(prompt: str, seed: Any) -> None:
     """A check for ``checked``: refuse an empty prompt, or a seed that is not a whole number in 0…2³¹−1."""
     need_text("提示文本", "prompt")(prompt)
     parse_seed(seed)
-
-
-def picture_input(**kwargs: Any) -> gr.Image:
-    """A ``gr.Image`` that hands the upload's path to ``pipelines`` undecoded and explains unreadable files.
-
-    Gradio opens an upload with PIL before our code runs; a file that is not a picture would fail
-    there with a bare "Error". Size checks and decoding happen in ``pipelines.load_image``.
-    """
-    image = gr.Image(type="filepath", image_mode=None, **kwargs)
-    gradio_preprocess = image.preprocess
-
-    def preprocess(payload: Any) -> Any:
-        try:
-            return gradio_preprocess(payload)
-        except Exception as exc:  # PIL's UnidentifiedImageError, OSError, …
-            raise gr.Error(str(InvalidInputError(
-                "无法读取这张图片：文件损坏或不是图片。请换一张 JPG/PNG/WebP 图片。",
-                "This file cannot be read as a picture (corrupt or not an image). Try another JPG, PNG or WebP "
-                "file.")), print_exception=False) from exc
-
-    image.preprocess = preprocess  # type: ignore[method-assign]  # a subclass would need its own frontend
-    return image
 
 
 def examples(samples: list[list[Any]], inputs: list[Any], headers: list[str]) -> gr.Examples:

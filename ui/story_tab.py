@@ -12,9 +12,10 @@ from pipelines.bundle import StorySettings, story_bundle
 from pipelines.images import need_picture
 from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
 
-from . import adapters
-from .common import (CAPTIONER, LLM, SPEECH, checked, concurrency_limit, edge, examples, gpu, need_text, notices_md,
-                     one_step, picture_input, t)
+from . import adapters, story_saved
+from .common import (CAPTIONER, LLM, SPEECH, checked, concurrency_limit, edge, examples, gpu, need_idle, need_text,
+                     notices_md, t)
+from .picture_input import PictureInput
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
 EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7, "zh"),
@@ -23,6 +24,16 @@ LANGUAGE_CHOICES = [("中文", "zh"), ("English", "en")]
 
 
 BUSY = ("上一步还在进行：请等它完成，或先按“停止”。 / The last step is still running: wait for it or press Stop.")
+
+
+def ready(check: Any) -> Any:
+    """``check`` on the inputs, after refusing while another step of this tab runs (its last input, ``busy``):
+    two at once would write over each other's caption, story or audio."""
+
+    def run(*inputs: Any) -> None:
+        need_idle(inputs[-1], BUSY)
+        check(*inputs[:-1])
+    return run
 
 
 @gpu
@@ -73,7 +84,8 @@ def build() -> None:
     """Lay out the picture-story tab inside the current Blocks."""
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            image = picture_input(label=t("md_image"), height=280, elem_id="story-image")
+            image = PictureInput(type="filepath", image_mode=None, label=t("md_image"), height=280,
+                                 elem_id="story-image")
             style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value="温馨",
                                 label=t("md_style"), elem_id="story-style")
             length = gr.Slider(MIN_LENGTH, MAX_LENGTH, value=300, step=10, label=t("md_length"), elem_id="story-length")
@@ -94,7 +106,9 @@ def build() -> None:
             audio = gr.Audio(label=t("md_audio"), type="filepath", interactive=False, buttons=["download"],
                              elem_id="story-audio")
             status = gr.Markdown(elem_id="story-status")
-            bundle_btn = gr.Button("📦 下载全部 · Download all", elem_id="story-bundle")
+            with gr.Row():
+                bundle_btn = gr.Button("📦 下载全部 · Download all", elem_id="story-bundle")
+                clear_btn = gr.Button("🗑️ 清空 · Clear", elem_id="story-clear")
             bundle = gr.File(label="图片、描述、故事、音频和 story.json · picture, captions, story, audio, story.json",
                              interactive=False, visible=False, elem_id="story-bundle-file")
     seed = gr.State(None)
@@ -114,7 +128,14 @@ def build() -> None:
              (revoice_btn.click, need_text("要朗读的文本", "text to read"), [story], {"fn": revoice,
               "inputs": [story, language], "outputs": [audio, status], "concurrency_id": SPEECH,
               "concurrency_limit": concurrency_limit(SPEECH)})]
-    runs = [one_step(trigger, check, inputs, busy, BUSY, {**work, **private}) for trigger, check, inputs, work in steps]
+    runs = []
+    for trigger, check, inputs, work in steps:
+        started = checked(trigger, ready(check), [*inputs, busy]).success(lambda n: n + 1, busy, busy, queue=False,
+                                                                          **private)
+        runs.append(started.then(**work, **private))
+        runs[-1].then(lambda n: max(0, n - 1), busy, busy, queue=False, **private)  # after Stop too
+    fields = story_saved.StoryFields(image, caption, caption_en, story, audio, *settings, seed, status)
+    story_saved.build(fields, busy, runs, clear_btn, bundle, ready(lambda: None))
     checked(image.upload, need_picture, [image])  # a file that is not a picture is named at once, not at Run
     stop.click(None, None, None, cancels=runs, **private)
     bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)

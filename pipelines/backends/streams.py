@@ -47,6 +47,7 @@ def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Call
 
     def texts() -> Iterator[list[str]]:
         raw = [""] * rows
+        reasons = [""] * rows
         spaced = counted = False
         finished = False
         try:
@@ -64,8 +65,8 @@ def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Call
                         changed = True
                         if not counted:  # a token a chunk, until the server's own count arrives
                             usage.completion_tokens += 1
-                    if finish:
-                        usage.finish_reason = _FINISH.get(finish, finish)
+                    if finish and 0 <= row < rows:
+                        reasons[row] = _FINISH.get(finish, finish)
                 if changed:
                     if record.first_token_s is None:
                         record.first_token_s = time.perf_counter() - started
@@ -83,8 +84,9 @@ def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Call
             record.total_s = time.perf_counter() - started
             if not finished or cancel.is_set():
                 usage.finish_reason = "cancelled"
-            elif not usage.finish_reason:
-                usage.finish_reason = "eos"
+            else:
+                usage.finish_reasons = [reason or "eos" for reason in reasons]
+                usage.finish_reason = "length" if "length" in usage.finish_reasons else usage.finish_reasons[0]
 
     stream = TextStream(texts(), cancel_event=cancel, usage=usage, seed=seed, notices=notices, render=render)
     return stream
