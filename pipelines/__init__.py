@@ -13,7 +13,8 @@ from . import settings
 from .errors import (BusyError, ConfigError, InvalidInputError, ModelUnavailableError, OutOfMemoryError,
                      PipelineError, RemoteBusyError, RemoteUnavailableError, SpeechUnavailableError, StorageError)
 from .images import load_image
-from .next_token import Candidate, NextTokenView, Step, next_token, sample_step
+from .next_token import Candidate, NextTokenView, next_token
+from .next_token_step import Step, sample_step
 from .picture_story import PictureStoryUpdate, picture_story
 from .registry import get_model, loaded_models, model_names, preload
 from .speech import Speech, synthesize_speech

@@ -3,9 +3,8 @@
 The model runs once per text: its last logits are kept per (model, tokens), so moving a slider only
 re-ranks them (no forward pass), and the kept KV cache lets a text grown by one token (step mode) cost
 a one-token forward. The "after" distribution comes from ``sampling.processed``, the function the
-decode loop samples with, and a sampled step draws with ``sampling.choose`` from a generator that
-carries over between steps, so stepping with a seed writes what text generation writes with it.
-Everything touching torch runs on the engine thread.
+decode loop samples with; ``next_token_step`` draws from it. Everything touching torch runs on the
+engine thread.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from .backends.local import LocalChatBackend
 from .decoding import DecodeBatch
 from .engine import engine
 from .errors import InvalidInputError
-from .inputs import clean_text, number, seed as parse_seed
-from .sampling import SamplingParams, checked_settings, choose, distribution, new_generator, resolve_seed
+from .inputs import clean_text, number
+from .sampling import SamplingParams, checked_settings, distribution
 from .tokens import BYTES_NOTE, has_byte_pieces, readable
 from .windows import context_window
 
@@ -64,20 +63,6 @@ class NextTokenView:
     prompt_tokens: int
     notices: list[str] = field(default_factory=list)
     known_mass: float | None = None  # a remote model: the probability its returned top tokens hold (None: local)
-
-
-@dataclass
-class Step:
-    """One token appended by sampling: its rank (1 = most likely before the settings) and why it was chosen."""
-
-    id: int
-    token: str
-    raw_p: float
-    p: float
-    rank: int
-    seed: int | None
-    rng: bytes | None = field(repr=False)  # the generator's state after this draw: pass it back to continue
-    reason: str
 
 
 class _Explorer:
@@ -161,7 +146,7 @@ def _shown(spec: registry.ModelSpec, is_chat: bool) -> str:
     return f"{spec.name} {CHAT_SUFFIX}" if is_chat else spec.name
 
 
-def _model(name: str | None) -> tuple[registry.LoadedModel, bool, str]:
+def local_model(name: str | None) -> tuple[registry.LoadedModel, bool, str]:
     """Load the local model ``name`` names; return it, whether it is the chat model, and its shown name."""
     spec, is_chat = _resolve(name)
     if spec.is_remote:
@@ -170,19 +155,26 @@ def _model(name: str | None) -> tuple[registry.LoadedModel, bool, str]:
 
 
 def prompt_ids(prompt: str, model: str | None, notices: list[str]) -> tuple[registry.LoadedModel, list[int], str]:
-    """Load the model and tokenize ``prompt`` (the chat model's through its chat template, as chat sends it)."""
+    """Load the model and tokenize ``prompt`` (the chat model's through its chat template, as chat sends it); uncut:
+    ``fitted`` fits the whole text, appended tokens included, to the window."""
     text = clean_text(prompt, field_zh="提示文本", field_en="prompt", notices=notices)
-    loaded, is_chat, shown = _model(model)
+    loaded, is_chat, shown = local_model(model)
     ids = _tokenized(loaded, is_chat, text)
     if not ids:
         raise InvalidInputError("提示文本里没有模型认识的字符，请换一段文字。",
                                 "The model recognises no character of the prompt; try other text.")
-    window = context_window(loaded)
-    if len(ids) >= window:  # the next token follows the end, so keep the end
-        ids = ids[-(window - 1):]
-        notices.append(f"文本过长，只使用了最后 {window - 1} 个词元。 / "
-                       f"The text was too long; only its last {window - 1} tokens were used.")
     return loaded, ids, shown
+
+
+def fitted(loaded: registry.LoadedModel, ids: list[int], notices: list[str]) -> list[int]:
+    """The last ``window - 1`` of ``ids`` (the text so far: prompt and appended tokens), with a notice when cut: the
+    next token follows the end, and a longer text would outgrow the model's position table."""
+    window = context_window(loaded)
+    if len(ids) < window:
+        return ids
+    notices.append(f"文本过长，只使用了最后 {window - 1} 个词元。 / "
+                   f"The text was too long; only its last {window - 1} tokens were used.")
+    return ids[-(window - 1):]
 
 
 def chat_messages(text: str) -> list[dict[str, str]]:
@@ -259,11 +251,12 @@ def next_token(prompt: str, model: str | None = None, *, temperature: float = 1.
     n = number(top_n, name="top_n", lo=1, hi=MAX_TOP_N, notices=notices, integer=True, default=20)
     if spec.is_remote:
         return remote_view(spec, is_chat, text, params, n, _shown(spec, is_chat), notices)
-    extra = _appended(appended, loaded)
-    return engine.call(_view, loaded, ids + extra, params, n, shown, notices)
+    ids = fitted(loaded, ids + appended_ids(appended, loaded), notices)
+    return engine.call(_view, loaded, ids, params, n, shown, notices)
 
 
-def _appended(appended: Any, loaded: registry.LoadedModel) -> list[int]:
+def appended_ids(appended: Any, loaded: registry.LoadedModel) -> list[int]:
+    """``appended`` as token ids of ``loaded``'s vocabulary, checked."""
     size = int(getattr(loaded.model.config, "vocab_size", 0) or 0)
     try:
         extra = [int(i) for i in (appended or [])]
@@ -272,50 +265,3 @@ def _appended(appended: Any, loaded: registry.LoadedModel) -> list[int]:
     if any(not 0 <= i < size for i in extra):
         raise InvalidInputError(f"词元 id 必须在 0 到 {size - 1} 之间。", f"Token ids must be between 0 and {size - 1}.")
     return extra
-
-
-def _draw(loaded: registry.LoadedModel, ids: list[int], params: SamplingParams, seed: int | None,
-          rng: bytes | None) -> Step:
-    import torch
-
-    state = explorer(loaded)
-    logits = state.logits(ids)
-    generator, greedy = None, params.temperature <= 0
-    if not greedy:
-        generator = new_generator(seed, logits.device)
-        if rng:
-            generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
-    token = int(choose(logits[None], params, generator, torch.tensor([ids], device=logits.device))[0, 0])
-    raw = state.before(ids)[0]
-    after, _ = distribution(logits, params, torch.tensor(ids, device=logits.device))
-    rank = int((raw > raw[token]).sum()) + 1
-    tokenizer = getattr(loaded.processor, "tokenizer", loaded.processor)
-    state = None if greedy else bytes(generator.get_state().tolist())
-    return Step(token, readable(tokenizer, token), float(raw[token]), float(after[token]), rank,
-                seed, state, _reason(rank, float(after[token]), float(after.max()), greedy))
-
-
-def _reason(rank: int, p: float, best: float, greedy: bool) -> str:
-    if greedy:
-        return "温度为 0：总是选概率最高的词。 / Temperature 0: the most likely token is always chosen."
-    if rank == 1:
-        return (f"抽中了最可能的词（设置后概率 {p:.1%}）。 / The most likely token was drawn "
-                f"(probability after the settings: {p:.1%}).")
-    return (f"采样是按概率抽签，不是选最大值：这个词排第 {rank}，设置后概率 {p:.1%}；最可能的词也只有 {best:.1%} 的机会被抽中。 / "
-            f"Sampling draws by probability, it does not take the maximum: this token ranks {rank} with "
-            f"{p:.1%} after the settings; even the most likely one is drawn only {best:.1%} of the time.")
-
-
-def sample_step(prompt: str, model: str | None = None, *, temperature: float = 1.0, top_k: int = 0,
-                top_p: float = 1.0, repetition_penalty: float = 1.0, appended: list[int] | None = None,
-                seed: int | None = None, rng: bytes | None = None) -> Step:
-    """Draw the token after ``prompt`` + ``appended`` as text generation would with ``seed``.
-
-    Pass the previous ``Step.rng`` to continue one seeded sequence: the tokens then match text
-    generation's with that seed and these settings, token for token.
-    """
-    notices: list[str] = []
-    loaded, ids, _ = prompt_ids(prompt, model, notices)
-    params = settings(temperature, top_k, top_p, repetition_penalty, notices)
-    used = None if params.temperature <= 0 else resolve_seed(parse_seed(seed))
-    return engine.call(_draw, loaded, ids + _appended(appended, loaded), params, used, rng)

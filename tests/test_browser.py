@@ -193,6 +193,8 @@ def test_next_token_sliders_reshape_the_after_bars_and_steps_append(page):
     page.locator("#nt-sample").click()
     page.locator("#nt-status").get_by_text("42").wait_for()
     assert "rank" in page.locator("#nt-status").inner_text() and "🎲" in page.locator("#nt-text").inner_text()
+    over = "() => !document.querySelector('#nt-sample').disabled"  # one step at a time: the next waits for this
+    page.wait_for_function(over)
     for clicks in (1, 2):  # click a bar: its token is appended once, and the chart shows the next distribution
         added = page.locator("#nt-text .nt-added").count()
         chart = page.locator("#nt-chart table").inner_html()
@@ -203,6 +205,7 @@ def test_next_token_sliders_reshape_the_after_bars_and_steps_append(page):
         assert page.locator("#nt-text sup", has_text="👆").count() == clicks  # once: the listener outlives redraws
         assert page.locator("#nt-text .nt-added").last.inner_text() == token
         page.wait_for_function(f"(t => !!t && t.innerHTML != {chart!r})(document.querySelector('#nt-chart table'))")
+        page.wait_for_function(over)
     shot(page, "next_token")
     page.reload()
     open_tab(page, "🔍 下一个词 · Next token")

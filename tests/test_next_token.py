@@ -156,3 +156,22 @@ def test_a_remote_model_that_cannot_be_reached_gets_a_clear_message(monkeypatch,
         pipelines.next_token("hi", "Far")
     with pytest.raises(InvalidInputError, match="local models only"):
         pipelines.sample_step("hi", "Far")
+
+
+def test_steps_past_the_window_read_the_last_tokens_of_the_text():
+    model = "Tiny GPT-2 中文"  # 128 positions
+    prompt = "今天天气很好，我们一起去公园散步。" * 12
+    first = pipelines.next_token(prompt, model)
+    assert first.prompt_tokens == 127 and any("last 127 tokens" in n for n in first.notices)
+    appended, rng = [], None
+    for _ in range(4):  # before, the third step's text outgrew the position table (IndexError)
+        view = pipelines.next_token(prompt, model, appended=appended)
+        assert view.prompt_tokens == 127 and any("last 127 tokens" in n for n in view.notices)
+        step = pipelines.sample_step(prompt, model, appended=appended, seed=5, rng=rng)
+        appended, rng = appended + [step.id], step.rng
+    clicked = pipelines.next_token(prompt, model, appended=appended + [view.candidates[0].id])
+    assert clicked.prompt_tokens == 127
+    # Only the end is read: the same last 127 tokens give the same distribution, whatever came before them.
+    longer = pipelines.next_token("从前有一座山。" + prompt, model, appended=appended)
+    assert [(c.id, round(c.raw_p, 5)) for c in longer.candidates] == \
+        [(c.id, round(c.raw_p, 5)) for c in pipelines.next_token(prompt, model, appended=appended).candidates]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 
 from pipelines import registry
 from pipelines.errors import UNEXPECTED, known_error
-from pipelines.inputs import clean_text
+from pipelines.inputs import clean_text, seed as parse_seed
 from pipelines.batching import max_batch
 
 log = logging.getLogger("modeldeck.ui")
@@ -94,12 +94,47 @@ def need_idle(running: int, message: str = REPLYING) -> None:
         raise gr.Error(message, print_exception=False)
 
 
+def one_step(trigger: Callable[..., Any], check: Callable[..., None] | None, inputs: list[Any], busy: Any,
+             message: str, work: dict[str, Any], after: dict[str, Any] | None = None,
+             idle: dict[str, Any] | None = None, locks: Sequence[Any] = ()) -> Any:
+    """``trigger`` runs ``work`` (``.then`` arguments), then ``after`` (failed or not), unless another step of the tab
+    runs: while ``busy`` (a ``gr.State`` count of the steps started and not ended) is not 0 it is refused with
+    ``message`` (see ``need_idle``) and ``locks`` (buttons) cannot be pressed. Then ``check`` (if any) runs on
+    ``inputs`` (see ``checked``). Returns the work's event; ``busy`` counts down when it ends, stopped too, and
+    then ``idle`` runs."""
+
+    def ready(*values: Any) -> None:
+        need_idle(values[-1], message)
+        if check is not None:
+            check(*values[:-1])
+
+    def counted(change: int) -> Callable[[int], Any]:
+        def count(n: int) -> Any:
+            n = max(0, n + change)
+            return (n, *[gr.update(interactive=not n)] * len(locks)) if locks else n
+        return count
+
+    private = {"queue": False, "api_visibility": "private"}
+    started = checked(trigger, ready, [*inputs, busy]).success(counted(1), busy, [busy, *locks], **private)
+    run = started.then(**work)
+    ended = (run.then(**after) if after is not None else run).then(counted(-1), busy, [busy, *locks], **private)
+    if idle is not None:
+        ended.then(**idle)
+    return run
+
+
 def need_text(field_zh: str, field_en: str) -> Callable[[Any], None]:
     """A check for ``checked``: refuse an empty text box in the words the pipeline would use."""
 
     def check(value: Any) -> None:
         clean_text(value, field_zh=field_zh, field_en=field_en, notices=[])
     return check
+
+
+def need_prompt_and_seed(prompt: str, seed: Any) -> None:
+    """A check for ``checked``: refuse an empty prompt, or a seed that is not a whole number in 0…2³¹−1."""
+    need_text("提示文本", "prompt")(prompt)
+    parse_seed(seed)
 
 
 def examples(samples: list[list[Any]], inputs: list[Any], headers: list[str]) -> gr.Examples:

@@ -12,11 +12,14 @@ from typing import Any
 import gradio as gr
 
 import pipelines
+from pipelines.inputs import seed as parse_seed
 from pipelines.next_token import MAX_TOP_N, model_choices
+from pipelines.next_token_step import token_label
 from pipelines.sampling import REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP_K_RANGE, TOP_P_RANGE
 from pipelines.tokens import SPACE_NOTE
 
-from .common import NEXT_TOKEN, checked, concurrency_limit, edge, examples, gpu, joined, need_text, notices_md, t
+from .common import (NEXT_TOKEN, concurrency_limit, edge, examples, gpu, joined, need_prompt_and_seed, notices_md,
+                     one_step, t)
 
 EXAMPLES = ["今天天气很好，我们一起去", "The capital of France is", "从前有一座山，山里有一座庙，",
             "Once upon a time, in a small village,"]
@@ -114,9 +117,13 @@ def text_html(prompt: str, added: list[str], marks: list[str]) -> str:
     return f"<div>📝 {html.escape(prompt)}{tokens}</div>"
 
 
+BUSY = "上一步还在进行：请等它完成。 / The last step is still running: wait for it to finish."
+
+
 def fresh_state() -> dict[str, Any]:
-    """Step mode's memory: the prompt and model it belongs to, appended ids, and the seeded generator."""
-    return {"key": None, "ids": [], "tokens": [], "marks": [], "seed": None, "rng": None, "labels": {}}
+    """Step mode's memory: the prompt and model it belongs to, appended ids, the seeded generator, the generator as
+    it was before each appended token (Undo puts it back), and what the last step said."""
+    return {"key": None, "ids": [], "tokens": [], "marks": [], "seed": None, "rng": None, "before": [], "said": ""}
 
 
 def _own(state: dict[str, Any] | None, prompt: str, model: str) -> dict[str, Any]:
@@ -126,60 +133,86 @@ def _own(state: dict[str, Any] | None, prompt: str, model: str) -> dict[str, Any
     return state
 
 
+def _grown(state: dict[str, Any], token_id: int, token: str, mark: str, said: str = "") -> dict[str, Any]:
+    """``state`` with a token appended, remembering the generator as it was before it."""
+    return {**state, "ids": state["ids"] + [token_id], "tokens": state["tokens"] + [token], "said": said,
+            "marks": state["marks"] + [mark], "before": state["before"] + [(state["seed"], state["rng"])]}
+
+
+def _shown(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
+           state: dict[str, Any]) -> tuple[str, str, str]:
+    if not (prompt or "").strip():
+        return "<p>输入提示文本，然后点「显示下一个词」。 / Enter a prompt, then press Show next token.</p>", "", ""
+    view = pipelines.next_token(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=penalty, top_n=top_n, appended=state["ids"])
+    return chart_html(view), text_html(prompt, state["tokens"], state["marks"]), notices_md(view.notices)
+
+
 @gpu
 @edge
 def draw(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
-         state: dict[str, Any] | None) -> tuple[str, str, str, dict[str, Any]]:
-    """Redraw the chart (from cached logits when the text is unchanged); its rows are the candidates to click."""
-    if not (prompt or "").strip():
-        return ("<p>输入提示文本，然后点「显示下一个词」。 / Enter a prompt, then press Show next token.</p>",
-                "", "", fresh_state())
-    state = _own(state, prompt, model)
-    view = pipelines.next_token(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
-                                repetition_penalty=penalty, top_n=top_n, appended=state["ids"])
-    state["labels"] = {str(c.id): c.token for c in view.candidates if c.id >= 0}
-    return chart_html(view), text_html(prompt, state["tokens"], state["marks"]), notices_md(view.notices), state
+         state: dict[str, Any] | None, busy: int) -> tuple[Any, Any, Any, Any]:
+    """Redraw the chart (from cached logits when the text is unchanged); its rows are the candidates to click.
+    While a step runs it does nothing: the step redraws once it is over, with the prompt and settings of then."""
+    if busy:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    own = _own(state, prompt, model)  # written back only when step mode starts over: a step may be writing it
+    return (*_shown(prompt, model, temperature, top_k, top_p, penalty, top_n, own),
+            own if own["key"] != (state or {}).get("key") else gr.skip())
 
 
 @gpu
 @edge
-def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
-           seed: float | None, state: dict[str, Any] | None) -> tuple[str, str, str, dict[str, Any], Any]:
-    """Draw one token with the seed (continuing the seeded sequence), append it, show the next distribution."""
+def redrawn(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
+            state: dict[str, Any] | None) -> tuple[str, str, str]:
+    """After a step: the chart and the text, with the prompt and settings of now, and what the step said."""
+    own = _own(state, prompt, model)
+    chart, text, notes = _shown(prompt, model, temperature, top_k, top_p, penalty, top_n, own)
+    return chart, text, joined(own["said"], notes)
+
+
+@gpu
+@edge
+def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, seed: float | None,
+           state: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
+    """Draw one token with the seed (continuing the seeded sequence) and append it; return the state and the seed."""
     state = _own(state, prompt, model)
-    wanted = None if seed is None or seed == "" else int(seed)
-    if wanted != state["seed"] and wanted is not None:  # a new seed starts a new sequence of draws
-        state["rng"] = None
+    wanted = parse_seed(seed)  # checked before this step (need_prompt_and_seed)
+    if wanted is not None and wanted != state["seed"]:  # a new seed starts a new sequence of draws
+        state.update(seed=wanted, rng=None)
     step = pipelines.sample_step(prompt, model, temperature=temperature, top_k=top_k, top_p=top_p,
-                                 repetition_penalty=penalty, appended=state["ids"], seed=wanted if wanted is not None
-                                 else state["seed"], rng=state["rng"])
-    state.update(seed=step.seed, rng=step.rng, ids=state["ids"] + [step.id],
-                 tokens=state["tokens"] + [step.token], marks=state["marks"] + [f"🎲{step.rank}"])
-    # The chart now shows the next distribution; the sampled token is marked in the text, with its rank.
-    chart, text, notes, state = draw(prompt, model, temperature, top_k, top_p, penalty, top_n, state)
+                                 repetition_penalty=penalty, appended=state["ids"], seed=state["seed"],
+                                 rng=state["rng"])
     seed_text = f" · 🎲 seed **{step.seed}**" if step.seed is not None else ""
-    status = (f"**抽到 sampled:** `{step.token}` — 排名 rank **{step.rank}**, 原始概率 raw p {_pct(step.raw_p)}, "
-              f"设置后 after {_pct(step.p)}{seed_text}\n\n{step.reason}")
-    return chart, text, joined(status, notes), state, step.seed
+    said = (f"**抽到 sampled:** `{step.token}` — 排名 rank **{step.rank}**, 原始概率 raw p {_pct(step.raw_p)}, "
+            f"设置后 after {_pct(step.p)}{seed_text}\n\n{step.reason}")
+    state = _grown(state, step.id, step.token, f"🎲{step.rank}", said)  # marked in the text with its rank
+    if step.seed is None:  # greedy (temperature 0): nothing drawn, the generator and the seed box stay as they are
+        return state, gr.skip()
+    state.update(seed=step.seed, rng=step.rng)
+    return state, step.seed
+
+
+def picked(event: gr.EventData) -> str:
+    """The token id of the chart row clicked (kept for the step that appends it: a chained step gets no event data)."""
+    return str(getattr(event, "token_id", "") or "")
 
 
 @gpu
 @edge
-def append(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, top_n: int,
-           state: dict[str, Any] | None, event: gr.EventData) -> tuple[str, str, str, dict[str, Any]]:
-    """Append the candidate whose row was clicked and show the next distribution."""
+def append(prompt: str, model: str, state: dict[str, Any] | None, choice: str) -> dict[str, Any]:
+    """Append the candidate whose row was clicked (``choice``, its token id)."""
     state = _own(state, prompt, model)
-    choice = str(getattr(event, "token_id", "") or "")
-    if choice and choice in state["labels"]:
-        state.update(ids=state["ids"] + [int(choice)], tokens=state["tokens"] + [state["labels"][choice]],
-                     marks=state["marks"] + ["👆"])
-    return draw(prompt, model, temperature, top_k, top_p, penalty, top_n, state)
+    return _grown(state, int(choice), token_label(model, int(choice)), "👆") if choice.isdigit() else state
 
 
 def undo(state: dict[str, Any] | None) -> dict[str, Any]:
-    """Remove the last appended token."""
-    state = dict(state or fresh_state())
-    state.update(ids=state["ids"][:-1], tokens=state["tokens"][:-1], marks=state["marks"][:-1])
+    """Remove the last appended token, and put the seeded generator back where it was before it was drawn."""
+    state = {**(state or fresh_state()), "said": ""}
+    if state["ids"]:
+        seed, rng = state["before"][-1]
+        state.update(ids=state["ids"][:-1], tokens=state["tokens"][:-1], marks=state["marks"][:-1],
+                     before=state["before"][:-1], seed=seed, rng=rng)
     return state
 
 
@@ -198,8 +231,8 @@ def build() -> None:
                 step = gr.Button(t("md_nt_sample"), elem_id="nt-sample")
                 back = gr.Button(t("md_undo"), elem_id="nt-undo")
                 restart = gr.Button(t("md_nt_restart"), elem_id="nt-restart")
-            seed = gr.Number(value=None, precision=0, minimum=0, label=t("md_seed"), info=t("md_nt_seed_info"),
-                             elem_id="nt-seed")
+            # No ``minimum``: gradio would refuse a negative seed in English only, veiling the chart.
+            seed = gr.Number(value=None, precision=0, label=t("md_seed"), info=t("md_nt_seed_info"), elem_id="nt-seed")
             text = gr.HTML(elem_id="nt-text")
             status = gr.Markdown(elem_id="nt-status")
             gr.Markdown(t("md_nt_pick"), elem_id="nt-pick-hint")
@@ -213,17 +246,26 @@ def build() -> None:
     examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
 
     settings = [prompt, model, temperature, top_k, top_p, penalty, top_n]
-    shown = [chart, text, status, state]
     quiet = {"api_visibility": "private", "concurrency_id": NEXT_TOKEN,
              "concurrency_limit": concurrency_limit(NEXT_TOKEN)}
-    redraw = {"fn": draw, "inputs": settings + [state], "outputs": shown, **quiet}
+    # The steps change the text: one at a time (``busy`` counts them), each writing the state and the seed, then
+    # drawing the chart and text. Two at once, the later one wrote the text it started from plus its own token only.
+    # A redraw asked for meanwhile waits for the step's end, when the chart is drawn again with the settings of then
+    # (a redraw run beside the step's could end first and be drawn over with the older settings).
+    busy, clicked = gr.State(0), gr.State("")
+    redraw = {"fn": draw, "inputs": settings + [state, busy], "outputs": [chart, text, status, state], **quiet}
     show.click(**redraw)
     prompt.submit(**redraw)
     model.change(**redraw)
     for slider in (temperature, top_k, top_p, penalty, top_n):
         slider.change(trigger_mode="always_last", show_progress="hidden", **redraw)
-    checked(step.click, need_text("提示文本", "prompt"), [prompt]).success(sample, settings + [seed, state],
-                                                                       shown + [seed], **quiet)
-    chart.click(append, settings + [state], shown, **quiet)
-    back.click(undo, state, state, api_visibility="private", queue=False).then(**redraw)
-    restart.click(lambda: fresh_state(), None, state, api_visibility="private", queue=False).then(**redraw)
+    after = {"fn": redrawn, "inputs": settings + [state], "outputs": [chart, text, status], **quiet}
+    steps = [(step.click, need_prompt_and_seed, [prompt, seed],
+              {"fn": sample, "inputs": settings[:-1] + [seed, state], "outputs": [state, seed]}),
+             (chart.click(picked, None, clicked, queue=False, api_visibility="private").then, None, [],
+              {"fn": append, "inputs": [prompt, model, state, clicked], "outputs": [state]}),
+             (back.click, None, [], {"fn": undo, "inputs": [state], "outputs": [state]}),
+             (restart.click, None, [], {"fn": fresh_state, "inputs": None, "outputs": [state]})]
+    for trigger, check, inputs, work in steps:
+        one_step(trigger, check, inputs, busy, BUSY, {**work, **quiet}, after, {**after, "show_progress": "hidden"},
+                 [step, back, restart])

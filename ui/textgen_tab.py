@@ -15,11 +15,9 @@ from pipelines.sampling import (REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP
                                 max_new_tokens_range)
 from pipelines.textgen import DEFAULT_MAX_NEW_TOKENS, MAX_SEQUENCES
 
-from pipelines.inputs import seed as parse_seed
-
 from . import adapters
-from .common import (STOPPED, TEXTGEN, checked, edge, examples, gpu, joined, model_choices, need_text, notices_md, t,
-                     usage_md)
+from .common import (STOPPED, TEXTGEN, checked, edge, examples, gpu, joined, model_choices, need_prompt_and_seed,
+                     notices_md, t, usage_md)
 from .token_colors import colored_html
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
@@ -41,12 +39,6 @@ def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k:
         yield text, notes, stream.seed, gr.skip()
     yield (stream.text, joined(notices_md(stream.notices), usage_md(stream.usage, stream.seed)),
            stream.seed, colored_html(stream.pieces, prompt))
-
-
-def need_prompt_and_seed(prompt: str, seed: str | None) -> None:
-    """Refuse an empty prompt or a seed that is not a whole number (``checked``: the output stays as it is)."""
-    need_text("提示文本", "prompt")(prompt)
-    parse_seed(seed)
 
 
 def stopped(status: str, running: bool) -> Any:
