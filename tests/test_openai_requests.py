@@ -10,18 +10,7 @@ import pytest
 from server.jobs import Job
 from server.protocol import Call
 
-CHAT = "Tiny Qwen2"
-HI = [{"role": "user", "content": "你好"}]
-
-
-@pytest.fixture(scope="module")
-def base(url):
-    return url.rstrip("/") + "/v1"
-
-
-@pytest.fixture
-def client(base):
-    return openai.OpenAI(base_url=base, api_key="none", max_retries=0, timeout=120)
+from test_openai_api import CHAT, HI, base, client  # noqa: F401  (fixtures)
 
 
 def _error(answer: httpx.Response, status: int) -> dict:

@@ -14,7 +14,7 @@ from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENG
 
 from . import adapters, story_saved
 from .common import (CAPTIONER, LLM, SPEECH, checked, concurrency_limit, edge, examples, gpu, need_idle, need_text,
-                     notices_md, t)
+                     notices_md, one_step, t)
 from .picture_input import PictureInput
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
@@ -24,16 +24,6 @@ LANGUAGE_CHOICES = [("中文", "zh"), ("English", "en")]
 
 
 BUSY = ("上一步还在进行：请等它完成，或先按“停止”。 / The last step is still running: wait for it or press Stop.")
-
-
-def ready(check: Any) -> Any:
-    """``check`` on the inputs, after refusing while another step of this tab runs (its last input, ``busy``):
-    two at once would write over each other's caption, story or audio."""
-
-    def run(*inputs: Any) -> None:
-        need_idle(inputs[-1], BUSY)
-        check(*inputs[:-1])
-    return run
 
 
 @gpu
@@ -128,14 +118,9 @@ def build() -> None:
              (revoice_btn.click, need_text("要朗读的文本", "text to read"), [story], {"fn": revoice,
               "inputs": [story, language], "outputs": [audio, status], "concurrency_id": SPEECH,
               "concurrency_limit": concurrency_limit(SPEECH)})]
-    runs = []
-    for trigger, check, inputs, work in steps:
-        started = checked(trigger, ready(check), [*inputs, busy]).success(lambda n: n + 1, busy, busy, queue=False,
-                                                                          **private)
-        runs.append(started.then(**work, **private))
-        runs[-1].then(lambda n: max(0, n - 1), busy, busy, queue=False, **private)  # after Stop too
+    runs = [one_step(trigger, check, inputs, busy, BUSY, {**work, **private}) for trigger, check, inputs, work in steps]
     fields = story_saved.StoryFields(image, caption, caption_en, story, audio, *settings, seed, status)
-    story_saved.build(fields, busy, runs, clear_btn, bundle, ready(lambda: None))
+    story_saved.build(fields, busy, runs, clear_btn, bundle, lambda n: need_idle(n, BUSY))
     checked(image.upload, need_picture, [image])  # a file that is not a picture is named at once, not at Run
     stop.click(None, None, None, cancels=runs, **private)
     bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)
