@@ -286,8 +286,12 @@ def test_one_picture_story_step_at_a_time(page):
     upload_picture(page)
     with PassGate(registry.get_model("chat"), permits=3) as gate:  # the prompt and two tokens, then the model waits
         page.locator("#story-run").click()
-        wait_filled(page, "story-caption")
         wait_until(lambda: gate.arrived > 3, "the story is being written")
+        # The caption shows the English one first, then the translation: wait for the page to show the latter.
+        page.wait_for_function("""() => {
+            const [zh, en] = ['#story-caption', '#story-caption-en'].map(id => document.querySelector(`${id} textarea`)?.value);
+            return zh && en && zh !== en;
+        }""")
         caption = page.locator("#story-caption textarea").input_value()
         for button in ("#story-rewrite", "#story-caption-only", "#story-revoice"):
             page.locator(button).click()  # before, each wrote over the running step's caption, story or audio
