@@ -197,6 +197,8 @@ def test_text_generation_stop_says_so_with_the_seed_and_a_new_run_drops_the_old_
         page.locator("#textgen-run").click()
         page.wait_for_function("() => !document.querySelector('#textgen-colors .md-tok')")  # gone at the click
         page.wait_for_function("() => !document.querySelector('#textgen-status')?.innerText.includes('total_tokens')")
+        page.locator("#textgen-run").click()  # a second run at once would write over this one's output
+        page.get_by_text("The last run is still going").first.wait_for()
         page.locator("#textgen-stop").click()
         status.get_by_text("已停止").wait_for()
     assert "seed 77" in status.inner_text()  # shown from the start of the run, kept by the Stop

@@ -16,8 +16,8 @@ from pipelines.sampling import (REPETITION_PENALTY_RANGE, TEMPERATURE_RANGE, TOP
 from pipelines.textgen import DEFAULT_MAX_NEW_TOKENS, MAX_SEQUENCES
 
 from . import adapters
-from .common import (STOPPED, TEXTGEN, checked, edge, examples, gpu, joined, model_choices, need_prompt_and_seed,
-                     notices_md, t, usage_md)
+from .common import (STOPPED, TEXTGEN, edge, examples, gpu, joined, model_choices, need_prompt_and_seed, notices_md,
+                     one_step, t, usage_md)
 from .token_colors import colored_html
 
 EXAMPLES = ["今天天气很好，我们一起去", "从前有一座山，山里有一座庙，", "Once upon a time, in a small village,",
@@ -34,14 +34,18 @@ def run(prompt: str, model: str, max_new_tokens: int, temperature: float, top_k:
     stream = adapters.generate(prompt, model, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
                                num_return_sequences, seed, top_logprobs=5)
     notes = joined(notices_md(stream.notices), f"🎲 seed **{stream.seed}**" if stream.seed is not None else "")
-    yield gr.skip(), notes, stream.seed, gr.skip()  # the seed shows (and Stop keeps it) before the first token
+    # Before the first token: the last run's status and coloured text go, the seed shows (and Stop keeps it).
+    yield gr.skip(), notes, stream.seed, ""
     for text in stream:
         yield text, notes, stream.seed, gr.skip()
     yield (stream.text, joined(notices_md(stream.notices), usage_md(stream.usage, stream.seed)),
            stream.seed, colored_html(stream.pieces, prompt))
 
 
-def stopped(status: str, running: bool) -> Any:
+RUNNING = "上一次生成还没结束：请等它写完，或先按“停止”。 / The last run is still going: wait for it or press Stop."
+
+
+def stopped(status: str, running: int) -> Any:
     """The status line after Stop, when a run was going: what it said (the seed, notices), then stopped."""
     return joined(status, STOPPED) if running else gr.skip()
 
@@ -85,15 +89,11 @@ def build() -> None:
                 randomize = gr.Button(t("md_seed_random"), size="sm", elem_id="textgen-seed-random")
     last_seed = gr.State(None)
     examples([[e] for e in EXAMPLES], [prompt], ["提示文本 Prompt"])
-    running = gr.State(False)
-    quick = {"api_visibility": "private", "queue": False}
-    started = checked(go.click, need_prompt_and_seed, [prompt, seed]).success(lambda: (True, "", ""), None,
-                                                                              [running, status, colors], **quick)
-    event = started.then(
-        run, [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
-        [output, status, last_seed, colors], concurrency_id=TEXTGEN, concurrency_limit=1, api_visibility="private")
-    # The last run's status and coloured text go at the click: they never sit under another run's text.
-    event.then(lambda: False, None, running, **quick)  # after Stop too
-    stop.click(stopped, [status, running], status, cancels=[event], **quick)
+    running = gr.State(0)  # runs started and not ended: one at a time (they share the output and status)
+    event = one_step(go.click, need_prompt_and_seed, [prompt, seed], running, RUNNING, {
+        "fn": run, "inputs": [prompt, model, max_new, temperature, top_k, top_p, penalty, sequences, seed],
+        "outputs": [output, status, last_seed, colors], "concurrency_id": TEXTGEN, "concurrency_limit": 1,
+        "api_visibility": "private"})
+    stop.click(stopped, [status, running], status, cancels=[event], api_visibility="private", queue=False)
     reuse.click(reuse_seed, last_seed, seed, api_visibility="private", queue=False)
     randomize.click(lambda: "", None, seed, api_visibility="private", queue=False)
