@@ -259,3 +259,24 @@ def test_each_remote_sequence_keeps_its_own_finish_reason(fake, monkeypatch, fre
     assert [text.removeprefix("hi") for text in stream.texts] == ["一二四", "三"]
     assert stream.usage.finish_reasons == ["length", "eos"] and stream.usage.finish_reason == "length"
     assert stream.usage.completion_tokens == 4
+
+
+def test_a_continuation_with_no_text_still_shows_the_prompt(fake, monkeypatch, fresh_registry):
+    """A server whose model ends at once (its end token first) sends no text: the output is the prompt, as locally,
+    not an empty box."""
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"Far=openai:{fake.url}/v1#m")
+    fake.routes["/v1/completions"] = lambda h, b: h.sse([
+        {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}}])
+    stream = p.generate_text("今天", model="Far", max_new_tokens=5)
+    assert list(stream) == ["今天"] and stream.text == "今天"
+    assert stream.usage.finish_reason == "eos"
+
+
+def test_remote_streams_honour_the_stream_interval(fake, monkeypatch):
+    """MODELDECK_STREAM_INTERVAL_MS spaces the updates of a remote stream too: chunks that arrive within it go out
+    together, and the last update holds the whole reply."""
+    monkeypatch.setenv("MODELDECK_STREAM_INTERVAL_MS", "60000")
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk(c) for c in "一二三四五六七八"])
+    texts = list(p.chat("hi", max_new_tokens=8))
+    assert texts == ["一", "一二三四五六七八"]
