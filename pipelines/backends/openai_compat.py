@@ -25,6 +25,23 @@ from .streams import openai_pieces, remote_stream
 log = logging.getLogger(__name__)
 
 EXTRAS = ("top_k", "repetition_penalty")  # outside OpenAI's schema: vLLM takes them, strict servers refuse them
+# Also outside it (vLLM's): a completions prompt tokenized as the local backend does, without the special tokens a
+# WordPiece vocabulary wraps it in ([CLS] … [SEP]: the model would continue after its end-of-text token).
+PLAIN_PROMPT = {"add_special_tokens": False}
+UNSCHEMED = EXTRAS + tuple(PLAIN_PROMPT)
+
+
+def refused_extras(remote: "OpenAIRemote", exc: InvalidInputError) -> bool:
+    """True (and remembered) when a refusal names a field outside OpenAI's schema: send none of them again."""
+    if not any(key in str(exc) for key in UNSCHEMED):
+        return False
+    remote.facts.setdefault("ignored", set()).update(EXTRAS)
+    return True
+
+
+def takes_extras(remote: "OpenAIRemote") -> bool:
+    """False once the server has refused fields outside OpenAI's schema."""
+    return "top_k" not in remote.facts.get("ignored", set())
 
 
 class OpenAIRemote(Remote):
@@ -183,16 +200,17 @@ class OpenAITextBackend:
         if seed is not None:
             body["seed"] = seed
         facts = self.remote.facts
-        if "top_k" in facts.get("ignored", set()):
+        if takes_extras(self.remote):
+            body.update(PLAIN_PROMPT)
+        else:
             for key in EXTRAS:
                 body.pop(key)
         try:
             events, closer = self.remote.open_stream("/completions", body)
         except InvalidInputError as exc:  # a strict server refuses fields outside OpenAI's schema: drop them
-            if not any(key in str(exc) for key in EXTRAS):
+            if not refused_extras(self.remote, exc):
                 raise
-            facts.setdefault("ignored", set()).update(EXTRAS)
-            for key in EXTRAS:
+            for key in UNSCHEMED:
                 body.pop(key, None)
             events, closer = self.remote.open_stream("/completions", body)
         used = [k for k in EXTRAS if k not in body and getattr(params, k) not in (0, 1.0)]
