@@ -280,3 +280,31 @@ def test_remote_streams_honour_the_stream_interval(fake, monkeypatch):
     fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk(c) for c in "一二三四五六七八"])
     texts = list(p.chat("hi", max_new_tokens=8))
     assert texts == ["一", "一二三四五六七八"]
+
+
+def test_a_redirect_is_not_followed_and_a_page_that_is_not_json_names_the_address(fake):
+    """A proxy that redirects http:// to https:// (the key would go along) and a web page where the API should be:
+    each says what to change, not "not JSON" or "the connection broke"."""
+    def redirect(h, body):
+        h.send_response(301)
+        h.send_header("location", "https://secure.example/v1/models?token=abc")
+        h.send_header("content-length", "0")
+        h.end_headers()
+    fake.routes["/v1/models"] = redirect
+    with pytest.raises(ModelUnavailableError) as err:
+        p.chat("hi", max_new_tokens=4)
+    assert "https://secure.example/v1/models" in str(err.value) and "token=abc" not in str(err.value)
+    assert "MODELDECK_CHAT_MODEL" in str(err.value) and "redirect" in str(err.value)
+    assert [r["path"] for r in fake.requests] == ["/v1/models"]  # neither followed nor retried
+
+    def page(h, body):
+        payload = b"<html><body>Welcome to nginx!</body></html>"
+        h.send_response(200)
+        h.send_header("content-type", "text/html")
+        h.send_header("content-length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
+    fake.routes["/v1/models"] = page
+    with pytest.raises(PipelineError) as err:
+        p.chat("hi", max_new_tokens=4)
+    assert "MODELDECK_CHAT_MODEL" in str(err.value) and "/v1" in str(err.value) and fake.url in str(err.value)

@@ -115,6 +115,19 @@ def test_a_refused_request_shows_the_servers_message(remote):
     assert "bogus_field" in str(err.value) and "Served GPT-2" in str(err.value)
 
 
+def test_a_path_the_server_lacks_is_named_instead_of_blaming_the_model(remote, monkeypatch):
+    """A real 404 for a path (not for a model): an address without /v1, a classifier on a server with no /classify."""
+    url, chat_model, text_model = remote
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", f"openai:{url}#{chat_model}")  # /v1 forgotten
+    with pytest.raises(ModelUnavailableError, match="usually ends in /v1; check MODELDECK_CHAT_MODEL") as err:
+        p.chat("你好", max_new_tokens=4)
+    assert "serves this model" not in str(err.value) and "通常以 /v1 结尾" in str(err.value)
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", f"openai:{url}/v1#{text_model}")
+    with pytest.raises(ModelUnavailableError, match="no /classify endpoint: classification needs vLLM started with "
+                                                    "--runner pooling; change MODELDECK_CLASSIFIER_MODELS"):
+        p.classify_text("很好")
+
+
 def test_hf_inference_client_against_the_server(remote, monkeypatch):
     from huggingface_hub import constants
 
