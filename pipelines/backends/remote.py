@@ -93,6 +93,8 @@ def too_long_error(name: str, message: str) -> InvalidInputError:
 class Remote:
     """One remote target: base URL + model, a pooled HTTP client, and its last call."""
 
+    entry: Any = None  # the model entry (its ``#`` options), set by each kind of remote
+
     def __init__(self, name: str, base_url: str, model: str | None, variable: str, api_key_setting: str) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -103,6 +105,19 @@ class Remote:
         self._client: Any = None
         self._lock = threading.Lock()
         self.facts: dict[str, Any] = {}  # what was learnt about the server (context window, /tokenize, …)
+
+    def template_counter(self) -> Any:
+        """Count a conversation's prompt tokens with the local tokenizer the entry names (``#tokenizer=``, loaded
+        once, its chat template), or None when it names none."""
+        source = self.entry.option("tokenizer") if self.entry is not None else None
+        if not source:
+            return None
+        if "tokenizer" not in self.facts:
+            from transformers import AutoTokenizer
+
+            self.facts["tokenizer"] = AutoTokenizer.from_pretrained(source)
+        tok = self.facts["tokenizer"]
+        return lambda ms: len(tok.apply_chat_template(ms, tokenize=True, add_generation_prompt=True, return_dict=False))
 
     @property
     def shown(self) -> str:
