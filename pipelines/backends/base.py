@@ -68,6 +68,17 @@ def trimmed_notice(dropped: int, window: int) -> str:
             f"the model's context window ({window} tokens).")
 
 
+# Without the server's tokenizer at hand: cut as if each overflowing token were this many characters
+# (most tokens are one or more), plus a margin for the estimate's error, so one cut is enough.
+CHARS_PER_TOKEN_ESTIMATE = 2
+CUT_MARGIN_CHARS = 16
+
+
+def cut_by_estimate(content: str, overflow: int) -> str:
+    """``content`` shortened by about ``overflow`` tokens (a remote model's tokens are counted, not at hand)."""
+    return content[:max(1, len(content) - CHARS_PER_TOKEN_ESTIMATE * overflow - CUT_MARGIN_CHARS)]
+
+
 def fit_messages(messages: list[Message], budget: int, count: Callable[[list[Message]], int],
                  shorten: Callable[[str, int], str], window: int, notices: list[str]) -> list[Message]:
     """Drop the oldest turns (then cut the last message, then the system prompt) until ``count`` ≤ ``budget``."""
