@@ -215,6 +215,30 @@ def test_the_chosen_chat_model_answers_and_is_kept_with_the_chat(page, monkeypat
     assert asked == ["Tiny Qwen2 B", "Tiny Qwen2 B"]
 
 
+def test_a_failed_reply_leaves_the_chat_usable_and_its_question_kept(page, monkeypatch):
+    """gradio 6.31's page runs ``.then`` steps only after a success: a reply that failed (a chat model that cannot
+    load) left Send greyed out and Regenerate refusing until a reload, and the question was not kept."""
+    import pipelines
+    from pipelines import ModelUnavailableError
+
+    real = pipelines.chat
+
+    def unavailable(*args, **kwargs):
+        raise ModelUnavailableError("Tiny Qwen2 B", "MODELDECK_CHAT_MODEL", "offline")
+
+    monkeypatch.setattr(pipelines, "chat", unavailable)
+    page.locator("#chat-input textarea").fill("会失败的问题")
+    page.locator("#chat-input textarea").press("Enter")
+    page.locator(".toast-body", has_text="MODELDECK_CHAT_MODEL").wait_for()
+    page.wait_for_function("() => !document.querySelector('#chat-send').disabled", timeout=60_000)  # usable again
+    wait_saved(page, "会失败的问题")  # and the question is kept
+    monkeypatch.setattr(pipelines, "chat", real)
+    page.reload()
+    page.locator(USER, has_text="会失败的问题").wait_for()
+    page.locator("#chat-regenerate").click()  # the model is back: the kept question gets its answer
+    page.wait_for_function("n => document.querySelectorAll(n).length === 1", arg=BOT)
+
+
 def test_export_then_import_gives_the_same_chat(page, tmp_path, monkeypatch):
     monkeypatch.delenv("MODELDECK_SEED")  # with the test app's fixed seed, this question's answer may be empty
     send(page, "导出我")

@@ -15,8 +15,8 @@ from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_ra
 
 from . import adapters, chat_saved, chat_versions
 from .exact_chatbot import ExactChatbot
-from .common import (LLM, READING_MARK, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
-                     model_choices, need_idle, notices_md, reading_md, t, usage_md)
+from .common import (LLM, READING_MARK, STOPPED, checked, concurrency_limit, edge, examples, finally_, gpu,
+                     joined, model_choices, need_idle, notices_md, reading_md, t, usage_md)
 from .token_colors import colored_html
 
 CSS = chat_versions.CSS
@@ -208,7 +208,7 @@ def build() -> None:
     ended = {"fn": lambda n: (max(0, n - 1), gr.Button(interactive=n <= 1)), "inputs": [writing],
              "outputs": [writing, send], "queue": False, **private}
     for run in runs:
-        run.then(**ended)  # also after Stop, Undo or Clear cancel it: gradio runs ``then`` steps of a cancelled event
+        finally_(run, **ended)  # after a failure too, and after Stop, Undo or Clear cancel it
     for run in runs + flips:
         saved.save_after(run)
     saved.save_after(stop.click(stopped_status, status, status, cancels=runs, queue=False, **private))
