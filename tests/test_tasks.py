@@ -114,6 +114,16 @@ def test_story_ends_near_the_requested_length(target, language):
     assert story_size(stream.text, language) <= target * 1.2 + 1
 
 
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_story_that_runs_out_of_tokens_ends_on_a_whole_sentence(monkeypatch, language):
+    # 1000 English words need ~1300 tokens, past MODELDECK_MAX_NEW_TOKENS' default 1024: the story stopped mid-sentence.
+    monkeypatch.setenv("MODELDECK_MAX_NEW_TOKENS", "24")
+    stream = p.write_story("a dog on a red chair", "温馨", 300, 5, language, seed=1)
+    list(stream)
+    assert stream.usage.finish_reason == "length" and stream.text
+    assert stream.text[-1] in "。！？!?….”」』\"')）"
+
+
 def test_trim_to_sentence_prefers_a_sentence_end():
     text = "从前有一只猫。" * 30
     cut = trim_to_sentence(text, 50, "zh")

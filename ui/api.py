@@ -211,9 +211,10 @@ def speak(text: str, language: str = "auto") -> FileData:
     """Read a text aloud and return the recording.
 
     Args:
-        text: What to read (at most 3000 characters).
-        language: "zh" (Mandarin), "en" (English) or "auto" (default: Chinese if the text has Chinese
-            characters).
+        text: What to read (at most 3000 characters by default; a longer text is cut at a sentence end).
+        language: "zh" (Mandarin), "en" (English) or "auto" (default). Chinese characters are always read by the
+            Mandarin voice and Latin letters by the English one (a mixed text in runs, in one file); the language
+            picks the voice only for a text of digits and signs.
 
     Returns:
         An audio file (MP3 from Google TTS when reachable, else WAV from espeak-ng).
