@@ -169,6 +169,22 @@ def test_a_story_model_of_its_own_writes_the_stories_and_the_chat_model_the_chat
         assert chat_passes.passes > 0
 
 
+def test_each_configured_chat_model_answers_when_named(fresh_registry):
+    """MODELDECK_CHAT_MODEL may list several chat models (the tests configure two): a chat names the one that
+    answers, the first by default; an unknown name is refused, listing the choices."""
+    from gates import PassGate
+
+    first, second = (fresh_registry.get_model("chat", name) for name in fresh_registry.model_names("chat"))
+    assert second.spec.name == "Tiny Qwen2 B" and second.model is not first.model
+    with PassGate(first) as first_passes, PassGate(second) as second_passes:
+        p.chat("你好", max_new_tokens=4, model="Tiny Qwen2 B").collect()
+        assert second_passes.passes > 0 and first_passes.passes == 0
+        p.chat("你好", max_new_tokens=4).collect()
+        assert first_passes.passes > 0
+    with pytest.raises(p.InvalidInputError, match="Tiny Qwen2 B"):
+        p.chat("你好", model="gpt-4o")
+
+
 def test_a_chat_model_without_a_chat_template_gets_the_plain_fallback(monkeypatch, fresh_registry):
     import os
 

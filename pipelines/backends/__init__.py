@@ -81,11 +81,12 @@ def check_roles() -> None:
                                   else "hf:Helsinki-NLP/opus-mt-en-zh")
 
 
-def chat_backend(role: str = "chat") -> ChatBackend:
-    """Return the backend that serves ``role`` ("chat" or "story")."""
+def chat_backend(role: str = "chat", name: str | None = None) -> ChatBackend:
+    """Return the backend that serves ``role`` ("chat" or "story") with the model called ``name`` (the default
+    first)."""
     from .local import LocalChatBackend
 
-    return _pick(role, None, LocalChatBackend, "OpenAIChatBackend", "HFChatBackend")
+    return _pick(role, name, LocalChatBackend, "OpenAIChatBackend", "HFChatBackend")
 
 
 def text_backend(name: str | None = None) -> TextBackend:
