@@ -152,6 +152,19 @@ def test_two_roles_served_by_one_server_keep_their_own_names_and_options(remote,
     assert (backends.chat_backend().name, backends.chat_backend().context_window) == ("Served Qwen", 512)
 
 
+def test_a_prompt_longer_than_the_remote_context_keeps_its_end(remote, monkeypatch):
+    """With ``#tokenizer=`` a text-generation prompt is cut to its end to fit ``#context=`` with the reply, as
+    locally (sent whole, the 128-position GPT-2 failed on the server: "index out of range")."""
+    url, _, text_model = remote
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"Short=openai:{url}/v1#{text_model}#context=120#tokenizer={text_model}")
+    prompt = "我你他好天猫狗的一是" * 20  # 200 tokens, one a character
+    stream = p.generate_text(prompt, max_new_tokens=20, temperature=0.8)
+    text = stream.collect()
+    assert any("only its last 100 tokens were used" in n for n in stream.notices)
+    assert text.startswith(prompt[-100:]) and not text.startswith(prompt[-101:])
+    assert stream.usage.prompt_tokens <= 102  # the server's count: those 100, and the [CLS] … [SEP] it adds
+
+
 def test_an_hf_entry_trims_the_history_with_its_tokenizer(remote, monkeypatch):
     """``#tokenizer=`` on an ``hf:`` entry trims the chat history to ``#context=``, as on an ``openai:`` one."""
     from huggingface_hub import constants

@@ -61,6 +61,12 @@ class Translator(Protocol):
     def translate(self, text: str) -> str: ...
 
 
+def prompt_cut_notice(budget: int) -> str:
+    """The notice that only the end of a text-generation prompt was used."""
+    return (f"提示文本过长，只使用了最后 {budget} 个词元。 / "
+            f"The prompt was too long; only its last {budget} tokens were used.")
+
+
 def trimmed_notice(dropped: int, window: int) -> str:
     """The notice that old turns were left out."""
     return (f"对话太长，已省略最早的 {dropped} 条消息以适应模型的上下文窗口（{window} 个词元）。 / "

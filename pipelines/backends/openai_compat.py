@@ -18,7 +18,7 @@ from ..errors import InvalidInputError, PipelineError
 from ..registry import ModelSpec
 from ..sampling import SamplingParams, resolve_seed
 from ..streaming import TextStream
-from .base import Message, Render, cut_by_estimate, fit_messages
+from .base import Message, Render, cut_by_estimate, fit_messages, prompt_cut_notice
 from .remote import Remote
 from .streams import openai_pieces, remote_stream
 
@@ -169,9 +169,25 @@ class OpenAITextBackend:
     def ignored(self) -> set[str]:
         return set(self.remote.facts.get("ignored", set()))
 
+    def fit(self, prompt: str, params: SamplingParams, notices: list[str]) -> str:
+        """The end of ``prompt`` that leaves room for the reply in the context window, as locally, counted with the
+        entry's ``#tokenizer=`` (without it a prompt too long is the server's to refuse)."""
+        tok = self.remote.local_tokenizer()
+        budget = self.context_window - params.max_new_tokens
+        if tok is None:
+            return prompt
+        encoded = tok(prompt, add_special_tokens=False, return_offsets_mapping=tok.is_fast)
+        if len(encoded["input_ids"]) <= budget:
+            return prompt
+        from .local import kept_end
+
+        notices.append(prompt_cut_notice(budget))
+        return kept_end(prompt, encoded, budget, tok)
+
     def stream_text(self, prompt: str, params: SamplingParams, n: int, notices: list[str],
                     render: Render) -> TextStream:
         seed = _seed(params)
+        prompt = self.fit(prompt, params, notices)
         body: dict[str, Any] = {"model": self.remote.model, "prompt": prompt, "stream": True, "n": n,
                                 "stream_options": {"include_usage": True}, "max_tokens": params.max_new_tokens,
                                 "temperature": params.temperature, "top_p": params.top_p,

@@ -109,6 +109,13 @@ class Remote:
     def template_counter(self) -> Any:
         """Count a conversation's prompt tokens with the local tokenizer the entry names (``#tokenizer=``, loaded
         once, its chat template), or None when it names none."""
+        tok = self.local_tokenizer()
+        if tok is None:
+            return None
+        return lambda ms: len(tok.apply_chat_template(ms, tokenize=True, add_generation_prompt=True, return_dict=False))
+
+    def local_tokenizer(self) -> Any:
+        """The local tokenizer the entry names (``#tokenizer=``), loaded once; None when it names none."""
         source = self.entry.option("tokenizer") if self.entry is not None else None
         if not source:
             return None
@@ -116,8 +123,7 @@ class Remote:
             from transformers import AutoTokenizer
 
             self.facts["tokenizer"] = AutoTokenizer.from_pretrained(source)
-        tok = self.facts["tokenizer"]
-        return lambda ms: len(tok.apply_chat_template(ms, tokenize=True, add_generation_prompt=True, return_dict=False))
+        return self.facts["tokenizer"]
 
     @property
     def shown(self) -> str:
