@@ -7,6 +7,7 @@ widgets (an empty chat box, an upload gradio cannot open, an unexpected error).
     PipelineError
     ├── InvalidInputError       the request itself is wrong: fix the input
     ├── ModelUnavailableError   a model could not be downloaded or loaded
+    │   ├── WrongModelError     it loads, but is not the kind of model its role needs
     │   └── RemoteUnavailableError   a remote server is down or does not serve the model
     ├── SpeechUnavailableError  no text-to-speech engine could produce audio
     ├── StorageError            the audio folder is full or cannot be written
@@ -48,6 +49,20 @@ class ModelUnavailableError(PipelineError):
             f"The model {model} could not be loaded ({reason}). Check the network, "
             f"or set {variable} to a local model folder.",
         )
+
+
+class WrongModelError(ModelUnavailableError):
+    """A model that is not what its role needs: another kind of model (a captioner set as a text generator), or
+    a checkpoint without the role's output layer, which loading would fill with random numbers (a chat model set
+    as a classifier would answer at random)."""
+
+    def __init__(self, model: str, variable: str, kind: tuple[str, str], reason: tuple[str, str]) -> None:
+        PipelineError.__init__(  # noqa: the advice differs from a load failure: the network is not at fault
+            self,
+            f"模型 {model} 不是{kind[0]}：{reason[0]}。请把环境变量 {variable} 改为这样的模型。",
+            f"The model {model} is not a {kind[1]}: {reason[1]}. Set {variable} to such a model.",
+        )
+        self.model, self.variable, self.reason = model, variable, reason[1]
 
 
 class SpeechUnavailableError(PipelineError):

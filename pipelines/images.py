@@ -38,6 +38,31 @@ def need_picture(image: Any) -> None:
         raise InvalidInputError("请先上传一张图片。", "Upload a picture first.")
 
 
+def check_picture(image: Any) -> None:
+    """Refuse a missing picture, a file that is no picture and one above ``max_pixels()``, from its header only.
+
+    The checks ``load_image`` makes, done before any work starts (the tab's check step, the upload)."""
+    from PIL import Image, UnidentifiedImageError
+
+    need_picture(image)
+    if not isinstance(image, (str, os.PathLike)):
+        return
+    use_own_pixel_limit()
+    try:
+        with Image.open(image) as opened:  # reads the header, not the pixels
+            pixels = opened.width * opened.height
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _unreadable() from exc
+    if pixels > max_pixels():
+        raise _too_large(pixels)
+
+
+def _unreadable() -> InvalidInputError:
+    return InvalidInputError("无法读取这张图片：文件损坏或不是图片。请换一张 JPG/PNG/WebP 图片。",
+                             "This file cannot be read as a picture (corrupt or not an image). "
+                             "Try another JPG, PNG or WebP file.")
+
+
 def load_image(image: Any) -> Any:
     """Return an RGB ``PIL.Image`` no larger than ``MAX_SIDE``, EXIF-rotated, first frame only.
 
@@ -55,9 +80,7 @@ def load_image(image: Any) -> Any:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             if isinstance(exc, InvalidInputError):
                 raise
-            raise InvalidInputError("无法读取这张图片：文件损坏或不是图片。请换一张 JPG/PNG/WebP 图片。",
-                                    "This file cannot be read as a picture (corrupt or not an image). "
-                                    "Try another JPG, PNG or WebP file.") from exc
+            raise _unreadable() from exc
     if not isinstance(image, Image.Image):
         raise InvalidInputError("图片格式不受支持。", "This kind of picture is not supported.")
     pixels = image.width * image.height

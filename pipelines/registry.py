@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from . import hub, lean_decode, settings
 from .attention import use_packed_sdpa
 from .devices import device_and_dtype, quantization
 from .engine import engine, in_own_thread
-from .errors import InvalidInputError, ModelUnavailableError, PipelineError
+from .errors import InvalidInputError, ModelUnavailableError, PipelineError, WrongModelError
 from .quantize import (compact_input_embedding, give_back_freed_memory, int8_kernels_of, quantize_int8,
                        weight_bytes)
 
@@ -177,6 +178,40 @@ def _load_classes(task: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
     raise InvalidInputError(f"未知任务：{task}", f"Unknown task: {task}")
 
 
+# What each task needs, for the message when a model is another kind (Chinese, English).
+KINDS = {CAUSAL_LM: ("因果语言模型（续写文本的模型，如 GPT-2、Qwen）", "causal language model (one that continues text, "
+                                                          "such as GPT-2 or Qwen)"),
+         TEXT_CLASSIFICATION: ("文本分类模型（带分类层的模型）", "text classification model (one with a classification layer)"),
+         IMAGE_CAPTIONING: ("BLIP 图片描述模型", "BLIP image captioning model"),
+         TRANSLATION: ("翻译模型（seq2seq，如 opus-mt）", "translation model (sequence-to-sequence, such as opus-mt)")}
+
+
+def _wrong_architecture(spec: ModelSpec, exc: BaseException) -> WrongModelError | None:
+    """The error for a checkpoint whose architecture the task's Auto class cannot load, else None."""
+    text = str(exc)
+    if not (isinstance(exc, ValueError) and "Unrecognized configuration class" in text):
+        return None
+    found = re.search(r"\.(\w+)Config'>", text)
+    kind = found.group(1) if found else "?"
+    return WrongModelError(spec.source, spec.variable, KINDS[spec.task],
+                           (f"它的结构是 {kind}", f"its architecture is {kind}"))
+
+
+def _check_head(spec: ModelSpec, model: Any, missing: set[str]) -> None:
+    """Refuse a model whose checkpoint lacks weights outside its base model: the task's output layer (a chat
+    model loaded as a classifier has no ``score``), which loading fills with random numbers. Buffers and the
+    base model's own keys are left to transformers (tied or computed weights are not reported missing)."""
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    parameters = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    head = sorted(key for key in missing if key in parameters and not key.startswith(prefix))
+    if head:
+        shown = ", ".join(head[:3]) + ("…" if len(head) > 3 else "")
+        raise WrongModelError(spec.source, spec.variable, KINDS[spec.task],
+                              (f"检查点里没有 {shown}，加载会用随机数填上，结果毫无意义",
+                               f"its checkpoint has no {shown}, which loading would fill with random numbers, "
+                               "so every answer would be noise"))
+
+
 def _short_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
@@ -198,10 +233,12 @@ def _load(spec: ModelSpec) -> LoadedModel:
     started = time.perf_counter()
     try:
         processor = load_processor(spec.source, **common)
-        model = load_model(spec.source, dtype=dtype, **common, **reading)
+        model, info = load_model(spec.source, dtype=dtype, output_loading_info=True, **common, **reading)
     except Exception as exc:  # every failure here means "this model is not usable now"
         log.warning("loading %s failed: %s", spec.source, _short_reason(exc))
-        raise ModelUnavailableError(spec.source, spec.variable, _short_reason(exc)) from exc
+        raise _wrong_architecture(spec, exc) or ModelUnavailableError(spec.source, spec.variable,
+                                                                       _short_reason(exc)) from exc
+    _check_head(spec, model, set(info.get("missing_keys", ())))
     model.to(device).eval()
     if spec.task == CAUSAL_LM and str(device) == "cpu":
         use_packed_sdpa(model)  # decode steps: one attention call per key/value head (attention.py)

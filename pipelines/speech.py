@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import shutil
+import sys
 import subprocess
 import tempfile
 import threading
@@ -26,11 +27,16 @@ from .errors import InvalidInputError, SpeechUnavailableError, StorageError
 from . import settings
 from .inputs import clean_text, language as parse_language
 from .streaming import has_cjk
+from .voicing import VoicingError, join_audio, script_runs, spoken_cut
 
 log = logging.getLogger(__name__)
 
 GTTS_LANG = {"zh": "zh-CN", "en": "en"}
-ESPEAK_VOICE = {"zh": "cmn", "en": "en"}
+# espeak-ng 1.51 (Debian 12, the Spaces image) reads Chinese with "cmn" as pinyin spelled out in English,
+# tone digits included ("xiao three mao one"); "cmn-latn-pinyin" reads it in Mandarin. "cmn" is kept for builds
+# without that voice. Neither reads English: Latin-script runs get the English voice (see ``script_runs``).
+ESPEAK_VOICES = {"zh": ("cmn-latn-pinyin", "cmn"), "en": ("en",)}
+CACHE_VERSION = "2"  # in each file's name hash: audio made by an older voice choice is not served again
 ENGINES = ("auto", "gtts", "espeak", "off")
 
 
@@ -98,18 +104,30 @@ def espeak_binary() -> str | None:
     return shutil.which("espeak-ng") or shutil.which("espeak")
 
 
-def _espeak_bytes(text: str, language: str) -> bytes:
-    binary = espeak_binary()
-    if binary is None:
-        raise _Failed("espeak-ng is not installed")
+def _espeak_voice_bytes(binary: str, text: str, voice: str) -> bytes | None:
+    """One espeak-ng run; None when this build has no such voice."""
     try:
-        done = subprocess.run([binary, "-v", ESPEAK_VOICE[language], "--stdout", "--stdin"], input=text.encode(),
+        done = subprocess.run([binary, "-v", voice, "--stdout", "--stdin"], input=text.encode(),
                               capture_output=True, timeout=_deadline() * 2, check=False)
     except subprocess.TimeoutExpired as exc:
         raise _Failed("espeak-ng timed out") from exc
     if done.returncode != 0 or not done.stdout.startswith(b"RIFF"):
-        raise _Failed(f"espeak-ng failed: {done.stderr.decode(errors='replace').strip()[:200]}")
+        message = done.stderr.decode(errors="replace").strip()
+        if "does not exist" in message:
+            return None
+        raise _Failed(f"espeak-ng failed: {message[:200]}")
     return done.stdout
+
+
+def _espeak_bytes(text: str, language: str) -> bytes:
+    binary = espeak_binary()
+    if binary is None:
+        raise _Failed("espeak-ng is not installed")
+    for voice in ESPEAK_VOICES[language]:
+        data = _espeak_voice_bytes(binary, text, voice)
+        if data is not None:
+            return data
+    raise _Failed(f"espeak-ng has no voice for {language} ({', '.join(ESPEAK_VOICES[language])})")
 
 
 ENGINE_FUNCS: dict[str, tuple[str, Callable[[str, str], bytes]]] = {
@@ -163,8 +181,14 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
     """Return a finished audio file of ``text`` read in ``language`` ("zh", "en" or "auto")."""
     notices: list[str] = []
     lang = parse_language(language, allow_auto=True)
-    spoken = clean_text(text, field_zh="要朗读的文本", field_en="text to read", notices=notices,
-                        max_chars=settings.get("MODELDECK_MAX_SPEECH_CHARS")).strip()
+    limit = settings.get("MODELDECK_MAX_SPEECH_CHARS")
+    spoken = clean_text(text, field_zh="要朗读的文本", field_en="text to read", notices=[], max_chars=sys.maxsize).strip()
+    if len(spoken) > limit:
+        spoken = spoken_cut(spoken, limit)
+        notices.append(f"要朗读的文本过长，只朗读了前 {len(spoken)} 个字符（到句末为止，上限 {limit}）。 / The text to read "
+                       f"was too long; only its first {len(spoken)} characters were read (up to a sentence end; the "
+                       f"limit is {limit}).")
+    spoken = spoken.strip()
     if not any(ch.isalnum() for ch in spoken):
         raise InvalidInputError("文本里没有可以朗读的文字。", "The text has nothing that can be read aloud.")
     if lang == "auto":
@@ -177,7 +201,7 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise _storage_error(exc) from exc
-    stem = hashlib.sha256(f"{lang}\n{spoken}".encode()).hexdigest()[:32]
+    stem = hashlib.sha256(f"{CACHE_VERSION}\n{lang}\n{spoken}".encode()).hexdigest()[:32]
     for ext in (".mp3", ".wav"):
         cached = os.path.join(folder, stem + ext)
         if os.path.isfile(cached) and os.path.getsize(cached) > 0:
@@ -189,8 +213,8 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
     for engine in order:
         ext, make = ENGINE_FUNCS[engine]
         try:
-            data = make(spoken, lang)
-        except _Failed as exc:
+            data = join_audio([make(part, part_lang) for part_lang, part in script_runs(spoken, lang)], ext)
+        except (_Failed, VoicingError) as exc:
             log.warning("speech engine %s failed: %s", engine, exc)
             reasons.append(str(exc))
             continue

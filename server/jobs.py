@@ -16,7 +16,7 @@ import pipelines
 from pipelines import Usage
 from ui.common import gpu
 
-from .protocol import Call, Tokens, finish_reason, visible
+from .protocol import Call, Tokens, finish_reason, in_request_terms, visible
 
 _END = ("end",)
 
@@ -29,7 +29,8 @@ def produce(call: Call, holder: dict[str, Any]) -> Iterator[tuple]:
     task = pipelines.chat if call.task == "chat" else pipelines.generate_text
     stream = task(**call.arguments)
     holder["stream"] = stream  # the same process (off ZeroGPU): cancel through it at once
-    yield "start", stream.usage, stream.seed, call.notices + stream.notices
+    notices = [in_request_terms(notice, call.names) for notice in call.notices + stream.notices]
+    yield "start", stream.usage, stream.seed, notices
     wanted = call.logprobs is not None
     for _ in stream:
         yield "rows", list(stream.texts), stream.pieces if wanted else None

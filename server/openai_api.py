@@ -25,8 +25,8 @@ from pipelines.errors import UNEXPECTED, known_error
 
 from .jobs import Job
 from .limits import authorized, gate
-from .protocol import ApiError, Call, choice_delta, chunk, error_body, model_list, model_object, response, \
-    role_chunk, served_models, usage_body
+from .protocol import ApiError, Call, choice_delta, chunk, error_body, find_model, in_request_terms, model_list, \
+    model_object, response, role_chunk, usage_body
 from .requests import read_chat, read_completion, unknown_model
 
 log = logging.getLogger("modeldeck.api")
@@ -47,7 +47,7 @@ def error_response(exc: BaseException, names: dict[str, str] | None = None) -> J
         status, body = exc.status, error_body(str(exc), exc.kind, exc.code, exc.param)
     elif isinstance(exc, InvalidInputError):
         param = (names or {}).get(exc.param, exc.param) if exc.param else None
-        status, body = 400, error_body(str(exc), "invalid_request_error", param=param)
+        status, body = 400, error_body(in_request_terms(str(exc), names or {}), "invalid_request_error", param=param)
     elif isinstance(exc, ModelUnavailableError):
         status, body = 503, error_body(str(exc), "model_unavailable")
     elif isinstance(exc, PipelineError):
@@ -95,10 +95,10 @@ async def retrieve_model(request: Request, name: str) -> Response:
     if not authorized(request.headers.get("authorization")):
         return _unauthorized()
     try:
-        for served, role in served_models():
-            if served == name:
-                return JSONResponse(model_object(served, role, int(time.time())))
-        raise unknown_model(name)
+        found = find_model(name)
+        if found is None:
+            raise unknown_model(name)
+        return JSONResponse(model_object(*found, int(time.time())))
     except Exception as exc:
         return error_response(exc)
 

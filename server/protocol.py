@@ -3,6 +3,7 @@ and the JSON sent back."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -45,10 +46,29 @@ class Call:
     created: int = field(default_factory=lambda: int(time.time()))
 
 
+def _served_specs() -> list[tuple[registry.ModelSpec, str]]:
+    return [(registry.specs("chat")[0], "chat")] + [(spec, "textgen") for spec in registry.specs("textgen")]
+
+
 def served_models() -> list[tuple[str, str]]:
     """(name, role) of every model the API serves: the chat model, then the text generation models."""
-    chat = registry.specs("chat")[0]
-    return [(chat.name, "chat")] + [(spec.name, "textgen") for spec in registry.specs("textgen")]
+    return [(spec.name, role) for spec, role in _served_specs()]
+
+
+def find_model(name: str) -> tuple[str, str] | None:
+    """(served name, role) of the model ``name`` means, by its display name or its configured id (a Hub id,
+    a folder or a remote entry); None for none."""
+    return next(((spec.name, role) for spec, role in _served_specs() if name in (spec.name, spec.source)), None)
+
+
+def in_request_terms(text: str, names: dict[str, str]) -> str:
+    """``text`` (a notice or an error of ``pipelines``) with each parameter name of ``pipelines`` that differs
+    from the request's field (``max_new_tokens``, ``num_return_sequences``) written as that field. Only names
+    with an underscore are rewritten: a plain word such as "message" is also prose."""
+    for pipeline_name, field_name in names.items():
+        if "_" in pipeline_name and pipeline_name != field_name:
+            text = re.sub(rf"(?<![\w]){re.escape(pipeline_name)}(?![\w])", field_name, text)
+    return text
 
 
 def model_object(name: str, role: str, created: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pipelines.inputs import normalize_messages, number
 from pipelines.sampling import MAX_TOP_LOGPROBS
 from pipelines.textgen import MAX_SEQUENCES
 
-from .protocol import ApiError, Call, served_models
+from .protocol import ApiError, Call, find_model, served_models
 
 MAX_STOPS = 4
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -28,15 +28,17 @@ def _model(body: dict[str, Any], wanted_role: str) -> str:
     if value is not None and not isinstance(value, str):
         raise ApiError(400, "参数 model 必须是文本。", "The parameter model must be text.", param="model")
     name = (value or "").strip()
-    for role in ("chat", "textgen"):
-        for spec in (registry.specs(role)[:1] if role == "chat" else registry.specs(role)):
-            if (not name and role == wanted_role) or name in (spec.name, spec.source):
-                if role != wanted_role:
-                    other = "/v1/completions" if role == "textgen" else "/v1/chat/completions"
-                    raise ApiError(400, f"模型 {name!r} 不在这个接口提供，请改用 {other}。",
-                                   f"The model {name!r} is not served here; use {other}.", param="model")
-                return spec.name
-    raise unknown_model(name)
+    if not name:
+        return registry.specs(wanted_role)[0].name
+    found = find_model(name)
+    if found is None:
+        raise unknown_model(name)
+    served, role = found
+    if role != wanted_role:
+        other = "/v1/completions" if role == "textgen" else "/v1/chat/completions"
+        raise ApiError(400, f"模型 {name!r} 不在这个接口提供，请改用 {other}。",
+                       f"The model {name!r} is not served here; use {other}.", param="model")
+    return served
 
 
 def unknown_model(name: str) -> ApiError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_browser import CHROMIUM, browser, open_tab, page, upload_picture, wait_filled  # noqa: F401  (fixtures)
+from test_browser import CHROMIUM, ROOT, browser, open_tab, page, upload_picture, wait_filled  # noqa: F401  (fixtures)
 from test_browser_saved_chats import BOT, USER, send, texts, use_short_replies, wait_saved
 from ui import chat_tab
 
@@ -145,6 +145,37 @@ def test_a_file_that_is_not_a_picture_is_named_when_uploaded(page, tmp_path):
     page.locator("#story-run").click()
     told(page, "cannot be read as a picture")  # and again if Run is pressed anyway
     assert not any(veiled(page, elem) for elem in ("story-text", "story-caption", "story-audio"))
+
+
+def test_a_picture_over_the_size_limit_is_named_and_nothing_is_veiled(page, monkeypatch):
+    upload_picture(page)
+    page.locator("#story-caption-only").click()
+    wait_filled(page, "story-caption")
+    caption = page.locator("#story-caption textarea").input_value()
+    monkeypatch.setenv("MODELDECK_MAX_IMAGE_PIXELS", "10000")  # the app runs in this process; cat.jpg is 384×255
+    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
+    told(page, "The picture is too large")  # at once, when it is uploaded
+    for button in ("#story-caption-only", "#story-run"):
+        page.locator(button).click()
+        told(page, "The picture is too large")  # before, from the work: a red badge over both captions and the status
+        assert not any(veiled(page, elem) for elem in ("story-caption", "story-caption-en", "story-status"))
+    assert page.locator("#story-caption textarea").input_value() == caption
+
+
+def test_a_step_that_fails_leaves_every_button_usable(page, monkeypatch):
+    from ui import story_tab
+
+    upload_picture(page)
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the captioner went away")
+
+    monkeypatch.setattr(story_tab.adapters, "caption", fails)  # the app runs in this process
+    page.locator("#story-caption-only").click()
+    told(page, "unexpected")
+    monkeypatch.undo()
+    page.locator("#story-caption-only").click()  # before: "the last step is still running", on every button, until a reload
+    page.wait_for_function("() => document.querySelector('#story-caption textarea')?.value.length > 0", timeout=20_000)
 
 
 def test_an_unreadable_file_keeps_the_last_batch_results(page, tmp_path):

@@ -151,11 +151,11 @@ def test_max_speech_chars_cuts_the_text_read_aloud(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELDECK_AUDIO_DIR", str(tmp_path))
     monkeypatch.setenv("MODELDECK_TTS", "gtts")
     text = "今天天气很好。" * 10
-    for most in (14, 35):
+    for most, read in ((20, 14), (35, 35)):  # 20 would end mid-sentence: the sentences before are read
         monkeypatch.setenv("MODELDECK_MAX_SPEECH_CHARS", str(most))
         speech = p.synthesize_speech(text, "zh")
-        assert spoken[-1] == text[:most]
-        assert f"only its first {most} characters were used" in " ".join(speech.notices)
+        assert spoken[-1] == text[:read]
+        assert f"only its first {read} characters were read" in " ".join(speech.notices)
 
 
 def test_the_translate_prefix_is_prepended_only_when_the_model_knows_it(tmp_path, monkeypatch, fresh_registry):

@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 
+from pipelines import registry
 from server.jobs import Job
 from server.protocol import Call
 
@@ -88,6 +89,30 @@ def test_models_can_be_retrieved_one_by_one(client, base):
         client.models.retrieve("gpt-4o")
     assert "no model called 'gpt-4o'" in err.value.message and err.value.body["code"] == "model_not_found"
     assert _error(httpx.get(base + "/models/gpt-4o"), 404)["param"] == "model"
+
+
+def test_a_model_is_found_by_its_configured_id_as_requests_find_it(client, base):
+    """A request may name a model by the Hub id or folder it was configured with; so may GET /v1/models/{id}."""
+    for role, endpoint in (("chat", "/v1/chat/completions"), ("textgen", "/v1/completions")):
+        spec = registry.specs(role)[0]
+        answer = httpx.get(f"{base}/models/{spec.source}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["id"] == spec.name and answer.json()["modeldeck_endpoint"] == endpoint
+    chat = registry.specs("chat")[0]
+    reply = client.chat.completions.create(model=chat.source, messages=HI, max_tokens=1)
+    assert reply.model == chat.name
+
+
+def test_notices_and_errors_name_the_field_the_request_sent(base):
+    """A clamped or malformed max_tokens is called max_tokens (the request's word), not max_new_tokens."""
+    for field in ("max_tokens", "max_completion_tokens"):
+        reply = httpx.post(base + "/completions", timeout=120, json={
+            "model": "Tiny GPT-2 B", "prompt": "Hello", "temperature": 0, field: 10 ** 6}).json()
+        notices = " ".join(reply["notices"])
+        assert f"{field}=1000000" in notices and "max_new_tokens" not in notices, notices
+        error = _error(httpx.post(base + "/chat/completions", json={"messages": HI, field: "many"}), 400)
+        assert error["param"] == field and f"The parameter {field} must be" in error["message"], error
+        assert "max_new_tokens" not in error["message"]
 
 
 def test_other_paths_and_methods_answer_in_openai_shape(base):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import ConfigError, InvalidInputError, ModelUnavailableError
+from pipelines.errors import WrongModelError
 from pipelines.devices import device_and_dtype_names
 from pipelines.registry import DISPLAY_NAMES, ROLES
 
@@ -91,6 +92,26 @@ def test_missing_model_is_a_clear_error_and_is_retried(fresh_registry, monkeypat
         fresh_registry.get_model("captioner")
     monkeypatch.setenv("MODELDECK_CAPTION_MODEL", good)
     assert fresh_registry.get_model("captioner").model is not None  # the failure was not cached
+
+
+def test_a_model_of_the_wrong_kind_is_refused_not_run_with_random_layers(fresh_registry, monkeypatch):
+    """A chat model set as a classifier loads with a random ``score`` layer, and a BERT classifier set as a text
+    generator with a random LM head: both are refused, naming the missing weights and the variable. A captioner
+    set as a text generator cannot load at all: the message names its architecture, not the network."""
+    chat, classifier = fresh_registry.resolve("chat").source, fresh_registry.resolve("classifier").source
+    caption = fresh_registry.resolve("captioner").source
+    cases = [("MODELDECK_CLASSIFIER_MODELS", "classifier", chat, "score.weight"),
+             ("MODELDECK_TEXTGEN_MODELS", "textgen", classifier, "cls.predictions"),
+             ("MODELDECK_TEXTGEN_MODELS", "textgen", caption, "architecture is Blip")]
+    for variable, role, source, words in cases:
+        monkeypatch.setenv(variable, source)
+        with pytest.raises(WrongModelError) as err:
+            fresh_registry.get_model(role)
+        message = str(err.value)
+        assert words in message and variable in message and "network" not in message, message
+        assert not fresh_registry.is_loaded(role)
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", classifier)
+    assert fresh_registry.get_model("classifier").model is not None  # a real classifier still loads
 
 
 def test_device_and_dtype_follow_the_environment(monkeypatch):

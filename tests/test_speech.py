@@ -48,8 +48,49 @@ def audio(tmp_path, monkeypatch):
 
 
 def _wav_seconds(path: str) -> float:
+    """The length the header says, checked against the samples in the file (players trust the header)."""
     with wave.open(path) as w:
+        assert w.getnframes() * w.getsampwidth() * w.getnchannels() == len(w.readframes(w.getnframes()))
+        assert os.path.getsize(path) == 44 + w.getnframes() * w.getsampwidth() * w.getnchannels()
         return w.getnframes() / w.getframerate()
+
+
+@pytest.fixture
+def voices(monkeypatch):
+    """The (voice, text) of every espeak-ng run."""
+    runs = []
+    real = speech.subprocess.run
+
+    def run(args, **kwargs):
+        if "--stdout" in args:  # the app's runs, not the test's own phoneme look-ups
+            runs.append((args[args.index("-v") + 1], kwargs["input"].decode()))
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(speech.subprocess, "run", run)
+    return runs
+
+
+def _phonemes(voice: str, text: str) -> str:
+    import subprocess
+
+    return subprocess.run([speech.espeak_binary(), "-q", "-x", "-v", voice, text], capture_output=True,
+                          text=True, check=True).stdout
+
+
+@needs_espeak
+def test_chinese_is_read_in_mandarin_and_english_in_english(audio, monkeypatch, voices):
+    # espeak-ng 1.51's "cmn" voice spelled the characters' pinyin out in English, tone digits too:
+    # 小猫 was read "xiao three mao one"; the switch to English shows as "(en)" in its phonemes.
+    monkeypatch.setenv("MODELDECK_TTS", "espeak")
+    result = p.synthesize_speech("小猫坐在椅子上。它说：“Hello, my friend!”然后睡着了。", "zh")
+    assert [text for _, text in voices] == ["小猫坐在椅子上。它说：“", "Hello, my friend!”", "然后睡着了。"]
+    (zh, _), (en, _), (zh_again, _) = voices
+    assert zh == zh_again and "(en)" not in _phonemes(zh, "小猫坐在椅子上。")
+    assert _phonemes(en, "Hello, my friend!") == _phonemes("en", "Hello, my friend!")
+    assert 2 < _wav_seconds(result.path) < 15  # one file, every part in it, its length told right
+    voices.clear()
+    p.synthesize_speech("The cat sat on the mat. 小猫坐着。", "en")  # the other way round: the Chinese in Mandarin
+    assert [(v == zh, text) for v, text in voices] == [(False, "The cat sat on the mat. "), (True, "小猫坐着。")]
 
 
 @needs_espeak

@@ -117,10 +117,22 @@ def one_step(trigger: Callable[..., Any], check: Callable[..., None] | None, inp
     private = {"queue": False, "api_visibility": "private"}
     started = checked(trigger, ready, [*inputs, busy]).success(counted(1), busy, [busy, *locks], **private)
     run = started.then(**work)
-    ended = (run.then(**after) if after is not None else run).then(counted(-1), busy, [busy, *locks], **private)
-    if idle is not None:
-        ended.then(**idle)
+    ends = finally_(run, **after) if after is not None else [run]
+    for end in ends:
+        for ended in finally_(end, fn=counted(-1), inputs=busy, outputs=[busy, *locks], **private):
+            if idle is not None:
+                finally_(ended, **idle)
     return run
+
+
+def finally_(event: Any, **listener: Any) -> list[Any]:
+    """Run ``listener`` (``.then`` arguments) once ``event`` ends, whatever the outcome; return the new events.
+
+    ``.then`` is documented to run after a failure too, but gradio 6.31's page runs it only after a success or a
+    cancel (``.failure`` listeners alone after an error). A step whose work raised left its tab's count of running
+    steps above 0, and every button of the tab then said to wait, until a reload. ``.success`` and ``.failure``
+    are exclusive, so exactly one of the two runs (a cancel runs the failure listeners)."""
+    return [event.success(**listener), event.failure(**listener)]
 
 
 def need_text(field_zh: str, field_en: str) -> Callable[[Any], None]:

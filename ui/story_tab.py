@@ -9,7 +9,7 @@ import gradio as gr
 
 from pipelines import STYLES
 from pipelines.bundle import StorySettings, story_bundle
-from pipelines.images import need_picture
+from pipelines.images import check_picture
 from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
 
 from . import adapters, story_saved
@@ -107,10 +107,10 @@ def build() -> None:
     # Each run checks its input first: a missing picture or an empty box leaves the captions, story and audio shown.
     # ``busy`` counts the steps running (one at a time: they share the captions, story, audio and status).
     busy = gr.State(0)
-    steps = [(go.click, need_picture, [image], {"fn": run_all, "inputs": [image, *settings],
+    steps = [(go.click, check_picture, [image], {"fn": run_all, "inputs": [image, *settings],
               "outputs": [caption, caption_en, story, audio, status, seed], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
-             (caption_btn.click, need_picture, [image], {"fn": caption_only, "inputs": [image],
+             (caption_btn.click, check_picture, [image], {"fn": caption_only, "inputs": [image],
               "outputs": [caption, caption_en, status], "concurrency_id": CAPTIONER, "concurrency_limit": 1}),
              (rewrite_btn.click, need_text("图片描述", "caption"), [caption], {"fn": rewrite,
               "inputs": [caption, *settings], "outputs": [story, status, seed], "concurrency_id": LLM,
@@ -121,7 +121,7 @@ def build() -> None:
     runs = [one_step(trigger, check, inputs, busy, BUSY, {**work, **private}) for trigger, check, inputs, work in steps]
     fields = story_saved.StoryFields(image, caption, caption_en, story, audio, *settings, seed, status)
     story_saved.build(fields, busy, runs, clear_btn, bundle, lambda n: need_idle(n, BUSY))
-    checked(image.upload, need_picture, [image])  # a file that is not a picture is named at once, not at Run
+    checked(image.upload, check_picture, [image])  # a file that is not a picture is named at once, not at Run
     stop.click(None, None, None, cancels=runs, **private)
     bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)
     examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
