@@ -18,7 +18,7 @@ from pipelines.inputs import max_input_chars, normalize_messages
 from . import chat_versions
 from .adapters import file_path
 from .chat_versions import VersionNav
-from .common import checked, edge, need_idle
+from .common import checked, edge, finally_, need_idle
 
 EMPTY_STORE: dict[str, Any] = {"current": None, "chats": []}
 # The browser stores the chats; gradio's BrowserState "encrypts" them with a key it also sends to the
@@ -36,11 +36,12 @@ class SavedChats:
     settings: list[Any]
     nav: VersionNav
 
-    def save_after(self, event: Any) -> Any:
-        """Chain saving the open conversation (and recording its last answer's version) after ``event``."""
-        return event.then(save, [self.current, *self.settings, self.nav.state, self.store],
-                          [self.current, self.store, self.listing, *self.nav.outputs],
-                          api_visibility="private", queue=False)
+    def save_after(self, event: Any) -> list[Any]:
+        """Chain saving the open conversation (and recording its last answer's version) after ``event``, failed
+        or not."""
+        return finally_(event, fn=save, inputs=[self.current, *self.settings, self.nav.state, self.store],
+                        outputs=[self.current, self.store, self.listing, *self.nav.outputs],
+                        api_visibility="private", queue=False)
 
 
 def _choices(store: Any, selected: str | None = None) -> dict[str, Any]:

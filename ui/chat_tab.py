@@ -15,8 +15,8 @@ from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_ra
 
 from . import adapters, chat_saved, chat_versions
 from .exact_chatbot import ExactChatbot
-from .common import (LLM, READING_MARK, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
-                     need_idle, notices_md, reading_md, t, usage_md)
+from .common import (LLM, READING_MARK, STOPPED, checked, concurrency_limit, edge, examples, finally_, gpu,
+                     joined, need_idle, notices_md, reading_md, t, usage_md)
 from .token_colors import colored_html
 
 CSS = chat_versions.CSS
@@ -218,8 +218,8 @@ def build() -> None:
     runs = [start.success(**started).then(**answer) for start in starts]
     ended = {"fn": lambda n: (max(0, n - 1), gr.Button(interactive=n <= 1)), "inputs": [writing],
              "outputs": [writing, send], "queue": False, **private}
-    for run in runs:
-        run.then(**ended)  # also after Stop, Undo or Clear cancel it: gradio runs ``then`` steps of a cancelled event
+    for run in runs:  # also after Stop, Undo or Clear cancel it, and after a failed reply (Send stayed grey)
+        finally_(run, **ended)
     for run in runs + flips:
         saved.save_after(run)
     saved.save_after(stop.click(stopped_status, status, status, cancels=runs, queue=False, **private))
