@@ -15,8 +15,9 @@ DEFAULT_MAX_NEW_TOKENS = 512  # a full answer of a few paragraphs
 
 def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
          temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-         seed: int | None = None, top_logprobs: int | None = None) -> TextStream:
-    """Return a stream of the assistant's reply to ``message`` after ``history``.
+         seed: int | None = None, top_logprobs: int | None = None, model: str | None = None) -> TextStream:
+    """Return a stream of the assistant's reply to ``message`` after ``history``, from the chat model called
+    ``model`` (a display name or configured id of ``MODELDECK_CHAT_MODEL``; None for the first).
 
     ``history`` holds role/content dicts (gradio's content-part lists and [user, bot] pairs are
     accepted too); its system messages follow ``system_prompt``, joined in order. Old turns are dropped to
@@ -33,7 +34,7 @@ def chat(message: str, history: Any = None, *, system_prompt: str | None = DEFAU
     parts = ([system] if system else []) + [m["content"].strip() for m in messages if m["role"] == "system"]
     system = "\n\n".join(parts)
     messages = [m for m in messages if m["role"] != "system"]
-    backend = chat_backend("chat")
+    backend = chat_backend("chat", model)
     params = SamplingParams(
         max_new_tokens=number(max_new_tokens, name="max_new_tokens", lo=MIN_NEW_TOKENS, hi=max_new_tokens_cap(backend),
                               notices=notices, integer=True, default=DEFAULT_MAX_NEW_TOKENS),

@@ -120,13 +120,12 @@ class ConfigError(PipelineError):
 class RemoteUnavailableError(ModelUnavailableError):
     """A remote backend cannot be reached or does not serve the model; names the URL and the variable."""
 
-    def __init__(self, model: str, variable: str, reason: str) -> None:
+    def __init__(self, model: str, variable: str, reason: str, hint: tuple[str, str] | None = None) -> None:
+        # ``hint`` (Chinese, English): what to do, when the answer says more than "down, or no such model"
+        zh, en = hint or (f"请确认服务器正在运行并提供这个模型，或修改环境变量 {variable}",
+                          f"Check that the server is running and serves this model, or change {variable}")
         PipelineError.__init__(  # noqa: the wording differs from a local load failure
-            self,
-            f"远程模型 {model} 不可用（{reason}）。请确认服务器正在运行并提供这个模型，或修改环境变量 {variable}。",
-            f"The remote model {model} is not available ({reason}). Check that the server is running and serves "
-            f"this model, or change {variable}.",
-        )
+            self, f"远程模型 {model} 不可用（{reason}）。{zh}。", f"The remote model {model} is not available ({reason}). {en}.")
         self.model, self.variable, self.reason = model, variable, reason
 
 

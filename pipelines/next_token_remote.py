@@ -57,12 +57,20 @@ def _request(remote: Any, is_chat: bool, text: str, n: int) -> Any:
         return remote.call(lambda client: client.chat_completion(
             chat_messages(text), model=remote.model, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=n))
     # Greedy: vLLM puts the sampled token among the returned ones, and a greedy one is the top one anyway.
+    from .backends.openai_compat import PLAIN_PROMPT, UNSCHEMED, refused_extras, takes_extras
+
     body: dict[str, Any] = {"model": remote.model, "max_tokens": 1, "temperature": 0.0, "stream": False}
     if is_chat:
         body.update(messages=chat_messages(text), logprobs=True, top_logprobs=n)
-    else:
-        body.update(prompt=text, logprobs=n)
-    return remote.json("POST", remote.base_url + ("/chat/completions" if is_chat else "/completions"), body)
+    else:  # the prompt's tokens as the local view reads them (no [CLS] … [SEP] around a WordPiece prompt)
+        body.update(prompt=text, logprobs=n, **(PLAIN_PROMPT if takes_extras(remote) else {}))
+    url = remote.base_url + ("/chat/completions" if is_chat else "/completions")
+    try:
+        return remote.json("POST", url, body)
+    except InvalidInputError as exc:
+        if not any(key in body for key in UNSCHEMED) or not refused_extras(remote, exc):
+            raise
+        return remote.json("POST", url, {k: v for k, v in body.items() if k not in UNSCHEMED})
 
 
 def _ask(remote: Any, is_chat: bool, text: str, n: int) -> list[tuple[bytes, float]]:

@@ -79,8 +79,9 @@ def integer(lo: int = 1, hi: int | None = None) -> Callable[[str], int]:
             raise Bad("应为整数", "it must be a whole number")
         value = int(raw.replace("_", ""))
         if value < lo or (hi is not None and value > hi):
-            span = f"{lo}–{hi}" if hi is not None else f"≥ {lo}"
-            raise Bad(f"应在 {span} 之间", f"it must be {span}")
+            if hi is None:
+                raise Bad(f"应不小于 {lo}", f"it must be ≥ {lo}")
+            raise Bad(f"应在 {lo}–{hi} 之间", f"it must be {lo}–{hi}")
         return value
     return parse
 

@@ -104,6 +104,27 @@ def espeak_binary() -> str | None:
     return shutil.which("espeak-ng") or shutil.which("espeak")
 
 
+def engines_markdown() -> str:
+    """One line for the status page: the speech setting, and which engines this machine has."""
+    binary = espeak_binary()
+    try:
+        from importlib.metadata import version
+
+        gtts = f"gTTS {version('gTTS')}"
+    except Exception:  # PackageNotFoundError: not installed
+        gtts = "gTTS ❌ 未安装 not installed"
+    if binary is None:
+        offline = "espeak-ng ❌ 未安装，离线时没有语音 not installed: no speech without the network (packages.txt)"
+    else:
+        try:
+            shown = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=5).stdout.split()
+            offline = f"espeak-ng {shown[3] if len(shown) > 3 else ''} ✅".replace("  ", " ")
+        except (OSError, subprocess.TimeoutExpired):
+            offline = "espeak-ng ✅"
+    return (f"**语音 Speech:** `MODELDECK_TTS={_engine_setting()}` · 在线 online: {gtts}（需要网络 needs the network）"
+            f" · 离线 offline: {offline}")
+
+
 def _espeak_voice_bytes(binary: str, text: str, voice: str) -> bytes | None:
     """One espeak-ng run; None when this build has no such voice."""
     try:

@@ -59,6 +59,17 @@ def trim_to_sentence(text: str, target: int, language: str) -> str:
     return " ".join(text.split()[:target]).rstrip(",;: ") + "…"
 
 
+def end_on_sentence(text: str, language: str) -> str:
+    """``text`` ending on its last whole sentence (the cut marked "……"/"…" when that would drop over half of it)."""
+    text = text.strip()
+    ends = [m.end() for m in _ENDS[language].finditer(text)]
+    if ends and ends[-1] == len(text):
+        return text
+    if ends and story_size(text[:ends[-1]], language) >= story_size(text, language) * SHORTEST_CUT:
+        return text[:ends[-1]]
+    return text.rstrip("，、；：,;: ") + ("……" if language == "zh" else "…") if text else text
+
+
 def _prompt(caption: str, style: str, length: int, language: str) -> list[dict[str, str]]:
     if language == "zh":
         return [{"role": "system", "content": f"你是一位擅长写{style}故事的中文作家。"},
@@ -131,9 +142,11 @@ def write_story(caption: str, style: str = "温馨", length: int = 300, creativi
                     break
         finally:
             inner.close()
+        ran_out = inner.usage.finish_reason == "length"  # the token budget ended it, mid-sentence as often as not
         if inner.usage.finish_reason == "cancelled" and story_size(last, language_) >= target * OVERSHOOT:
             inner.usage.finish_reason = "length"
-        yield [trim_to_sentence(last, target, language_)]
+        story = trim_to_sentence(last, target, language_)
+        yield [end_on_sentence(story, language_) if ran_out and story == last.strip() else story]
 
     return TextStream(texts(), cancel_event=inner.cancel_event, usage=inner.usage, seed=inner.seed,
                       notices=inner.notices)

@@ -47,11 +47,11 @@ class Call:
 
 
 def _served_specs() -> list[tuple[registry.ModelSpec, str]]:
-    return [(registry.specs("chat")[0], "chat")] + [(spec, "textgen") for spec in registry.specs("textgen")]
+    return [(spec, "chat") for spec in registry.specs("chat")] + [(spec, "textgen") for spec in registry.specs("textgen")]
 
 
 def served_models() -> list[tuple[str, str]]:
-    """(name, role) of every model the API serves: the chat model, then the text generation models."""
+    """(name, role) of every model the API serves: the chat models, then the text generation models."""
     return [(spec.name, role) for spec, role in _served_specs()]
 
 

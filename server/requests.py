@@ -184,7 +184,7 @@ def read_chat(body: dict[str, Any]) -> Call:
     history, message = messages[:-1], messages[-1]["content"]
     has_system = any(m["role"] == "system" for m in history)
     names = {"message": "messages", "system_prompt": "messages"}
-    arguments = {"message": message, "history": history,
+    arguments = {"message": message, "history": history, "model": model,
                  "system_prompt": "" if has_system else DEFAULT_SYSTEM_PROMPT,
                  **_pick(body, "temperature", "top_p", "seed"), **_max_tokens(body, names)}
     count = _logprobs(body, "chat", "chat", model)

@@ -39,7 +39,7 @@ def test_endpoints_have_stable_names_and_parameters(client):
     named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     params = {name: [p["parameter_name"] for p in spec["parameters"]] for name, spec in named.items()}
     assert params == {
-        "/chat": ["message", "history", "system_prompt", "temperature", "top_p", "max_new_tokens"],
+        "/chat": ["message", "history", "system_prompt", "temperature", "top_p", "max_new_tokens", "model"],
         "/generate": ["prompt", "model", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
                       "num_return_sequences", "seed"],
         "/classify": ["text", "model"],
@@ -50,6 +50,17 @@ def test_endpoints_have_stable_names_and_parameters(client):
         "/picture_story": ["image", "style", "length", "creativity", "language"],
         "/next_token": ["prompt", "model", "temperature", "top_k", "top_p", "repetition_penalty", "top_n"],
     }
+
+
+def test_chat_by_script_names_its_model(client):
+    from gates import PassGate
+    from pipelines import registry
+
+    with PassGate(registry.get_model("chat", "Tiny Qwen2 B")) as passes:
+        reply = client.predict("你好", [], "", 0.0, 0.9, 4, "Tiny Qwen2 B", api_name="/chat")
+    assert isinstance(reply, str) and passes.passes > 0
+    with pytest.raises(AppError, match="Tiny Qwen2 B"):  # an unknown name lists the models there are
+        client.predict("你好", [], "", 0.0, 0.9, 4, "gpt-4o", api_name="/chat")
 
 
 def test_multi_turn_chat_by_passing_the_history_back(client):

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from gates import wait_until
 from pipelines.decoding import Usage
 from test_browser import CHROMIUM, browser, page, shot  # noqa: F401  (fixtures)
 from ui import chat_tab
@@ -174,6 +175,44 @@ def test_a_reload_keeps_the_chat_and_past_chats_can_be_reopened_and_deleted(page
     page.locator("#chat-saved input").click()
     page.get_by_role("option", name="另一个话题").wait_for()
     assert page.get_by_role("option").count() == 1  # the deleted chat is gone for good
+
+
+def pick_model(page, name: str) -> None:
+    page.locator("#chat-model input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.wait_for_function("n => document.querySelector('#chat-model input')?.value === n", arg=name)
+
+
+def test_the_chosen_chat_model_answers_and_is_kept_with_the_chat(page, monkeypatch):
+    import pipelines
+    from pipelines import registry
+
+    asked = []
+    real = pipelines.chat
+    monkeypatch.setattr(pipelines, "chat", lambda *a, **kw: asked.append(kw.get("model")) or real(*a, **kw))
+    assert page.locator("#chat-model input").input_value() == "Tiny Qwen2"  # the first one by default
+    pick_model(page, "Tiny Qwen2 B")
+    send(page, "换个模型")
+    assert asked == ["Tiny Qwen2 B"]
+    page.locator("#chat-export-json").click()
+    link = page.locator("#chat-exported a[href*='/gradio_api/file=']")
+    link.wait_for()
+    assert json.loads(page.request.get(link.get_attribute("href")).body())["model"] == registry.resolve(
+        "chat", "Tiny Qwen2 B").source
+    page.reload()  # the chat comes back with the model that wrote it
+    page.locator(USER, has_text="换个模型").wait_for()
+    page.wait_for_function("() => document.querySelector('#chat-model input')?.value === 'Tiny Qwen2 B'")
+    page.locator("#chat-clear").click()
+    page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
+    pick_model(page, "Tiny Qwen2")
+    page.locator("#chat-saved input").click()
+    page.get_by_role("option", name="换个模型").click()
+    page.locator("#chat-open").click()  # reopening it picks its model again
+    page.locator(USER, has_text="换个模型").wait_for()
+    page.wait_for_function("() => document.querySelector('#chat-model input')?.value === 'Tiny Qwen2 B'")
+    page.locator("#chat-regenerate").click()  # and a regenerated answer comes from it
+    wait_until(lambda: len(asked) == 2, "the regenerated answer")
+    assert asked == ["Tiny Qwen2 B", "Tiny Qwen2 B"]
 
 
 def test_export_then_import_gives_the_same_chat(page, tmp_path, monkeypatch):

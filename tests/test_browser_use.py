@@ -203,3 +203,25 @@ def test_text_generation_stop_says_so_with_the_seed_and_a_new_run_drops_the_old_
         status.get_by_text("已停止").wait_for()
     assert "seed 77" in status.inner_text()  # shown from the start of the run, kept by the Stop
     assert page.locator("#textgen-colors .md-tok").count() == 0
+
+
+def test_the_zip_shown_is_of_the_story_shown_and_stop_says_so(page):
+    from gates import PassGate, wait_until
+    from pipelines import registry
+
+    upload_picture(page)
+    page.locator("#story-caption textarea").fill("一只猫坐在红色的椅子上")
+    page.locator("#story-text textarea").fill("从前有一只猫。")
+    page.locator("#story-bundle").click()
+    zipped = page.locator("#story-bundle-file a[href*='/gradio_api/file=']")
+    zipped.wait_for()
+    page.locator("#story-text textarea").fill("从前有一只猫。它改过了。")  # before, the old zip stayed, as if of this story
+    zipped.wait_for(state="detached")
+    page.locator("#story-bundle").click()
+    zipped.wait_for()
+    with PassGate(registry.get_model("chat"), permits=3) as gate:  # the prompt and two tokens, then the model waits
+        page.locator("#story-rewrite").click()
+        wait_until(lambda: gate.arrived > 3, "the story is being written")
+        page.locator("#story-stop").click()
+        page.locator("#story-status").get_by_text("已停止 / stopped").wait_for()  # before, nothing said it was stopped
+    assert zipped.count() == 0  # the new story's start hid the zip of the old one

@@ -70,7 +70,7 @@ def wait_for(condition, what):
 
 def test_models_lists_the_chat_and_text_generation_models(client):
     names = [m.id for m in client.models.list().data]
-    assert names == [CHAT, "Tiny GPT-2 中文", "Tiny GPT-2 B"]
+    assert names == [CHAT, "Tiny Qwen2 B", "Tiny GPT-2 中文", "Tiny GPT-2 B"]
 
 
 def test_chat_completion_whole(client, no_eos):

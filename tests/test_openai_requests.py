@@ -103,6 +103,15 @@ def test_a_model_is_found_by_its_configured_id_as_requests_find_it(client, base)
     assert reply.model == chat.name
 
 
+def test_every_configured_chat_model_is_served(client):
+    from gates import PassGate
+
+    with PassGate(registry.get_model("chat", "Tiny Qwen2 B")) as passes:
+        reply = client.chat.completions.create(model="Tiny Qwen2 B", messages=HI, max_tokens=2)
+    assert reply.model == "Tiny Qwen2 B" and passes.passes > 0
+    assert client.models.retrieve("Tiny Qwen2 B").model_extra["modeldeck_endpoint"] == "/v1/chat/completions"
+
+
 def test_notices_and_errors_name_the_field_the_request_sent(base):
     """A clamped or malformed max_tokens is called max_tokens (the request's word), not max_new_tokens."""
     for field in ("max_tokens", "max_completion_tokens"):

@@ -259,3 +259,52 @@ def test_each_remote_sequence_keeps_its_own_finish_reason(fake, monkeypatch, fre
     assert [text.removeprefix("hi") for text in stream.texts] == ["一二四", "三"]
     assert stream.usage.finish_reasons == ["length", "eos"] and stream.usage.finish_reason == "length"
     assert stream.usage.completion_tokens == 4
+
+
+def test_a_continuation_with_no_text_still_shows_the_prompt(fake, monkeypatch, fresh_registry):
+    """A server whose model ends at once (its end token first) sends no text: the output is the prompt, as locally,
+    not an empty box."""
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"Far=openai:{fake.url}/v1#m")
+    fake.routes["/v1/completions"] = lambda h, b: h.sse([
+        {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}}])
+    stream = p.generate_text("今天", model="Far", max_new_tokens=5)
+    assert list(stream) == ["今天"] and stream.text == "今天"
+    assert stream.usage.finish_reason == "eos"
+
+
+def test_remote_streams_honour_the_stream_interval(fake, monkeypatch):
+    """MODELDECK_STREAM_INTERVAL_MS spaces the updates of a remote stream too: chunks that arrive within it go out
+    together, and the last update holds the whole reply."""
+    monkeypatch.setenv("MODELDECK_STREAM_INTERVAL_MS", "60000")
+    fake.routes["/v1/chat/completions"] = lambda h, b: h.sse([chunk(c) for c in "一二三四五六七八"])
+    texts = list(p.chat("hi", max_new_tokens=8))
+    assert texts == ["一", "一二三四五六七八"]
+
+
+def test_a_redirect_is_not_followed_and_a_page_that_is_not_json_names_the_address(fake):
+    """A proxy that redirects http:// to https:// (the key would go along) and a web page where the API should be:
+    each says what to change, not "not JSON" or "the connection broke"."""
+    def redirect(h, body):
+        h.send_response(301)
+        h.send_header("location", "https://secure.example/v1/models?token=abc")
+        h.send_header("content-length", "0")
+        h.end_headers()
+    fake.routes["/v1/models"] = redirect
+    with pytest.raises(ModelUnavailableError) as err:
+        p.chat("hi", max_new_tokens=4)
+    assert "https://secure.example/v1/models" in str(err.value) and "token=abc" not in str(err.value)
+    assert "MODELDECK_CHAT_MODEL" in str(err.value) and "redirect" in str(err.value)
+    assert [r["path"] for r in fake.requests] == ["/v1/models"]  # neither followed nor retried
+
+    def page(h, body):
+        payload = b"<html><body>Welcome to nginx!</body></html>"
+        h.send_response(200)
+        h.send_header("content-type", "text/html")
+        h.send_header("content-length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
+    fake.routes["/v1/models"] = page
+    with pytest.raises(PipelineError) as err:
+        p.chat("hi", max_new_tokens=4)
+    assert "MODELDECK_CHAT_MODEL" in str(err.value) and "/v1" in str(err.value) and fake.url in str(err.value)

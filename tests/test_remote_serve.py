@@ -115,6 +115,19 @@ def test_a_refused_request_shows_the_servers_message(remote):
     assert "bogus_field" in str(err.value) and "Served GPT-2" in str(err.value)
 
 
+def test_a_path_the_server_lacks_is_named_instead_of_blaming_the_model(remote, monkeypatch):
+    """A real 404 for a path (not for a model): an address without /v1, a classifier on a server with no /classify."""
+    url, chat_model, text_model = remote
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", f"openai:{url}#{chat_model}")  # /v1 forgotten
+    with pytest.raises(ModelUnavailableError, match="usually ends in /v1; check MODELDECK_CHAT_MODEL") as err:
+        p.chat("你好", max_new_tokens=4)
+    assert "serves this model" not in str(err.value) and "通常以 /v1 结尾" in str(err.value)
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", f"openai:{url}/v1#{text_model}")
+    with pytest.raises(ModelUnavailableError, match="no /classify endpoint: classification needs vLLM started with "
+                                                    "--runner pooling; change MODELDECK_CLASSIFIER_MODELS"):
+        p.classify_text("很好")
+
+
 def test_hf_inference_client_against_the_server(remote, monkeypatch):
     from huggingface_hub import constants
 
@@ -125,6 +138,48 @@ def test_hf_inference_client_against_the_server(remote, monkeypatch):
     assert isinstance(stream.collect(), str)
     assert stream.usage.completion_tokens > 0
     assert type(backends.chat_backend()).__name__ == "HFChatBackend"
+
+
+def test_two_roles_served_by_one_server_keep_their_own_names_and_options(remote, monkeypatch):
+    """The chat model and a text-generation entry naming the same served model are two entries: each keeps its
+    display name, variable and ``#context=`` (they shared the first one's, so errors named the wrong model)."""
+    url, chat_model, _ = remote
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"Writer=openai:{url}/v1#{chat_model}#context=64")
+    assert p.chat("你好", max_new_tokens=3).collect() is not None  # the chat entry is used first
+    writer = backends.text_backend()
+    assert (writer.name, writer.context_window) == ("Writer", 64)
+    assert backends.remote_for(registry.resolve("textgen")).variable == "MODELDECK_TEXTGEN_MODELS"
+    assert (backends.chat_backend().name, backends.chat_backend().context_window) == ("Served Qwen", 512)
+
+
+def test_a_prompt_longer_than_the_remote_context_keeps_its_end(remote, monkeypatch):
+    """With ``#tokenizer=`` a text-generation prompt is cut to its end to fit ``#context=`` with the reply, as
+    locally (sent whole, the 128-position GPT-2 failed on the server: "index out of range")."""
+    url, _, text_model = remote
+    monkeypatch.setenv("MODELDECK_TEXTGEN_MODELS", f"Short=openai:{url}/v1#{text_model}#context=120#tokenizer={text_model}")
+    prompt = "我你他好天猫狗的一是" * 20  # 200 tokens, one a character
+    stream = p.generate_text(prompt, max_new_tokens=20, temperature=0.8)
+    text = stream.collect()
+    assert any("only its last 100 tokens were used" in n for n in stream.notices)
+    assert text.startswith(prompt[-100:]) and not text.startswith(prompt[-101:])
+    assert stream.usage.prompt_tokens <= 102  # the server's count: those 100, and the [CLS] … [SEP] it adds
+
+
+def test_an_hf_entry_trims_the_history_with_its_tokenizer(remote, monkeypatch):
+    """``#tokenizer=`` on an ``hf:`` entry trims the chat history to ``#context=``, as on an ``openai:`` one."""
+    from huggingface_hub import constants
+
+    url, chat_model, _ = remote
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)  # the "endpoint" is on loopback
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", f"Endpoint=hf:{url}#{chat_model}#context=256#tokenizer={chat_model}")
+    history = []
+    for i in range(16):
+        history += [{"role": "user", "content": f"{i}: " + "Hello, how are you? " * 3},
+                    {"role": "assistant", "content": "你好，我是一个模型。" * 2}]
+    stream = p.chat("你好", history, max_new_tokens=32, system_prompt="")
+    stream.collect()
+    assert any("oldest" in n for n in stream.notices)
+    assert 0 < stream.usage.prompt_tokens <= 256 - 32  # the server's count of what it was sent
 
 
 def test_status_lists_the_remote_backend_without_credentials(remote, monkeypatch):

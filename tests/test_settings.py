@@ -34,6 +34,13 @@ def test_a_malformed_value_names_the_variable_and_shows_an_example(monkeypatch, 
     assert "sk-secret" not in message  # a key written into a URL is not repeated
 
 
+def test_a_number_out_of_range_says_its_range_in_both_languages(monkeypatch):
+    monkeypatch.setenv("MODELDECK_MAX_INPUT_CHARS", "-1")
+    with pytest.raises(ConfigError) as err:
+        settings.check_all()
+    assert "无效：应不小于 1。" in str(err.value) and "not valid: it must be ≥ 1." in str(err.value)
+
+
 def test_every_setting_has_a_row_in_the_readme_s_configuration_table():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert [name for name in settings.SETTINGS if f"\n| `{name}` |" not in readme] == []

@@ -194,3 +194,12 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(audio, monkeypa
         p.synthesize_speech("Hello there.", "en")
     assert "No space left" in str(err.value)
     assert os.listdir(audio) == []
+
+
+def test_the_status_page_says_how_speech_is_made(monkeypatch):
+    from ui.about_tab import status_markdown
+
+    page = status_markdown()  # before, it named no speech engine: robotic audio came with no explanation
+    assert "MODELDECK_TTS=espeak" in page and "gTTS" in page and "espeak-ng" in page and "not installed" not in page
+    monkeypatch.setattr(speech.shutil, "which", lambda name: None)
+    assert "espeak-ng ❌ 未安装" in status_markdown()

@@ -114,6 +114,16 @@ def test_story_ends_near_the_requested_length(target, language):
     assert story_size(stream.text, language) <= target * 1.2 + 1
 
 
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_story_that_runs_out_of_tokens_ends_on_a_whole_sentence(monkeypatch, language):
+    # 1000 English words need ~1300 tokens, past MODELDECK_MAX_NEW_TOKENS' default 1024: the story stopped mid-sentence.
+    monkeypatch.setenv("MODELDECK_MAX_NEW_TOKENS", "24")
+    stream = p.write_story("a dog on a red chair", "温馨", 300, 5, language, seed=1)
+    list(stream)
+    assert stream.usage.finish_reason == "length" and stream.text
+    assert stream.text[-1] in "。！？!?….”」』\"')）"
+
+
 def test_trim_to_sentence_prefers_a_sentence_end():
     text = "从前有一只猫。" * 30
     cut = trim_to_sentence(text, 50, "zh")
@@ -157,6 +167,22 @@ def test_a_story_model_of_its_own_writes_the_stories_and_the_chat_model_the_chat
         assert story_passes.passes > 0 and chat_passes.passes == 0
         p.chat("你好", max_new_tokens=4).collect()
         assert chat_passes.passes > 0
+
+
+def test_each_configured_chat_model_answers_when_named(fresh_registry):
+    """MODELDECK_CHAT_MODEL may list several chat models (the tests configure two): a chat names the one that
+    answers, the first by default; an unknown name is refused, listing the choices."""
+    from gates import PassGate
+
+    first, second = (fresh_registry.get_model("chat", name) for name in fresh_registry.model_names("chat"))
+    assert second.spec.name == "Tiny Qwen2 B" and second.model is not first.model
+    with PassGate(first) as first_passes, PassGate(second) as second_passes:
+        p.chat("你好", max_new_tokens=4, model="Tiny Qwen2 B").collect()
+        assert second_passes.passes > 0 and first_passes.passes == 0
+        p.chat("你好", max_new_tokens=4).collect()
+        assert first_passes.passes > 0
+    with pytest.raises(p.InvalidInputError, match="Tiny Qwen2 B"):
+        p.chat("你好", model="gpt-4o")
 
 
 def test_a_chat_model_without_a_chat_template_gets_the_plain_fallback(monkeypatch, fresh_registry):

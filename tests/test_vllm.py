@@ -176,6 +176,8 @@ def test_text_generation_uses_completions_with_n_top_k_and_repetition_penalty(re
                                            "temperature": 0})["choices"][0]["text"]
     assert re.search(rf"[{CJK}] | [{CJK}]", raw), raw  # the server's text has them
     assert not re.search(rf"[{CJK}] | [{CJK}]", greedy.text), greedy.text
+    # The prompt is read as the local backend reads it: without [CLS] … [SEP] around it (its end token last).
+    assert greedy.usage.prompt_tokens == len("今天天气")
 
 
 def test_classification_through_the_pooling_runner(remote):
@@ -269,6 +271,16 @@ def test_the_next_token_view_shows_the_servers_top_logprobs(remote, vllm_servers
     assert "only the top 20 tokens the server returned are known" in shown and "nt-click" not in shown
     text = pipelines.next_token("今天天气很好", "vLLM GPT-2 中文", top_n=10)  # /v1/completions' logprobs=N
     assert len(text.candidates) == 10 and all(c.token and c.raw_p > 0 for c in text.candidates)
+    folder = vllm_servers.models["gpt2_zh"]  # the model's view of the prompt's own tokens (no [CLS] … [SEP])
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer("今天天气很好", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)(torch.tensor([ids])).logits[0, -1]
+    local = {}
+    for i, p in enumerate(logits.softmax(-1).tolist()):
+        local[readable(tokenizer, i)] = local.get(readable(tokenizer, i), 0.0) + p
+    for c in text.candidates:
+        assert abs(local[c.token] - c.raw_p) <= 0.1 * c.raw_p, (c.token, local[c.token], c.raw_p)
     with pytest.raises(InvalidInputError, match="local models only"):
         pipelines.sample_step("今天天气很好", "vLLM GPT-2 中文")
 

@@ -126,7 +126,8 @@ def build_all(root: Path) -> dict[str, str]:
     import torch
 
     torch.manual_seed(0)
-    paths = {name: root / name for name in ("qwen2", "gpt2_zh", "gpt2_zh_b", "cls_en", "cls_zh", "blip", "marian")}
+    paths = {name: root / name for name in ("qwen2", "gpt2_zh", "gpt2_zh_b", "cls_en", "cls_zh", "blip", "marian",
+                                            "qwen2_b")}
     qwen2_chat(paths["qwen2"])
     gpt2_zh(paths["gpt2_zh"])
     gpt2_zh(paths["gpt2_zh_b"])
@@ -134,8 +135,9 @@ def build_all(root: Path) -> dict[str, str]:
     bert_cls(paths["cls_zh"], ("negative (stars 1, 2 and 3)", "positive (stars 4 and 5)"))
     blip(paths["blip"])
     marian(paths["marian"])
+    qwen2_chat(paths["qwen2_b"])  # last: the models above keep the weights they had before it was added
     return {
-        "MODELDECK_CHAT_MODEL": f"Tiny Qwen2={paths['qwen2']}",
+        "MODELDECK_CHAT_MODEL": f"Tiny Qwen2={paths['qwen2']},Tiny Qwen2 B={paths['qwen2_b']}",
         "MODELDECK_TEXTGEN_MODELS": f"Tiny GPT-2 中文={paths['gpt2_zh']},Tiny GPT-2 B={paths['gpt2_zh_b']}",
         "MODELDECK_CLASSIFIER_MODELS": f"Tiny 中文情感={paths['cls_zh']},Tiny English sentiment={paths['cls_en']}",
         "MODELDECK_CAPTION_MODEL": f"Tiny BLIP={paths['blip']}",

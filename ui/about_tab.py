@@ -12,6 +12,7 @@ import gradio as gr
 
 from pipelines import PipelineError, backends, device_and_dtype_names, loaded_models, registry
 from pipelines.devices import processor, quantization
+from pipelines.speech import engines_markdown
 
 from .common import t
 
@@ -115,6 +116,7 @@ def status_markdown() -> str:
             versions.append(f"{name} {importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{name} —")
+    lines += ["", engines_markdown()]
     lines += ["", f"**版本 Versions:** Python {platform.python_version()} · " + " · ".join(versions)]
     return "\n".join(lines)
 

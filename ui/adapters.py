@@ -23,10 +23,10 @@ def file_path(value: Any) -> str | None:
 
 
 def chat(message: str, history: Any, system_prompt: str | None, temperature: float, top_p: float,
-         max_new_tokens: int, top_logprobs: int | None = None) -> TextStream:
-    """Return the stream of the assistant's reply to ``message`` after ``history``."""
+         max_new_tokens: int, top_logprobs: int | None = None, model: str | None = None) -> TextStream:
+    """Return the stream of the assistant's reply to ``message`` after ``history`` (from the chat model ``model``)."""
     return pipelines.chat(message, history, system_prompt=system_prompt, temperature=temperature, top_p=top_p,
-                          max_new_tokens=max_new_tokens, top_logprobs=top_logprobs)
+                          max_new_tokens=max_new_tokens, top_logprobs=top_logprobs, model=model)
 
 
 def generate(prompt: str, model: str | None, max_new_tokens: int, temperature: float, top_k: int, top_p: float,

@@ -33,7 +33,8 @@ def warn(notices: list[str]) -> None:
 @gpu
 @edge
 def chat(message: str, history: Optional[list[dict]] = None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-         temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = CHAT_MAX_NEW_TOKENS) -> str:
+         temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = CHAT_MAX_NEW_TOKENS,
+         model: Optional[str] = None) -> str:
     """Chat with the small instruction-tuned model (Qwen2.5-0.5B-Instruct by default); it answers in the language
     of the message, Chinese and English best. Streams the reply as it grows; the last value is the whole reply.
 
@@ -47,12 +48,14 @@ def chat(message: str, history: Optional[list[dict]] = None, system_prompt: str 
         top_p: Nucleus sampling, from 0.01 to 1 (1 = no limit); default 0.9.
         max_new_tokens: The most tokens the reply may have, from 1 to 1024 (at most half the context window);
             default 512. About one token per Chinese character, or three quarters of an English word.
+        model: Which chat model answers, by the name the Chat tab's list shows (or its configured id); null for
+            the first (the default). Only the models configured in MODELDECK_CHAT_MODEL are offered.
 
     Returns:
         The assistant's reply so far, as text; the final value is the complete reply. Values out of range are
         clamped and reported as warnings; an empty message is an error.
     """
-    stream = adapters.chat(message, history, system_prompt, temperature, top_p, max_new_tokens)
+    stream = adapters.chat(message, history, system_prompt, temperature, top_p, max_new_tokens, model=model)
     warn(stream.notices)
     yield ""
     yield from stream
@@ -211,9 +214,10 @@ def speak(text: str, language: str = "auto") -> FileData:
     """Read a text aloud and return the recording.
 
     Args:
-        text: What to read (at most 3000 characters).
-        language: "zh" (Mandarin), "en" (English) or "auto" (default: Chinese if the text has Chinese
-            characters).
+        text: What to read (at most 3000 characters by default; a longer text is cut at a sentence end).
+        language: "zh" (Mandarin), "en" (English) or "auto" (default). Chinese characters are always read by the
+            Mandarin voice and Latin letters by the English one (a mixed text in runs, in one file); the language
+            picks the voice only for a text of digits and signs.
 
     Returns:
         An audio file (MP3 from Google TTS when reachable, else WAV from espeak-ng).

@@ -24,6 +24,7 @@ EMPTY_STORE: dict[str, Any] = {"current": None, "chats": []}
 # The browser stores the chats; gradio's BrowserState "encrypts" them with a key it also sends to the
 # page. A fixed key keeps saved chats readable after the server restarts (a random one would not).
 STORE_SECRET = "modeldeck-saved-chats-v1"
+SETTINGS = 5  # what a conversation keeps besides its messages: system prompt, temperature, top_p, max_new_tokens, model
 
 
 @dataclass
@@ -52,10 +53,10 @@ def _choices(store: Any, selected: str | None = None) -> dict[str, Any]:
 
 
 def _conversation(conversation_id: str | None, history: list[dict], system: str, temperature: float,
-                  top_p: float, max_new_tokens: int, versions: Any = None) -> Conversation:
+                  top_p: float, max_new_tokens: int, model: str | None, versions: Any = None) -> Conversation:
     messages = [m for m in normalize_messages(history) if m["role"] in ("user", "assistant")]
     settings = {"temperature": float(temperature), "top_p": float(top_p), "max_new_tokens": int(max_new_tokens)}
-    model = registry.resolve("chat").source
+    model = registry.resolve("chat", model).source
     system = (system or "")[:max_input_chars()]  # what the model reads; a longer one could not be read back
     conversation = Conversation(messages, system, settings, model, answer_versions.saved_form(versions, messages))
     if conversation_id:
@@ -63,24 +64,36 @@ def _conversation(conversation_id: str | None, history: list[dict], system: str,
     return conversation
 
 
+def _model_shown(model: str) -> Any:
+    """The chat model list's value for a conversation kept with ``model`` (its configured id); a model no longer
+    configured leaves the list as it is."""
+    for spec in registry.specs("chat"):
+        if model in (spec.source, spec.name):
+            return spec.name
+    return gr.skip()
+
+
 def _shown(conversation: Conversation | None) -> tuple[Any, ...]:
-    """The chat view, id, answer versions, system prompt and sliders for ``conversation`` (cleared for None)."""
+    """The chat view, id, answer versions, system prompt, sliders and chat model for ``conversation`` (cleared for
+    None)."""
     if conversation is None:
-        return [], None, *chat_versions.NONE, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return [], None, *chat_versions.NONE, *(gr.skip(),) * SETTINGS
     s = conversation.settings
     messages = [dict(m) for m in conversation.messages]
     versions = answer_versions.restored(conversation.versions, messages)
     return (messages, conversation.id, *chat_versions.shown(versions, messages), conversation.system_prompt,
-            s.get("temperature", 0.7), s.get("top_p", 0.9), s.get("max_new_tokens", 512))
+            s.get("temperature", 0.7), s.get("top_p", 0.9), s.get("max_new_tokens", 512),
+            _model_shown(conversation.model))
 
 
 @edge
 def save(conversation_id: str | None, history: list[dict], system: str, temperature: float, top_p: float,
-         max_new_tokens: int, versions: Any, store: Any) -> tuple[Any, ...]:
+         max_new_tokens: int, model: str | None, versions: Any, store: Any) -> tuple[Any, ...]:
     """Keep the open conversation in the browser, its last answer among that answer's versions (a chat
     without messages is not kept)."""
     versions = answer_versions.record(versions, history)
-    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens, versions)
+    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens, model,
+                                 versions)
     if not conversation.messages:
         return conversation_id, gr.skip(), gr.skip(), *chat_versions.NONE
     store = conversations.remember(store, conversation)
@@ -91,10 +104,10 @@ def restore(store: Any, history: list[dict], conversation_id: str | None) -> tup
     """After a reload, show the conversation that was open (only into an empty, unsaved chat view)."""
     listing = _choices(store, store.get("current") if isinstance(store, dict) else None)
     if history or conversation_id:
-        return (gr.skip(),) * 9 + (listing,)
+        return (gr.skip(),) * (5 + SETTINGS) + (listing,)
     current = conversations.find(store, store.get("current") if isinstance(store, dict) else None)
     if current is None:
-        return (gr.skip(),) * 9 + (listing,)
+        return (gr.skip(),) * (5 + SETTINGS) + (listing,)
     return (*_shown(current), listing)
 
 
@@ -129,9 +142,10 @@ def start_new(store: Any) -> tuple[Any, ...]:
 
 @edge
 def export(kind: str, conversation_id: str | None, history: list[dict], system: str, temperature: float,
-           top_p: float, max_new_tokens: int, versions: Any) -> Any:
+           top_p: float, max_new_tokens: int, model: str | None, versions: Any) -> Any:
     """Write the open conversation as a JSON or Markdown file and offer it for download."""
-    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens, versions)
+    conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens, model,
+                                 versions)
     if not conversation.messages:
         raise gr.Error("对话是空的，没有可导出的内容。 / The chat is empty: there is nothing to export.",
                        print_exception=False)
@@ -179,7 +193,7 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr
     # Events that can refuse go through the queue: gradio 6.31's page shows no toast for an error raised by an
     # unqueued event (its run/predict reply reaches the page without the "visible" flag the toast needs).
     private = {"api_visibility": "private", "show_progress": "hidden"}  # quick; no spinner or error veil
-    view = [chatbot, current, *nav.outputs, *settings]  # settings: system prompt, temperature, top_p, max_new_tokens
+    view = [chatbot, current, *nav.outputs, *settings]  # settings: system prompt, sliders, chat model (SETTINGS)
     root = Context.root_block
     if root is not None:  # restore once the page has read the browser's store (either may come first)
         gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], queue=False,

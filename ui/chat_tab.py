@@ -16,7 +16,7 @@ from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_ra
 from . import adapters, chat_saved, chat_versions
 from .exact_chatbot import ExactChatbot
 from .common import (LLM, READING_MARK, STOPPED, checked, concurrency_limit, edge, examples, finally_, gpu,
-                     joined, need_idle, notices_md, reading_md, t, usage_md)
+                     joined, model_choices, need_idle, notices_md, reading_md, t, usage_md)
 from .token_colors import colored_html
 
 CSS = chat_versions.CSS
@@ -76,7 +76,7 @@ def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict]
 @gpu
 @edge
 def reply(history: list[dict], system_prompt: str, temperature: float, top_p: float,
-          max_new_tokens: int, color: bool = False,
+          max_new_tokens: int, color: bool = False, model: str | None = None,
           request: gr.Request | None = None) -> Iterator[tuple[list[dict], str, str]]:
     """Stream the assistant's answer to the last user message; the conversation is never lost.
 
@@ -85,7 +85,8 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
 
     The answer is shown as the chat keeps it, without control characters: a random model writes some, and a
     backslash before one is a plain backslash in Markdown but an escape once it is gone. With ``color``, the
-    finished reply is also shown coloured by each token's probability.
+    finished reply is also shown coloured by each token's probability. ``model`` is the chat model list's
+    choice: the whole conversation goes to it, so a regenerated answer may come from another model.
     """
     messages = normalize_messages(history)
     if not messages or messages[-1]["role"] != "user":  # nothing to answer (a refused edit): leave the page as is
@@ -93,7 +94,7 @@ def reply(history: list[dict], system_prompt: str, temperature: float, top_p: fl
         return
     shown = list(history)
     stream = adapters.chat(messages[-1]["content"], messages[:-1], system_prompt, temperature, top_p,
-                           max_new_tokens, top_logprobs=5 if color else None)
+                           max_new_tokens, top_logprobs=5 if color else None, model=model)
     page = _session(request)
     if page is not None:
         with _writing_lock:
@@ -169,6 +170,9 @@ def undo(history: list[dict]) -> tuple[list[dict], str]:
 
 def build() -> None:
     """Lay out the chat tab inside the current Blocks."""
+    choices = model_choices("chat")
+    model = gr.Dropdown(choices, value=choices[0][1], label=t("md_chat_model"), info=t("md_chat_model_info"),
+                        elem_id="chat-model")
     chatbot = ExactChatbot(label=t("md_chatbot"), height=420, buttons=["copy", "copy_all"], editable="user",
                            elem_id="chatbot")
     nav, flips = chat_versions.build(chatbot)
@@ -198,9 +202,9 @@ def build() -> None:
     # anyway (it stops the one being written); counting, not a flag, keeps the stopped one's end from marking
     # the page idle while the edit's reply is written.
     writing = gr.State(0)
-    saved = chat_saved.build(chatbot, [system, temperature, top_p, max_new], nav, writing)
+    saved = chat_saved.build(chatbot, [system, temperature, top_p, max_new, model], nav, writing)
 
-    settings = [chatbot, system, temperature, top_p, max_new, color]
+    settings = [chatbot, system, temperature, top_p, max_new, color, model]
     private = {"api_visibility": "private"}
     # A failed reply marks the status line, not the chat: gradio veils every output it shows progress on.
     answer = {"fn": reply, "inputs": settings, "outputs": [chatbot, status, colors], "concurrency_id": LLM,

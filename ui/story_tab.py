@@ -13,8 +13,8 @@ from pipelines.images import check_picture
 from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
 
 from . import adapters, story_saved
-from .common import (CAPTIONER, LLM, SPEECH, checked, concurrency_limit, edge, examples, gpu, need_idle, need_text,
-                     notices_md, one_step, t)
+from .common import (CAPTIONER, LLM, SPEECH, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
+                     need_idle, need_text, notices_md, one_step, t)
 from .picture_input import PictureInput
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
@@ -23,7 +23,15 @@ EXAMPLES = [("cat.jpg", "温馨", 200, 5, "zh"), ("rocket.jpg", "科幻", 300, 7
 LANGUAGE_CHOICES = [("中文", "zh"), ("English", "en")]
 
 
+# The zip shown is of the story as it was when it was packed: once the picture, a caption, the story or the audio
+# change (a new step, an edit, a restore), it is hidden, in the page (a stale zip looked like the new story's).
+HIDE_BUNDLE = "() => ({__type__: 'update', value: null, visible: false})"
 BUSY = ("上一步还在进行：请等它完成，或先按“停止”。 / The last step is still running: wait for it or press Stop.")
+
+
+def stopped(status: str, busy: int) -> Any:
+    """The status line after Stop, when a step was running: what it said, then stopped."""
+    return joined(status, STOPPED) if busy else gr.skip()
 
 
 @gpu
@@ -122,7 +130,9 @@ def build() -> None:
     fields = story_saved.StoryFields(image, caption, caption_en, story, audio, *settings, seed, status)
     story_saved.build(fields, busy, runs, clear_btn, bundle, lambda n: need_idle(n, BUSY))
     checked(image.upload, check_picture, [image])  # a file that is not a picture is named at once, not at Run
-    stop.click(None, None, None, cancels=runs, **private)
+    stop.click(stopped, [status, busy], status, cancels=runs, queue=False, **private)
+    gr.on([image.change, caption.change, caption_en.change, story.change, audio.change], None, None, bundle,
+          js=HIDE_BUNDLE, queue=False, show_progress="hidden", **private)
     bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)
     examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
              ["图片 Picture", "风格 Style", "长度 Length", "创意 Creativity", "语言 Language"])

@@ -26,18 +26,21 @@ _lock = threading.Lock()
 
 def remote_for(spec: ModelSpec) -> Remote:
     """The one remote object of a remote entry."""
+    # Per variable and entry as written, not per server and model (``spec.key``): the chat model and a text
+    # generation model served by the same server each keep their name, variable, #options and last call.
+    key = (spec.variable, spec.entry)
     with _lock:
-        if spec.key not in _remotes:
+        if key not in _remotes:
             assert spec.entry is not None
             if spec.entry.scheme == "openai":
                 from .openai_compat import OpenAIRemote
 
-                _remotes[spec.key] = OpenAIRemote(spec)
+                _remotes[key] = OpenAIRemote(spec)
             else:
                 from .hf_inference import HFRemote
 
-                _remotes[spec.key] = HFRemote(spec)
-        return _remotes[spec.key]
+                _remotes[key] = HFRemote(spec)
+        return _remotes[key]
 
 
 def _pick(role: str, name: str | None, local: Callable[[Any], Any], openai: str, hf: str) -> Any:
@@ -78,11 +81,12 @@ def check_roles() -> None:
                                   else "hf:Helsinki-NLP/opus-mt-en-zh")
 
 
-def chat_backend(role: str = "chat") -> ChatBackend:
-    """Return the backend that serves ``role`` ("chat" or "story")."""
+def chat_backend(role: str = "chat", name: str | None = None) -> ChatBackend:
+    """Return the backend that serves ``role`` ("chat" or "story") with the model called ``name`` (the default
+    first)."""
     from .local import LocalChatBackend
 
-    return _pick(role, None, LocalChatBackend, "OpenAIChatBackend", "HFChatBackend")
+    return _pick(role, name, LocalChatBackend, "OpenAIChatBackend", "HFChatBackend")
 
 
 def text_backend(name: str | None = None) -> TextBackend:

@@ -61,11 +61,28 @@ class Translator(Protocol):
     def translate(self, text: str) -> str: ...
 
 
+def prompt_cut_notice(budget: int) -> str:
+    """The notice that only the end of a text-generation prompt was used."""
+    return (f"提示文本过长，只使用了最后 {budget} 个词元。 / "
+            f"The prompt was too long; only its last {budget} tokens were used.")
+
+
 def trimmed_notice(dropped: int, window: int) -> str:
     """The notice that old turns were left out."""
     return (f"对话太长，已省略最早的 {dropped} 条消息以适应模型的上下文窗口（{window} 个词元）。 / "
             f"The conversation was too long: the {dropped} oldest message(s) were left out to fit "
             f"the model's context window ({window} tokens).")
+
+
+# Without the server's tokenizer at hand: cut as if each overflowing token were this many characters
+# (most tokens are one or more), plus a margin for the estimate's error, so one cut is enough.
+CHARS_PER_TOKEN_ESTIMATE = 2
+CUT_MARGIN_CHARS = 16
+
+
+def cut_by_estimate(content: str, overflow: int) -> str:
+    """``content`` shortened by about ``overflow`` tokens (a remote model's tokens are counted, not at hand)."""
+    return content[:max(1, len(content) - CHARS_PER_TOKEN_ESTIMATE * overflow - CUT_MARGIN_CHARS)]
 
 
 def fit_messages(messages: list[Message], budget: int, count: Callable[[list[Message]], int],

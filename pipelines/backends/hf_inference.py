@@ -17,7 +17,7 @@ from ..errors import PipelineError
 from ..registry import ModelSpec
 from ..sampling import SamplingParams, resolve_seed
 from ..streaming import TextStream
-from .base import Message, Render
+from .base import Message, Render, cut_by_estimate, fit_messages
 from .remote import Remote, is_too_long, too_long_error
 from .streams import openai_pieces, remote_stream
 
@@ -127,6 +127,10 @@ class HFChatBackend:
         self.context_window = min(settings.get("MODELDECK_MAX_CONTEXT_TOKENS"), int(context) if context else 10**9)
 
     def stream_chat(self, messages: list[Message], params: SamplingParams, notices: list[str]) -> TextStream:
+        count = self.remote.template_counter()  # #tokenizer=: trim the history as for openai: entries
+        if count is not None:
+            messages = fit_messages(messages, self.context_window - params.max_new_tokens, count, cut_by_estimate,
+                                    self.context_window, notices)
         seed = _seed(params)
         options = {"model": self.remote.model, "stream": True, "max_tokens": params.max_new_tokens,
                    "temperature": params.temperature, "top_p": params.top_p, "seed": seed,

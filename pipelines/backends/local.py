@@ -16,7 +16,7 @@ from ..errors import InvalidInputError
 from ..sampling import SamplingParams
 from ..streaming import TextStream
 from ..windows import context_window, input_window
-from .base import Message, Render, fit_messages
+from .base import Message, Render, fit_messages, prompt_cut_notice
 
 TRANSLATION_TOKENS = 96  # a one-sentence caption in Chinese, with room to spare
 # Cutting a message and decoding it may re-tokenize differently at the cut (a byte-level character split,
@@ -89,8 +89,7 @@ class LocalTextBackend:
         budget = self.context_window - params.max_new_tokens
         if len(ids) > budget:  # the continuation follows the end, so keep the end
             ids = ids[-budget:]
-            notices.append(f"提示文本过长，只使用了最后 {budget} 个词元。 / "
-                           f"The prompt was too long; only its last {budget} tokens were used.")
+            notices.append(prompt_cut_notice(budget))
         import torch
 
         input_ids = torch.tensor([ids] * n)

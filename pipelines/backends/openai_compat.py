@@ -18,13 +18,30 @@ from ..errors import InvalidInputError, PipelineError
 from ..registry import ModelSpec
 from ..sampling import SamplingParams, resolve_seed
 from ..streaming import TextStream
-from .base import Message, Render, fit_messages
+from .base import Message, Render, cut_by_estimate, fit_messages, prompt_cut_notice
 from .remote import Remote
 from .streams import openai_pieces, remote_stream
 
 log = logging.getLogger(__name__)
 
 EXTRAS = ("top_k", "repetition_penalty")  # outside OpenAI's schema: vLLM takes them, strict servers refuse them
+# Also outside it (vLLM's): a completions prompt tokenized as the local backend does, without the special tokens a
+# WordPiece vocabulary wraps it in ([CLS] … [SEP]: the model would continue after its end-of-text token).
+PLAIN_PROMPT = {"add_special_tokens": False}
+UNSCHEMED = EXTRAS + tuple(PLAIN_PROMPT)
+
+
+def refused_extras(remote: "OpenAIRemote", exc: InvalidInputError) -> bool:
+    """True (and remembered) when a refusal names a field outside OpenAI's schema: send none of them again."""
+    if not any(key in str(exc) for key in UNSCHEMED):
+        return False
+    remote.facts.setdefault("ignored", set()).update(EXTRAS)
+    return True
+
+
+def takes_extras(remote: "OpenAIRemote") -> bool:
+    """False once the server has refused fields outside OpenAI's schema."""
+    return "top_k" not in remote.facts.get("ignored", set())
 
 
 class OpenAIRemote(Remote):
@@ -34,7 +51,6 @@ class OpenAIRemote(Remote):
         assert spec.entry is not None
         super().__init__(spec.name, spec.entry.source, spec.entry.model, spec.variable, "MODELDECK_OPENAI_API_KEY")
         self.entry = spec.entry
-        self._tokenizer: Any = None
 
     def context_window(self) -> int:
         """The entry's ``#context=``, else the server's ``max_model_len`` (vLLM), capped by the setting."""
@@ -69,20 +85,10 @@ class OpenAIRemote(Remote):
                 self.facts["id2label"] = {}
         return self.facts["id2label"]
 
-    def tokenizer(self) -> Any:
-        """The local tokenizer the entry names (``#tokenizer=``), loaded once."""
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(self.entry.option("tokenizer"))
-        return self._tokenizer
-
     def counter(self) -> Any:
         """A function counting a conversation's prompt tokens, or None when nothing can count them."""
         if self.entry.option("tokenizer"):
-            tok = self.tokenizer()
-            return lambda ms: len(tok.apply_chat_template(ms, tokenize=True, add_generation_prompt=True,
-                                                          return_dict=False))
+            return self.template_counter()
         if self.facts.get("tokenize") is False:
             return None
 
@@ -118,16 +124,6 @@ def _seed(params: SamplingParams) -> int | None:
     return None if params.temperature <= 0 else resolve_seed(params.seed)
 
 
-# Without the server's tokenizer at hand: cut as if each overflowing token were this many characters
-# (most tokens are one or more), plus a margin for the estimate's error, so one cut is enough.
-CHARS_PER_TOKEN_ESTIMATE = 2
-CUT_MARGIN_CHARS = 16
-
-
-def _shorten(content: str, overflow: int) -> str:
-    return content[:max(1, len(content) - CHARS_PER_TOKEN_ESTIMATE * overflow - CUT_MARGIN_CHARS)]
-
-
 class OpenAIChatBackend:
     """Chat and story through ``/v1/chat/completions``, streamed with usage."""
 
@@ -141,7 +137,7 @@ class OpenAIChatBackend:
     def stream_chat(self, messages: list[Message], params: SamplingParams, notices: list[str]) -> TextStream:
         count = self.remote.counter()
         if count is not None:
-            messages = fit_messages(messages, self.context_window - params.max_new_tokens, count, _shorten,
+            messages = fit_messages(messages, self.context_window - params.max_new_tokens, count, cut_by_estimate,
                                     self.context_window, notices)
         seed = _seed(params)
         body: dict[str, Any] = {"model": self.remote.model, "messages": messages, "stream": True,
@@ -173,9 +169,25 @@ class OpenAITextBackend:
     def ignored(self) -> set[str]:
         return set(self.remote.facts.get("ignored", set()))
 
+    def fit(self, prompt: str, params: SamplingParams, notices: list[str]) -> str:
+        """The end of ``prompt`` that leaves room for the reply in the context window, as locally, counted with the
+        entry's ``#tokenizer=`` (without it a prompt too long is the server's to refuse)."""
+        tok = self.remote.local_tokenizer()
+        budget = self.context_window - params.max_new_tokens
+        if tok is None:
+            return prompt
+        encoded = tok(prompt, add_special_tokens=False, return_offsets_mapping=tok.is_fast)
+        if len(encoded["input_ids"]) <= budget:
+            return prompt
+        from .local import kept_end
+
+        notices.append(prompt_cut_notice(budget))
+        return kept_end(prompt, encoded, budget, tok)
+
     def stream_text(self, prompt: str, params: SamplingParams, n: int, notices: list[str],
                     render: Render) -> TextStream:
         seed = _seed(params)
+        prompt = self.fit(prompt, params, notices)
         body: dict[str, Any] = {"model": self.remote.model, "prompt": prompt, "stream": True, "n": n,
                                 "stream_options": {"include_usage": True}, "max_tokens": params.max_new_tokens,
                                 "temperature": params.temperature, "top_p": params.top_p,
@@ -183,16 +195,17 @@ class OpenAITextBackend:
         if seed is not None:
             body["seed"] = seed
         facts = self.remote.facts
-        if "top_k" in facts.get("ignored", set()):
+        if takes_extras(self.remote):
+            body.update(PLAIN_PROMPT)
+        else:
             for key in EXTRAS:
                 body.pop(key)
         try:
             events, closer = self.remote.open_stream("/completions", body)
         except InvalidInputError as exc:  # a strict server refuses fields outside OpenAI's schema: drop them
-            if not any(key in str(exc) for key in EXTRAS):
+            if not refused_extras(self.remote, exc):
                 raise
-            facts.setdefault("ignored", set()).update(EXTRAS)
-            for key in EXTRAS:
+            for key in UNSCHEMED:
                 body.pop(key, None)
             events, closer = self.remote.open_stream("/completions", body)
         used = [k for k in EXTRAS if k not in body and getattr(params, k) not in (0, 1.0)]

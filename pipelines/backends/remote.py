@@ -93,6 +93,8 @@ def too_long_error(name: str, message: str) -> InvalidInputError:
 class Remote:
     """One remote target: base URL + model, a pooled HTTP client, and its last call."""
 
+    entry: Any = None  # the model entry (its ``#`` options), set by each kind of remote
+
     def __init__(self, name: str, base_url: str, model: str | None, variable: str, api_key_setting: str) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -103,6 +105,25 @@ class Remote:
         self._client: Any = None
         self._lock = threading.Lock()
         self.facts: dict[str, Any] = {}  # what was learnt about the server (context window, /tokenize, …)
+
+    def template_counter(self) -> Any:
+        """Count a conversation's prompt tokens with the local tokenizer the entry names (``#tokenizer=``, loaded
+        once, its chat template), or None when it names none."""
+        tok = self.local_tokenizer()
+        if tok is None:
+            return None
+        return lambda ms: len(tok.apply_chat_template(ms, tokenize=True, add_generation_prompt=True, return_dict=False))
+
+    def local_tokenizer(self) -> Any:
+        """The local tokenizer the entry names (``#tokenizer=``), loaded once; None when it names none."""
+        source = self.entry.option("tokenizer") if self.entry is not None else None
+        if not source:
+            return None
+        if "tokenizer" not in self.facts:
+            from transformers import AutoTokenizer
+
+            self.facts["tokenizer"] = AutoTokenizer.from_pretrained(source)
+        return self.facts["tokenizer"]
 
     @property
     def shown(self) -> str:
@@ -125,11 +146,23 @@ class Remote:
         key = settings.get(self.api_key_setting)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def unavailable(self, reason: str) -> RemoteUnavailableError:
-        return RemoteUnavailableError(f"{self.name} ({self.model or '?'} @ {self.shown})", self.variable, reason)
+    def unavailable(self, reason: str, hint: tuple[str, str] | None = None) -> RemoteUnavailableError:
+        return RemoteUnavailableError(f"{self.name} ({self.model or '?'} @ {self.shown})", self.variable, reason, hint)
 
-    def error_for(self, status: int, body: bytes | str, headers: Any = None) -> PipelineError:
-        """The error a user can act on for an HTTP error answer."""
+    def no_endpoint(self, url: str) -> tuple[str, str]:
+        """Why a running server has no ``url`` (a 404 that names no model), in Chinese and English."""
+        path, var = urlsplit(url).path, self.variable
+        if path.endswith("/classify"):
+            return (f"这个服务器没有 /classify 接口：文本分类要用以 --runner pooling 启动的 vLLM，请修改 {var}",
+                    f"This server has no /classify endpoint: classification needs vLLM started with --runner pooling; "
+                    f"change {var}")
+        if not self.base_url.endswith("/v1"):
+            return (f"这个服务器没有 {path}：OpenAI 兼容服务的地址通常以 /v1 结尾，请检查 {var}",
+                    f"This server has no {path}: an OpenAI-compatible address usually ends in /v1; check {var}")
+        return f"这个服务器没有 {path} 接口，请检查 {var}", f"This server has no {path} endpoint; check {var}"
+
+    def error_for(self, status: int, body: bytes | str, headers: Any = None, url: str | None = None) -> PipelineError:
+        """The error a user can act on for an HTTP error answer (``url``: the address asked, when known)."""
         message = server_message(body)
         if status == 429:
             return RemoteBusyError(self.name, retry_after(headers))
@@ -138,6 +171,8 @@ class Remote:
         if status in (400, 413, 422) and is_too_long(message):
             return too_long_error(self.name, message)
         quoted = self.model and any(f"{q}{self.model}{q}" in message for q in "'\"`")
+        if status == 404 and url and not quoted and "model" not in message.lower():  # no such path, not no such model
+            return self.unavailable(f"HTTP 404: {message}", self.no_endpoint(url))
         if status == 404 or (status == 400 and quoted):
             return self.unavailable(f"HTTP {status}: {message}")  # the server does not serve this model
         if status in (400, 413, 422):
@@ -173,12 +208,18 @@ class Remote:
             except httpx.HTTPError as exc:
                 raise self.unavailable(f"{type(exc).__name__}") from None
             else:
-                if response.status_code < 400:
+                if response.status_code < 300:
                     return response
                 content = response.read()
                 response.close()
+                if response.status_code < 400:  # not followed: the key would go wherever it points
+                    moved = public_url(response.headers.get("location") or "?")
+                    raise self.unavailable(f"HTTP {response.status_code}: redirected to {moved}",
+                                           (f"ModelDeck 不跟随跳转（密钥会被带过去）：请把 {self.variable} 里的地址改成跳转后的地址",
+                                            "ModelDeck follows no redirect (the key would go along): put the address "
+                                            f"it redirects to in {self.variable}"))
                 if response.status_code not in RETRY_STATUSES or last:
-                    raise self.error_for(response.status_code, content, response.headers)
+                    raise self.error_for(response.status_code, content, response.headers, url)
             time.sleep(min(2.0, 0.25 * 2 ** attempt))  # back off before the next attempt
         raise AssertionError("unreachable")
 
@@ -188,8 +229,10 @@ class Remote:
         try:
             return response.json()
         except ValueError:
-            raise PipelineError(f"远程模型 {self.name} 的回答不是 JSON。", f"The remote model {self.name} did not answer "
-                                "with JSON.") from None
+            raise PipelineError(f"远程模型 {self.name} 的回答不是 JSON（{public_url(url)}）：请检查 {self.variable} 里的地址"
+                                "（OpenAI 兼容服务的地址通常以 /v1 结尾）。",
+                                f"The remote model {self.name} did not answer with JSON ({public_url(url)}): check the "
+                                f"address in {self.variable} (an OpenAI-compatible one usually ends in /v1).") from None
         finally:
             response.close()
 

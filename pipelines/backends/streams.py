@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+from .. import settings
 from ..decoding import Usage
 from ..streaming import TextStream, looks_wordpiece_spaced, remove_cjk_spaces
 from .base import Render
@@ -50,6 +51,12 @@ def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Call
         reasons = [""] * rows
         spaced = counted = False
         finished = False
+        interval = settings.get("MODELDECK_STREAM_INTERVAL_MS") / 1000
+        last = 0.0  # when the texts last went out (0: never)
+        pending = False  # text that arrived within the interval and has not gone out yet
+
+        def shown() -> list[str]:
+            return [(remove_cjk_spaces(r) if spaced else r).replace("\ufffd", "") for r in raw]
         try:
             for event in events:
                 if cancel.is_set():
@@ -71,9 +78,15 @@ def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Call
                     if record.first_token_s is None:
                         record.first_token_s = time.perf_counter() - started
                     spaced = spaced or looks_wordpiece_spaced("".join(raw))
-                    yield [(remove_cjk_spaces(r) if spaced else r).replace("\ufffd", "") for r in raw]
+                    if interval and last and time.monotonic() - last < interval:  # MODELDECK_STREAM_INTERVAL_MS, as locally
+                        pending = True
+                        continue
+                    pending, last = False, time.monotonic()
+                    yield shown()
             else:
                 finished = True
+            if finished and (pending or not last):  # the rest; or, when nothing readable came, render once
+                yield shown()                         # (text generation shows the prompt, as locally)
             if finished and on_end is not None:
                 on_end(raw, usage, stream.notices)
         except Exception as exc:
