@@ -67,7 +67,9 @@ def test_edit_an_earlier_message_and_the_answer_is_regenerated_from_there(page):
     page.locator("#chatbot button[aria-label='编辑']").first.click()
     page.locator("#chatbot textarea.edit-textarea").fill("改过的问题")
     page.locator("#chatbot button[aria-label='发送']").click()
-    wait_saved(page, "改过的问题")  # saved once the new answer is complete
+    wait_saved(page, "改过的问题")  # saved as soon as it is sent
+    page.wait_for_function("b => document.querySelectorAll(b).length === 1 && "
+                           "!document.querySelector('#chat-send').disabled", arg=BOT)  # and answered
     assert texts(page, USER) == ["改过的问题"]  # the later turns are gone, the edit is the question now
     assert len(texts(page, BOT)) == 1 and texts(page, BOT)[0]
     page.locator("#chat-status").get_by_text("total_tokens").wait_for()
