@@ -27,6 +27,9 @@ FORMAT = "modeldeck-chat"
 MAX_IMPORT_BYTES = 1024 * 1024
 MAX_MESSAGES = 500
 MAX_SAVED = 30  # conversations kept in one browser; the least recently used go first
+# ... and at most this much JSON (UTF-8) in all: the browser keeps ~4/3 of it (gradio encrypts it to base64), and
+# its storage (5–10 MB a site) refuses a larger write silently: every later chat was then lost on reload.
+MAX_SAVED_BYTES = 1536 * 1024
 ROLES = ("system", "user", "assistant")
 # the sampling defaults of the chat tab; the ranges are the pipeline's (``sampling``), which its sliders offer
 DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": DEFAULT_MAX_NEW_TOKENS}
@@ -197,11 +200,16 @@ def saved_list(store: Any) -> list[Conversation]:
 
 
 def remember(store: Any, conversation: Conversation) -> dict[str, Any]:
-    """Return the browser store with ``conversation`` saved (replacing its older copy) and made current."""
+    """Return the browser store with ``conversation`` saved (replacing its older copy) and made current; the least
+    recently used others go beyond ``MAX_SAVED`` chats or ``MAX_SAVED_BYTES``."""
     conversation.updated = time.time()
     others = [c for c in saved_list(store) if c.id != conversation.id]
-    chats = [conversation, *others][:MAX_SAVED]
-    return {"current": conversation.id, "chats": [asdict(c) for c in chats]}
+    chats = [asdict(c) for c in [conversation, *others][:MAX_SAVED]]
+    sizes = [len(json.dumps(c, ensure_ascii=False).encode("utf-8")) for c in chats]
+    while len(chats) > 1 and sum(sizes) > MAX_SAVED_BYTES:  # the least recently used go first; this one stays
+        chats.pop()
+        sizes.pop()
+    return {"current": conversation.id, "chats": chats}
 
 
 def forget(store: Any, conversation_id: str | None) -> dict[str, Any]:

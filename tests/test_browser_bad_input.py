@@ -92,6 +92,8 @@ def test_a_failed_reply_marks_the_status_line_not_the_chat(short_chat, monkeypat
     told(page, "unexpected")
     assert texts(page, USER) == ["你好", "还在吗？"] and len(texts(page, BOT)) == 1  # nothing lost, nothing hidden
     assert not veiled(page, "chatbot")
+    # before, Send stayed greyed out and every message said a reply was still being written, until a reload
+    page.wait_for_function("() => !document.querySelector('#chat-send').disabled", timeout=10_000)
 
 
 def test_text_generation_without_a_prompt_or_with_a_bad_seed_keeps_the_output(page):

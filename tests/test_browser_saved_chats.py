@@ -67,7 +67,9 @@ def test_edit_an_earlier_message_and_the_answer_is_regenerated_from_there(page):
     page.locator("#chatbot button[aria-label='编辑']").first.click()
     page.locator("#chatbot textarea.edit-textarea").fill("改过的问题")
     page.locator("#chatbot button[aria-label='发送']").click()
-    wait_saved(page, "改过的问题")  # saved once the new answer is complete
+    wait_saved(page, "改过的问题")  # saved as soon as it is sent
+    page.wait_for_function("b => document.querySelectorAll(b).length === 1 && "
+                           "!document.querySelector('#chat-send').disabled", arg=BOT)  # and answered
     assert texts(page, USER) == ["改过的问题"]  # the later turns are gone, the edit is the question now
     assert len(texts(page, BOT)) == 1 and texts(page, BOT)[0]
     page.locator("#chat-status").get_by_text("total_tokens").wait_for()
@@ -293,3 +295,28 @@ def test_a_hostile_import_shows_why_and_changes_nothing(page, tmp_path):
     page.reload()
     page.locator(USER, has_text="留着我").wait_for()
     assert texts(page, USER) == ["留着我"] and not dialogs
+
+
+def test_a_question_is_kept_through_a_reload_mid_reply_and_a_too_long_one_is_kept_cut(page):
+    from gates import PassGate, wait_until
+    from pipelines import registry
+    from pipelines.inputs import max_input_chars
+
+    box = page.locator("#chat-input textarea")
+    with PassGate(registry.get_model("chat"), permits=3) as gate:  # the prompt and two tokens, then the model waits
+        box.fill("刷新前的问题")
+        box.press("Enter")
+        wait_until(lambda: gate.arrived > 3, "the reply is being written")
+        page.reload()
+        # before, a chat was kept only once its reply had ended: the question was gone after the reload
+        page.locator(USER, has_text="刷新前的问题").wait_for(timeout=30_000)
+        gate.open()
+    page.locator("#chat-regenerate").click()  # it is answered now
+    page.locator("#chat-status").get_by_text("total_tokens").wait_for()
+    page.wait_for_function("() => !document.querySelector('#chat-send').disabled")
+    too_long = "长" * (max_input_chars() + 30)
+    send(page, too_long, title="刷新前的问题")
+    page.locator(".toast-body", has_text="only its first").wait_for()
+    page.reload()  # before, the chat was not kept at all (a message over the cap made the saved chat unreadable)
+    page.locator(USER).nth(1).wait_for(timeout=30_000)
+    assert texts(page, USER) == ["刷新前的问题", "长" * max_input_chars()]  # what the model read, as it read it

@@ -112,6 +112,22 @@ def test_the_store_keeps_the_latest_first_replaces_by_id_and_is_capped():
     assert conv.saved_list(store)[0].title == f"chat {conv.MAX_SAVED + 4}"
 
 
+def test_the_store_stays_within_what_a_browser_keeps_and_the_open_chat_always_stays():
+    """A browser refuses a larger write silently (Chromium: ~5 M characters a site), and every later chat was then
+    lost on reload; imports of 1 MB made that four chats away."""
+    big = [{"role": "user", "content": "长" * 19_000}, {"role": "assistant", "content": "答" * 19_000}] * 5
+    store: dict = {}
+    opened = []
+    for i in range(6):
+        opened.append(Conversation([{"role": "user", "content": f"第 {i} 个"}, *big]))
+        store = conv.remember(store, opened[-1])
+    assert len(json.dumps(store, ensure_ascii=False).encode("utf-8")) <= conv.MAX_SAVED_BYTES + 1000
+    kept = [c.id for c in conv.saved_list(store)]
+    assert kept == [c.id for c in reversed(opened)][:len(kept)] and len(kept) >= 2  # the newest, in order
+    alone = Conversation([{"role": "user", "content": "长" * 19_000}] * 40)  # too big alone: kept all the same
+    assert [c.id for c in conv.saved_list(conv.remember(store, alone))] == [alone.id]
+
+
 def test_forgetting_the_open_conversation_clears_current_and_damaged_entries_are_skipped():
     one, two = sample(), Conversation([{"role": "user", "content": "b"}])
     store = conv.remember(conv.remember({}, one), two)

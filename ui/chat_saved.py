@@ -13,7 +13,7 @@ from gradio.context import Context
 from pipelines import answer_versions, conversations, registry
 from pipelines.conversations import Conversation
 from pipelines.downloads import save_download
-from pipelines.inputs import normalize_messages
+from pipelines.inputs import max_input_chars, normalize_messages
 
 from . import chat_versions
 from .adapters import file_path
@@ -57,7 +57,8 @@ def _conversation(conversation_id: str | None, history: list[dict], system: str,
     messages = [m for m in normalize_messages(history) if m["role"] in ("user", "assistant")]
     settings = {"temperature": float(temperature), "top_p": float(top_p), "max_new_tokens": int(max_new_tokens)}
     model = registry.resolve("chat", model).source
-    conversation = Conversation(messages, system or "", settings, model, answer_versions.saved_form(versions, messages))
+    system = (system or "")[:max_input_chars()]  # what the model reads; a longer one could not be read back
+    conversation = Conversation(messages, system, settings, model, answer_versions.saved_form(versions, messages))
     if conversation_id:
         conversation.id = conversation_id
     return conversation

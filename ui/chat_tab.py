@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 import pipelines
-from pipelines.inputs import normalize_messages, printable
+from pipelines.inputs import max_input_chars, normalize_messages, printable
 from pipelines.chat import DEFAULT_MAX_NEW_TOKENS
 from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
@@ -54,10 +54,23 @@ def need_message(message: str, writing: int = 0) -> None:
         raise gr.Error("请先输入消息。 / Enter a message first.", print_exception=False)
 
 
+def readable(message: str) -> str:
+    """``message`` cut to what the model reads (``MODELDECK_MAX_INPUT_CHARS``), with a warning when it is cut.
+
+    The chat shows and keeps what the model was given: a longer message would be answered from its beginning
+    only, and a saved chat with it could not be read back (the page lost it on the next reload)."""
+    limit = max_input_chars()
+    if len(message) <= limit:
+        return message
+    gr.Warning(f"消息过长，只保留了前 {limit} 个字符（模型只读这么多）。 / The message was too long: only its first "
+               f"{limit} characters were kept (the model reads no more).")
+    return message[:limit]
+
+
 def add_user_message(message: str, history: list[dict]) -> tuple[Any, list[dict]]:
-    """Move the typed message into the chat."""
+    """Move the typed message into the chat (cut to what the model reads)."""
     need_message(message)
-    return "", list(history or []) + [{"role": "user", "content": message}]
+    return "", list(history or []) + [{"role": "user", "content": readable(message)}]
 
 
 @gpu
@@ -143,7 +156,7 @@ def edit_message(history: list[dict], edit: gr.EditData, request: gr.Request | N
         gr.Warning("消息不能为空，已恢复原来的消息。 / A message cannot be empty: its earlier text is back.")
         return history[:index] + [{**history[index], "content": edit.previous_value}] + history[index + 1:]
     stop_reply(request)
-    return history[:index] + [{"role": "user", "content": parts[0]["content"]}]
+    return history[:index] + [{"role": "user", "content": readable(parts[0]["content"])}]
 
 
 def undo(history: list[dict]) -> tuple[list[dict], str]:
@@ -196,12 +209,14 @@ def build() -> None:
     # A failed reply marks the status line, not the chat: gradio veils every output it shows progress on.
     answer = {"fn": reply, "inputs": settings, "outputs": [chatbot, status, colors], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM), "show_progress_on": [status], **private}
-    starts = [checked(typed, need_message, [box, writing]).success(add_user_message, [box, chatbot], [box, chatbot],
-                                                                   **private)
-              for typed in (box.submit, send.click)]
-    starts += [checked(again, need_idle, [writing]).success(drop_last_reply, chatbot, chatbot, **private)
-               for again in (regenerate.click, chatbot.retry)]
-    starts += [chatbot.edit(edit_message, chatbot, chatbot, **private)]
+    asked = [checked(typed, need_message, [box, writing]).success(add_user_message, [box, chatbot], [box, chatbot],
+                                                                  **private)
+             for typed in (box.submit, send.click)]
+    asked += [chatbot.edit(edit_message, chatbot, chatbot, **private)]
+    for question in asked:  # kept before it is answered: a reload or Clear meanwhile must not lose it
+        saved.save_after(question)
+    starts = asked + [checked(again, need_idle, [writing]).success(drop_last_reply, chatbot, chatbot, **private)
+                      for again in (regenerate.click, chatbot.retry)]  # not saved: the answer and versions stay kept
     started = {"fn": lambda n: (chat_versions.hide(), n + 1, gr.Button(interactive=False)), "inputs": [writing],
                "outputs": [nav.row, writing, send], "queue": False, **private}
     runs = [start.success(**started).then(**answer) for start in starts]
