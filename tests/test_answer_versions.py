@@ -136,7 +136,7 @@ def test_the_chat_tab_records_restores_and_flips_versions(tiny_models):
     """The tab's own handlers, as the page calls them: save records, reopening shows n/m, flipping saves."""
     from ui import chat_saved, chat_versions
 
-    settings = ("", 0.7, 0.9, 64)
+    settings = ("", 0.7, 0.9, 64, "Tiny Qwen2 B")  # system prompt, temperature, top_p, max_new_tokens, model
     versions, store = None, None
     for text in ("一", "二"):
         current, store, _, versions, row, label = chat_saved.save(
@@ -147,5 +147,6 @@ def test_the_chat_tab_records_restores_and_flips_versions(tiny_models):
     current, store, *_ = chat_saved.save(current, browser_shape(chat), *settings, versions, store)
     shown = chat_saved.open_saved(current, store)
     assert shown[0][-1]["content"] == "一" and shown[4] == "**1/2**"  # reopened on the version chosen
+    assert shown[9] == "Tiny Qwen2 B"  # and with the model that wrote it
     with pytest.raises(Exception, match="Press Regenerate"):  # gradio's Error, with the pipeline's message
         chat_versions.flip(versions, browser_shape([Q, answer("别的")]), 1)
