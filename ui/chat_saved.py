@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 from gradio.context import Context
 
-from pipelines import answer_versions, conversations, registry
+from pipelines import InvalidInputError, answer_versions, conversations, registry
 from pipelines.conversations import Conversation
 from pipelines.downloads import save_download
 from pipelines.inputs import max_input_chars, normalize_messages
@@ -65,12 +65,12 @@ def _conversation(conversation_id: str | None, history: list[dict], system: str,
 
 
 def _model_shown(model: str) -> Any:
-    """The chat model list's value for a conversation kept with ``model`` (its configured id); a model no longer
-    configured leaves the list as it is."""
-    for spec in registry.specs("chat"):
-        if model in (spec.source, spec.name):
-            return spec.name
-    return gr.skip()
+    """The chat model list's value for a conversation kept with ``model`` (its configured id); a chat kept without
+    one, or with a model no longer configured, leaves the list as it is."""
+    try:
+        return registry.resolve("chat", model).name if model else gr.skip()
+    except InvalidInputError:
+        return gr.skip()
 
 
 def _shown(conversation: Conversation | None) -> tuple[Any, ...]:
