@@ -21,7 +21,7 @@ from . import settings
 from .classify import classify_texts
 from .downloads import save_download
 from .errors import InvalidInputError
-from .inputs import _CONTROL
+from .inputs import blank
 
 # A column is told by whole words of its name: "message" and "review_text" name texts, "message_id",
 # "context" and "评论编号" do not.
@@ -181,7 +181,7 @@ def classify_rows(texts: Any, model: str | None = None,
     for result, text in zip(results, texts):
         if not isinstance(text, str):
             result.note = NOT_TEXT
-        elif not _CONTROL.sub("", text).strip():
+        elif blank(text):
             result.note = EMPTY
         else:
             todo.append(result)

@@ -20,7 +20,7 @@ from typing import Any
 from . import answer_versions
 from .chat import DEFAULT_MAX_NEW_TOKENS
 from .errors import InvalidInputError
-from .inputs import max_input_chars, number, printable
+from .inputs import blank, max_input_chars, number, printable
 from .sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
 FORMAT = "modeldeck-chat"
@@ -91,7 +91,7 @@ def _messages(raw: Any) -> tuple[str, list[dict[str, str]]]:
             if out:
                 raise _bad(f"第 {i} 条：系统消息只能放在开头。", f"message {i}: a system message may only come first.")
             system.append(text)
-        elif text.strip():
+        elif not blank(text):
             out.append({"role": role, "content": text})
     if not out:
         raise _bad("里面没有用户或助手的消息。", "it has no user or assistant messages.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any
 
 from . import settings
@@ -15,6 +16,10 @@ from .errors import InvalidInputError
 from .settings import MAX_SEED
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
+# Characters that print nothing but are not format, control or space characters: combining joiners and
+# variation selectors, and the fillers that look blank (Hangul fillers, the blank braille pattern, …).
+_UNSEEN = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u2800\u3164\uffa0"
+                    + "".join(map(chr, range(0xFE00, 0xFE10))))
 
 
 def max_input_chars() -> int:
@@ -26,6 +31,13 @@ def printable(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+def blank(text: str) -> bool:
+    """Whether ``text`` shows nothing: only spaces, control and format characters (zero-width spaces and joiners,
+    direction marks, soft hyphens, the byte-order mark) and blank-looking fillers. Such a message is empty."""
+    return all(c.isspace() or c in _UNSEEN or unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+               or 0xE0100 <= ord(c) <= 0xE01EF for c in text)
+
+
 def clean_text(value: Any, *, field_zh: str, field_en: str, notices: list[str],
                max_chars: int | None = None, required: bool = True) -> str:
     """Return ``value`` as text without control characters, cut to ``max_chars`` with a notice."""
@@ -35,7 +47,7 @@ def clean_text(value: Any, *, field_zh: str, field_en: str, notices: list[str],
     if not isinstance(value, str):
         raise InvalidInputError(f"{field_zh}必须是文本。", f"The {field_en} must be text.", param)
     text = _CONTROL.sub("", value).replace("\r\n", "\n")
-    if required and not text.strip():
+    if required and blank(text):
         raise InvalidInputError(f"请先输入{field_zh}。", f"Enter the {field_en} first.", param)
     limit = max_chars or max_input_chars()
     if len(text) > limit:
@@ -150,6 +162,6 @@ def normalize_messages(history: Any) -> list[dict[str, str]]:
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
         elif isinstance(content, dict):
             content = content.get("text", "") if content.get("type") == "text" else ""
-        if isinstance(content, str) and content.strip():
+        if isinstance(content, str) and not blank(content):
             out.append({"role": role, "content": printable(content)})
     return out

@@ -150,6 +150,8 @@ def test_picture_story_end_to_end_shows_caption_first(client):
 
 @pytest.mark.parametrize("args,api_name,words", [
     (("", [], "", 0.7, 0.9, 16), "/chat", "Enter the message"),
+    (("\u200b\u200c\ufeff", [], "", 0.7, 0.9, 16), "/chat", "Enter the message"),  # zero-width characters alone
+    (("\u2060\xa0", None, 10, 0.8, 50, 0.9, 1.1, 1, None), "/generate", "Enter the prompt"),
     (("hi", "not a list", "", 0.7, 0.9, 16), "/chat", "history"),
     (("你好", "../../etc/passwd", 10, 0.8, 50, 0.9, 1.1, 1, None), "/generate", "no model called"),
     (("你好", None, 10, 0.8, 50, 0.9, 1.1, 1, -5), "/generate", "seed"),

@@ -90,6 +90,14 @@ def test_out_of_memory_in_the_story_step_keeps_the_caption_and_says_why(monkeypa
     assert any("The story could not be written" in n and "Out of memory" in n for n in final.notices)
 
 
+@pytest.mark.parametrize("message", ["", "  ", "\u200b", "\u200b\u200c\ufeff", "\xa0"])
+def test_the_chat_box_refuses_an_empty_or_invisible_message(message):
+    """Zero-width characters alone passed the box's check and went to the model."""
+    with pytest.raises(gr.Error, match="Enter a message first"):
+        chat_tab.need_message(message)
+    chat_tab.need_message("\u200bhi")  # a visible character is a message
+
+
 def test_regenerate_answers_the_last_question_again():
     history = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "旧的回答 old answer"}]
     kept = chat_tab.drop_last_reply(history)  # what 🔄 does first, then it answers again

@@ -211,6 +211,7 @@ def test_a_key_when_set_is_required(base, monkeypatch):
     ({"messages": []}, "messages must be a non-empty list"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "unknown role"),
     ({"messages": [{"role": "user", "content": "   "}]}, "last message must come from the user"),
+    ({"messages": [{"role": "user", "content": "\u200b\u200c\ufeff"}]}, "last message must come from the user"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop must be"),
     ({"logprobs": True, "top_logprobs": 21}, "top_logprobs must be a whole number from 0 to 20"),
     ({"logprobs": True, "top_logprobs": -1}, "top_logprobs must be a whole number from 0 to 20"),

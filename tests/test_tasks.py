@@ -43,10 +43,27 @@ def test_chat_rejects_malformed_history(history):
         p.chat("hi", history)
 
 
-def test_chat_rejects_empty_message():
+INVISIBLE = ["   \n ", "\u200b", "\u200b\u200c\ufeff", "\xa0\xa0", "\u2060\u200d\u200e\u00ad", "\u3164 \u2800"]
+
+
+@pytest.mark.parametrize("message", INVISIBLE)
+def test_chat_rejects_an_empty_or_invisible_message(message):
+    """Zero-width characters alone passed the check and were sent to the model."""
     with pytest.raises(p.InvalidInputError) as err:
-        p.chat("   \n ")
+        p.chat(message)
     assert "Enter the message" in str(err.value)
+
+
+@pytest.mark.parametrize("text", INVISIBLE[1:])
+def test_text_generation_and_classification_reject_an_invisible_text(text):
+    with pytest.raises(p.InvalidInputError, match="Enter the prompt"):
+        p.generate_text(text, max_new_tokens=2)
+    with pytest.raises(p.InvalidInputError, match="Enter the text"):
+        p.classify_text(text)
+
+
+def test_a_visible_character_among_invisible_ones_is_a_message():
+    assert not p.inputs.blank("\u200ba") and not p.inputs.blank("😀\u200d😀") and p.inputs.blank("")
 
 
 def test_textgen_multiple_sequences_reproduce_with_the_seed():

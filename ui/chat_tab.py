@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 import pipelines
-from pipelines.inputs import max_input_chars, normalize_messages, printable
+from pipelines.inputs import blank, max_input_chars, normalize_messages, printable
 from pipelines.chat import DEFAULT_MAX_NEW_TOKENS
 from pipelines.sampling import TEMPERATURE_RANGE, TOP_P_RANGE, max_new_tokens_range
 
@@ -50,7 +50,7 @@ def need_message(message: str, writing: int = 0) -> None:
     """Refuse an empty box, or any message while a reply is being written, saying what to do (``checked``:
     before anything on the page changes, so a refused message stays in the box)."""
     need_idle(writing, WRITING)
-    if not message or not message.strip():
+    if not message or blank(message):  # a zero-width space alone is empty too
         raise gr.Error("请先输入消息。 / Enter a message first.", print_exception=False)
 
 
