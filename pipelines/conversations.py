@@ -4,7 +4,10 @@ A conversation is plain data: user/assistant messages, the system prompt, the sa
 the chat model's id, and the kept versions of the last answer (``answer_versions``). The JSON export holds
 OpenAI-style ``messages`` (the system prompt first, as a ``system`` message; the last answer as shown), so
 it can be sent to any OpenAI-compatible server as is; the other versions of the last answer ride along in
-the ModelDeck field ``answer_versions`` (``{"texts": [...], "shown": n}``), which older exports lack. An import is hostile
+the ModelDeck field ``answer_versions`` (``{"texts": [...], "shown": n}``), which older exports lack. The ModelDeck
+field ``system_prompt`` says what the system prompt was even when it was empty (an empty one sends no system
+message); a file with neither a system message nor that field does not say, and importing it keeps the
+system prompt the page shows (``Conversation.system_prompt`` is None until then). An import is hostile
 input: it is size-capped, parsed strictly, and either accepted whole or refused with a message that
 names the problem; nothing is half-imported.
 """
@@ -40,7 +43,7 @@ class Conversation:
     """One chat: its messages (user/assistant only), system prompt, settings and model."""
 
     messages: list[dict[str, str]]
-    system_prompt: str = ""
+    system_prompt: str | None = ""  # None: an imported file that does not say (the page's prompt is kept)
     settings: dict[str, float] = field(default_factory=dict)
     model: str = ""
     versions: dict[str, Any] | None = None  # the last answer's versions, as ``answer_versions.saved_form``
@@ -73,7 +76,8 @@ def _text(content: Any, where: int) -> str:
     return printable(content).replace("\r\n", "\n")
 
 
-def _messages(raw: Any) -> tuple[str, list[dict[str, str]]]:
+def _messages(raw: Any) -> tuple[str | None, list[dict[str, str]]]:
+    """The system prompt (None without a system message) and the user/assistant messages of ``raw``."""
     if not isinstance(raw, list) or not raw:
         raise _bad("找不到消息列表 messages。", "there is no list of messages.")
     if len(raw) > MAX_MESSAGES:
@@ -95,7 +99,7 @@ def _messages(raw: Any) -> tuple[str, list[dict[str, str]]]:
             out.append({"role": role, "content": text})
     if not out:
         raise _bad("里面没有用户或助手的消息。", "it has no user or assistant messages.")
-    return "\n".join(system), out
+    return "\n".join(system) if system else None, out
 
 
 def _settings(raw: Any) -> dict[str, float]:
@@ -133,6 +137,15 @@ def _versions(raw: Any, messages: list[dict[str, str]]) -> dict[str, Any] | None
     return answer_versions.saved_form(kept, messages)
 
 
+def _system_field(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise _bad("system_prompt 必须是文本。", "system_prompt must be text.")
+    if len(raw) > max_input_chars():
+        raise _bad(f"system_prompt 超过 {max_input_chars()} 个字符。",
+                   f"system_prompt is longer than {max_input_chars()} characters.")
+    return printable(raw).replace("\r\n", "\n")
+
+
 def parse_export(data: bytes) -> Conversation:
     """Return the conversation in a JSON export (ours, ``{"messages": [...]}``, or a bare message list)."""
     if len(data) > MAX_IMPORT_BYTES:
@@ -148,6 +161,8 @@ def parse_export(data: bytes) -> Conversation:
     if not isinstance(doc, dict):
         raise _bad("JSON 顶层必须是对象或消息列表。", "the JSON must be an object or a list of messages.")
     system, messages = _messages(doc.get("messages"))
+    if system is None and doc.get("system_prompt") is not None:  # ours: the system prompt, even an empty one
+        system = _system_field(doc["system_prompt"])
     model = doc.get("model", "")
     return Conversation(messages, system, _settings(doc.get("settings")), model if isinstance(model, str) else "",
                         _versions(doc.get("answer_versions"), messages))
@@ -157,7 +172,7 @@ def to_json(conversation: Conversation) -> str:
     """Return the conversation as a JSON export (OpenAI ``messages`` plus settings and model id)."""
     system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
     doc = {"format": FORMAT, "version": 1, "title": conversation.title, "model": conversation.model,
-           "settings": conversation.settings,
+           "system_prompt": conversation.system_prompt or "", "settings": conversation.settings,
            "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "messages": system + [dict(m) for m in conversation.messages]}
     if conversation.versions:
@@ -192,7 +207,7 @@ def saved_list(store: Any) -> list[Conversation]:
                 versions = _versions(entry.get("versions"), messages)
             except InvalidInputError:  # damaged versions: keep the chat as shown
                 versions = None
-            out.append(Conversation(messages, system, _settings(entry.get("settings")), str(entry.get("model", "")),
+            out.append(Conversation(messages, system or "", _settings(entry.get("settings")), str(entry.get("model", "")),
                                     versions, str(entry["id"]), float(entry.get("updated", 0))))
         except (InvalidInputError, KeyError, TypeError, AttributeError, ValueError):
             continue

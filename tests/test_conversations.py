@@ -31,6 +31,33 @@ def test_json_export_is_openai_messages_and_round_trips():
         "Qwen/Qwen2.5-0.5B-Instruct")
 
 
+def test_an_empty_system_prompt_round_trips_and_a_file_without_one_does_not_say():
+    """Importing a file without a system message emptied the System prompt box the person had typed in."""
+    empty = sample()
+    empty.system_prompt = ""
+    doc = json.loads(conv.to_json(empty))
+    assert doc["messages"] == MESSAGES and doc["system_prompt"] == ""  # no system message is sent, and it says so
+    assert conv.parse_export(conv.to_json(empty).encode()).system_prompt == ""
+    assert conv.parse_export(conv.to_json(sample()).encode()).system_prompt == "Be brief. 简短回答。"
+    assert conv.parse_export(json.dumps(MESSAGES).encode()).system_prompt is None  # a bare list does not say
+    assert conv.parse_export(json.dumps({"messages": MESSAGES}).encode()).system_prompt is None
+    with_both = {"messages": [{"role": "system", "content": "edited"}, *MESSAGES], "system_prompt": "old"}
+    assert conv.parse_export(json.dumps(with_both).encode()).system_prompt == "edited"  # the message comes first
+    with pytest.raises(InvalidInputError, match="system_prompt must be text"):
+        conv.parse_export(json.dumps({"messages": MESSAGES, "system_prompt": 5}).encode())
+
+
+def test_an_import_that_does_not_say_keeps_the_system_prompt_shown():
+    from ui import chat_saved
+
+    shown = chat_saved.open_import(conv.parse_export(json.dumps(MESSAGES).encode()), "我打的提示词", {})
+    *_, store, _listing = shown
+    assert shown[5] == "我打的提示词"  # the System prompt box keeps what was typed
+    assert conv.saved_list(store)[0].system_prompt == "我打的提示词"  # and the kept chat agrees with it
+    said = conv.parse_export(conv.to_json(Conversation([dict(m) for m in MESSAGES], "")).encode())
+    assert chat_saved.open_import(said, "我打的提示词", {})[5] == ""  # an export that had none empties it
+
+
 def test_markdown_export_lists_every_turn_and_the_settings():
     md = conv.to_markdown(sample())
     assert md.startswith("# 你好\n")

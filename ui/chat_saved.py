@@ -166,8 +166,11 @@ def read_import(upload: Any) -> Conversation:
         return conversations.parse_export(f.read(conversations.MAX_IMPORT_BYTES + 1))
 
 
-def open_import(conversation: Conversation, store: Any) -> tuple[Any, ...]:
-    """Open a checked import as a new saved conversation."""
+def open_import(conversation: Conversation, system: str, store: Any) -> tuple[Any, ...]:
+    """Open a checked import as a new saved conversation; a file that does not say what its system prompt was
+    (a bare message list, another program's export) keeps the ``system`` prompt the page shows."""
+    if conversation.system_prompt is None:
+        conversation.system_prompt = (system or "")[:max_input_chars()]
     store = conversations.remember(store, conversation)
     gr.Info("已导入对话。 / The conversation was imported.")
     return (*_shown(conversation), store, _choices(store, conversation.id))
@@ -207,5 +210,5 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr
                      **private)
     imported = gr.State(None)  # a refused file marks only this invisible output with an error
     checked(upload.upload, need_idle, [writing]).success(read_import, upload, imported, **private).success(
-        open_import, [imported, store], [*view, store, listing], **private)
+        open_import, [imported, settings[0], store], [*view, store, listing], **private)
     return SavedChats(store, current, listing, [chatbot, *settings], nav)
