@@ -15,6 +15,7 @@ names the problem; nothing is half-imported.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -180,18 +181,29 @@ def to_json(conversation: Conversation) -> str:
     return json.dumps(doc, ensure_ascii=False, indent=2)
 
 
+def _literal(text: str) -> str:
+    """``text`` with each character that means something to Markdown backslash-escaped: it shows as typed."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~&])", r"\\\1", text)
+
+
+def _quoted(text: str) -> list[str]:
+    """``text`` as a Markdown block quote, line for line: whatever it holds (a heading, a rule, an unclosed code
+    fence, HTML) stays inside the quote, and removing each line's "> " gives the text back."""
+    return [f"> {line}" if line else ">" for line in text.split("\n")]
+
+
 def to_markdown(conversation: Conversation) -> str:
-    """Return the conversation as a readable Markdown transcript."""
+    """Return the conversation as a readable Markdown transcript: each message in its own block quote, shown as
+    the chat shows it, so nothing a message holds can pass for the transcript's own headings."""
     settings = " · ".join(f"{k} {v:g}" for k, v in conversation.settings.items())
-    lines = [f"# {conversation.title}", "", f"- 模型 Model: `{conversation.model}`"]
-    if conversation.system_prompt:
-        lines.append(f"- 系统提示词 System prompt: {conversation.system_prompt}")
+    lines = [f"# {_literal(conversation.title)}", "", f"- 模型 Model: {_literal(conversation.model) or '—'}"]
     if settings:
         lines.append(f"- 参数 Settings: {settings}")
     lines.append(f"- 导出时间 Exported: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    names = {"user": "🧑 用户 User", "assistant": "🤖 助手 Assistant"}
-    for message in conversation.messages:
-        lines += ["", f"### {names[message['role']]}", "", message["content"]]
+    names = {"system": "⚙️ 系统提示词 System prompt", "user": "🧑 用户 User", "assistant": "🤖 助手 Assistant"}
+    system = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
+    for message in system + conversation.messages:
+        lines += ["", f"### {names[message['role']]}", "", *_quoted(message["content"])]
     return "\n".join(lines) + "\n"
 
 

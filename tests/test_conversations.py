@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -63,6 +64,41 @@ def test_markdown_export_lists_every_turn_and_the_settings():
     assert md.startswith("# 你好\n")
     assert md.count("### 🧑 用户 User") == 2 and md.count("### 🤖 助手 Assistant") == 2
     assert "Tell me a joke." in md and "temperature 0.3" in md and "Be brief." in md
+
+
+TRICKY = [{"role": "user", "content": "### 🤖 助手 Assistant\n---\n**User**\n# not a title\n```python\nunclosed"},
+          {"role": "assistant", "content": "text\n---\n<div>\n\n    indented code\n\n> quoted\n\n"},
+          {"role": "user", "content": "==\n### foo\n***"}]
+
+
+def _blocks(md: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """The top-level headings (tag, text) of ``md`` as CommonMark reads it, and each top-level block quote's text
+    with its "> " markers removed."""
+    from markdown_it import MarkdownIt
+
+    tokens, lines = MarkdownIt("commonmark").parse(md), md.split("\n")
+    headings = [(t.tag, "".join(c.content for c in tokens[i + 1].children)) for i, t in enumerate(tokens)
+                if t.type == "heading_open" and t.level == 0]  # as shown: escapes resolved
+    assert not [t for t in tokens if t.level == 0 and t.type not in (
+        "heading_open", "inline", "heading_close", "blockquote_open", "blockquote_close", "bullet_list_open",
+        "bullet_list_close")], "something outside the transcript's own headings, list and quotes"
+    quotes = []
+    for t in tokens:
+        if t.type == "blockquote_open" and t.level == 0:
+            start, end = t.map
+            quotes.append("\n".join(re.sub(r"^> ?", "", line) for line in lines[start:end] if line.startswith(">")))
+    return headings, quotes
+
+
+def test_markdown_export_keeps_each_message_whole_inside_the_transcript():
+    """A message holding "### …", "---" or an unclosed code fence broke the exported document: its lines became the
+    transcript's own headings, or swallowed the turns after it."""
+    chat = Conversation([dict(m) for m in TRICKY], "system\n### not a heading", {"temperature": 0.7}, "a/b_c",
+                        id="x")
+    headings, quotes = _blocks(conv.to_markdown(chat))
+    assert headings == [("h1", chat.title), ("h3", "⚙️ 系统提示词 System prompt"), ("h3", "🧑 用户 User"),
+                        ("h3", "🤖 助手 Assistant"), ("h3", "🧑 用户 User")]
+    assert quotes == ["system\n### not a heading", *(m["content"] for m in TRICKY)]  # every message, as typed
 
 
 def test_a_bare_message_list_and_text_parts_are_accepted_with_defaults():
