@@ -204,3 +204,18 @@ def test_forgetting_the_open_conversation_clears_current_and_damaged_entries_are
 def test_titles_are_the_first_question_shortened():
     assert Conversation([{"role": "user", "content": "x" * 100}]).title == "x" * 40 + "…"
     assert Conversation([{"role": "assistant", "content": "hi"}]).title == "（空对话 empty chat）"
+
+
+def test_the_server_reads_what_the_browser_stored_now():
+    """Each tab wrote its own copy of the kept chats back whole; events now send what localStorage holds."""
+    from ui import browser_store, chat_saved
+
+    store = conv.remember({}, sample())
+    sent = {browser_store.MARK: True, "stored": browser_store.encrypt(store, chat_saved.STORE_SECRET),
+            "zone": "Asia/Shanghai", "offset": -480}
+    read = browser_store.read(sent, chat_saved.STORE_SECRET, chat_saved.EMPTY_STORE)
+    assert read.value == store and browser_store.local_time(0, read.zone, "%H:%M") == "08:00"
+    damaged = {**sent, "stored": "x:bm90IGEgc3RvcmU=", "zone": "Nowhere/Else"}  # and a zone this server lacks
+    read = browser_store.read(damaged, chat_saved.STORE_SECRET, chat_saved.EMPTY_STORE)
+    assert read.value == chat_saved.EMPTY_STORE and browser_store.local_time(0, read.zone, "%H:%M") == "08:00"
+    assert browser_store.read(store, chat_saved.STORE_SECRET, None).value is store  # a direct call's own copy

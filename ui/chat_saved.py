@@ -3,7 +3,6 @@ exported as JSON or Markdown and imported from JSON. The rules live in ``pipelin
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,15 +14,17 @@ from pipelines.conversations import Conversation
 from pipelines.downloads import save_download
 from pipelines.inputs import max_input_chars, normalize_messages
 
-from . import chat_versions
+from . import browser_store, chat_versions
 from .adapters import file_path
 from .chat_versions import VersionNav
 from .common import checked, edge, finally_, need_idle
 
 EMPTY_STORE: dict[str, Any] = {"current": None, "chats": []}
 # The browser stores the chats; gradio's BrowserState "encrypts" them with a key it also sends to the
-# page. A fixed key keeps saved chats readable after the server restarts (a random one would not).
+# page. A fixed key keeps saved chats readable after the server restarts (a random one would not), and lets
+# the server read what another tab stored (``browser_store``).
 STORE_SECRET = "modeldeck-saved-chats-v1"
+STORAGE_KEY = "modeldeck-chats"
 SETTINGS = 5  # what a conversation keeps besides its messages: system prompt, temperature, top_p, max_new_tokens, model
 
 
@@ -40,14 +41,25 @@ class SavedChats:
     def save_after(self, event: Any) -> list[Any]:
         """Chain saving the open conversation (and recording its last answer's version) after ``event``, however
         it ends: a reply that failed still leaves the question it was asked in the kept chat."""
-        return finally_(event, fn=save, inputs=[self.current, *self.settings, self.nav.state, self.store],
-                        outputs=[self.current, self.store, self.listing, *self.nav.outputs],
-                        api_visibility="private", queue=False)
+        inputs = [self.current, *self.settings, self.nav.state, self.store]
+        return finally_(event, fn=save, inputs=inputs, outputs=[self.current, self.store, self.listing, *self.nav.outputs],
+                        js=fresh(len(inputs) - 1), api_visibility="private", queue=False)
 
 
-def _choices(store: Any, selected: str | None = None) -> dict[str, Any]:
+def fresh(at: int) -> str:
+    """The ``js=`` of an event whose input ``at`` is the store: it sends what the browser holds now, which another
+    tab may have changed since this page loaded, and the browser's time zone."""
+    return browser_store.fresh_js(STORAGE_KEY, at)
+
+
+def _read(store: Any) -> browser_store.Fresh:
+    return browser_store.read(store, STORE_SECRET, EMPTY_STORE)
+
+
+def _choices(store: Any, selected: str | None = None, zone: Any = None) -> dict[str, Any]:
+    """The past chats list, each chat with the time it was last kept in the browser's time zone ``zone``."""
     chats = conversations.saved_list(store)
-    choices = [(f"{c.title} · {time.strftime('%m-%d %H:%M', time.localtime(c.updated))}", c.id) for c in chats]
+    choices = [(f"{c.title} · {browser_store.local_time(c.updated, zone)}", c.id) for c in chats]
     ids = [c.id for c in chats]
     return gr.update(choices=choices, value=selected if selected in ids else None)
 
@@ -91,18 +103,20 @@ def save(conversation_id: str | None, history: list[dict], system: str, temperat
          max_new_tokens: int, model: str | None, versions: Any, store: Any) -> tuple[Any, ...]:
     """Keep the open conversation in the browser, its last answer among that answer's versions (a chat
     without messages is not kept)."""
+    store, zone = (read := _read(store)).value, read.zone
     versions = answer_versions.record(versions, history)
     conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens, model,
                                  versions)
     if not conversation.messages:
         return conversation_id, gr.skip(), gr.skip(), *chat_versions.NONE
     store = conversations.remember(store, conversation)
-    return conversation.id, store, _choices(store, conversation.id), *chat_versions.shown(versions, history)
+    return conversation.id, store, _choices(store, conversation.id, zone), *chat_versions.shown(versions, history)
 
 
 def restore(store: Any, history: list[dict], conversation_id: str | None) -> tuple[Any, ...]:
     """After a reload, show the conversation that was open (only into an empty, unsaved chat view)."""
-    listing = _choices(store, store.get("current") if isinstance(store, dict) else None)
+    store, zone = (read := _read(store)).value, read.zone
+    listing = _choices(store, store.get("current") if isinstance(store, dict) else None, zone)
     if history or conversation_id:
         return (gr.skip(),) * (5 + SETTINGS) + (listing,)
     current = conversations.find(store, store.get("current") if isinstance(store, dict) else None)
@@ -121,6 +135,7 @@ def chosen(selected: str | None, store: Any, writing: int = 0) -> None:
 
 def open_saved(selected: str | None, store: Any) -> tuple[Any, ...]:
     """Show the chosen saved conversation."""
+    store = _read(store).value
     chosen(selected, store)
     conversation = conversations.find(store, selected)
     store = {**store, "current": conversation.id}
@@ -129,14 +144,16 @@ def open_saved(selected: str | None, store: Any) -> tuple[Any, ...]:
 
 def delete_saved(selected: str | None, conversation_id: str | None, store: Any) -> tuple[Any, ...]:
     """Delete the chosen saved conversation; deleting the open one clears the chat view."""
+    store, zone = (read := _read(store)).value, read.zone
     chosen(selected, store)
     store = conversations.forget(store, selected)
     view = ([], None, *chat_versions.NONE) if selected == conversation_id else (gr.skip(),) * 5
-    return (*view, store, _choices(store))
+    return (*view, store, _choices(store, None, zone))
 
 
 def start_new(store: Any) -> tuple[Any, ...]:
     """Forget which conversation is open (the old one stays in the list) and its answer versions."""
+    store = _read(store).value
     return None, {**(store if isinstance(store, dict) else EMPTY_STORE), "current": None}, *chat_versions.NONE
 
 
@@ -171,9 +188,10 @@ def open_import(conversation: Conversation, system: str, store: Any) -> tuple[An
     (a bare message list, another program's export) keeps the ``system`` prompt the page shows."""
     if conversation.system_prompt is None:
         conversation.system_prompt = (system or "")[:max_input_chars()]
+    store, zone = (read := _read(store)).value, read.zone
     store = conversations.remember(store, conversation)
     gr.Info("已导入对话。 / The conversation was imported.")
-    return (*_shown(conversation), store, _choices(store, conversation.id))
+    return (*_shown(conversation), store, _choices(store, conversation.id, zone))
 
 
 def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr.State) -> SavedChats:
@@ -181,7 +199,7 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr
 
     ``writing`` counts the replies being written: opening, deleting or importing a chat waits for it to be 0.
     """
-    store = gr.BrowserState(EMPTY_STORE, storage_key="modeldeck-chats", secret=STORE_SECRET)
+    store = gr.BrowserState(EMPTY_STORE, storage_key=STORAGE_KEY, secret=STORE_SECRET)
     current = gr.State(None)
     with gr.Row(equal_height=True):
         listing = gr.Dropdown([], label="历史对话 Past chats", scale=4, elem_id="chat-saved")
@@ -200,15 +218,18 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr
     root = Context.root_block
     if root is not None:  # restore once the page has read the browser's store (either may come first)
         gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], queue=False,
-              **private)
+              js=fresh(0), **private)
+    # Every change of the store starts from what the browser holds now (``fresh``): another tab may have kept or
+    # deleted a chat since this page loaded.
     checked(open_btn.click, chosen, [listing, store, writing]).success(open_saved, [listing, store], [*view, store],
-                                                                       **private)
+                                                                       js=fresh(1), **private)
     checked(delete_btn.click, chosen, [listing, store, writing]).success(
-        delete_saved, [listing, current, store], [chatbot, current, *nav.outputs, store, listing], **private)
+        delete_saved, [listing, current, store], [chatbot, current, *nav.outputs, store, listing], js=fresh(2),
+        **private)
     for button, kind in ((json_btn, "json"), (md_btn, "md")):
         button.click(lambda *a, kind=kind: export(kind, *a), [current, chatbot, *settings, nav.state], exported,
                      **private)
     imported = gr.State(None)  # a refused file marks only this invisible output with an error
     checked(upload.upload, need_idle, [writing]).success(read_import, upload, imported, **private).success(
-        open_import, [imported, settings[0], store], [*view, store, listing], **private)
+        open_import, [imported, settings[0], store], [*view, store, listing], js=fresh(2), **private)
     return SavedChats(store, current, listing, [chatbot, *settings], nav)

@@ -230,4 +230,5 @@ def build() -> None:
     saved.save_after(undo_btn.click(undo, chatbot, [chatbot, box], cancels=runs, **private))
     for cleared in (clear.click(lambda: ([], "", ""), None, [chatbot, status, colors], cancels=runs, **private),
                     chatbot.clear(lambda: ("", ""), None, [status, colors], cancels=runs, **private)):  # the chat's 🗑 icon
-        cleared.then(chat_saved.start_new, saved.store, [saved.current, saved.store, *nav.outputs], **private)
+        cleared.then(chat_saved.start_new, saved.store, [saved.current, saved.store, *nav.outputs],
+                     js=chat_saved.fresh(0), **private)
