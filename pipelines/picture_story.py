@@ -12,7 +12,8 @@ from .caption import Caption, add_chinese, english_caption, from_text
 from .errors import PipelineError, known_error
 from .images import load_image
 from .speech import synthesize_speech
-from .story import story_settings, write_story
+from .story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, story_settings,
+                    write_story)
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ def step_failed(kept_zh: str, kept_en: str, exc: Exception) -> str:
     return f"{kept_zh}：{zh} / {kept_en}: {en}"
 
 
-def picture_story(image: Any, style: str = "温馨", length: int = 300, creativity: float = 5,
-                  language: str = "zh", *, speak: bool = True, seed: Any = None) -> Iterator[PictureStoryUpdate]:
+def picture_story(image: Any, style: str = DEFAULT_STYLE, length: int = DEFAULT_LENGTH,
+                  creativity: float = DEFAULT_CREATIVITY, language: str = DEFAULT_LANGUAGE, *, speak: bool = True, seed: Any = None) -> Iterator[PictureStoryUpdate]:
     """Yield the caption (the captioner's text, then with its translation), the story as it grows, then audio.
 
     Every argument is checked before the first model runs. The story model loads in the background

@@ -19,6 +19,8 @@ STYLES: dict[str, str] = {
 }
 _STYLE_ALIASES = {**{k: k for k in STYLES}, **{v: k for k, v in STYLES.items()},
                   **{v.split(" ")[0]: k for k, v in STYLES.items()}, "sci-fi": "科幻", "wuxia": "武侠"}
+# What the tab starts with, and what a script gets for a setting it leaves out (None or blank).
+DEFAULT_STYLE, DEFAULT_LENGTH, DEFAULT_CREATIVITY, DEFAULT_LANGUAGE = "温馨", 300, 5, "zh"
 MIN_LENGTH, MAX_LENGTH = 50, 1000  # characters (zh) or words (en): a paragraph to a short story
 MIN_CREATIVITY, MAX_CREATIVITY = 0, 10
 OVERSHOOT = 1.2  # a story may run this far past the asked length before it is cut
@@ -100,21 +102,23 @@ class StorySettings:
     notices: list[str] = field(default_factory=list)
 
 
-def story_settings(style: Any = "温馨", length: Any = 300, creativity: Any = 5, language: Any = "zh",
-                   seed: Any = None) -> StorySettings:
-    """Check every story setting before any model runs; raise ``InvalidInputError`` for an unusable one."""
+def story_settings(style: Any = DEFAULT_STYLE, length: Any = DEFAULT_LENGTH, creativity: Any = DEFAULT_CREATIVITY,
+                   language: Any = DEFAULT_LANGUAGE, seed: Any = None) -> StorySettings:
+    """Check every story setting before any model runs; raise ``InvalidInputError`` for an unusable one.
+
+    A setting left out (None or blank) takes the tab's default, whichever it is."""
     notices: list[str] = []
     return StorySettings(
-        style=choice(style, _STYLE_ALIASES, name_zh="故事风格", name_en="story style"),
+        style=choice(style, _STYLE_ALIASES, name_zh="故事风格", name_en="story style", default=DEFAULT_STYLE),
         length=number(length, name="length", lo=MIN_LENGTH, hi=MAX_LENGTH, notices=notices, integer=True,
-                      default=300),
+                      default=DEFAULT_LENGTH),
         creativity=number(creativity, name="creativity", lo=MIN_CREATIVITY, hi=MAX_CREATIVITY, notices=notices,
-                          default=5),
-        language=parse_language(language), seed=parse_seed(seed), notices=notices)
+                          default=DEFAULT_CREATIVITY),
+        language=parse_language(language, default=DEFAULT_LANGUAGE), seed=parse_seed(seed), notices=notices)
 
 
-def write_story(caption: str, style: str = "温馨", length: int = 300, creativity: float = 5,
-                language: str = "zh", *, seed: Any = None, settings: StorySettings | None = None) -> TextStream:
+def write_story(caption: str, style: str = DEFAULT_STYLE, length: int = DEFAULT_LENGTH,
+                creativity: float = DEFAULT_CREATIVITY, language: str = DEFAULT_LANGUAGE, *, seed: Any = None, settings: StorySettings | None = None) -> TextStream:
     """Return a stream of a story about ``caption`` that ends on a sentence near ``length``.
 
     ``length`` counts Chinese characters for ``language="zh"`` and words for ``"en"``. ``settings``

@@ -11,7 +11,8 @@ from gradio.context import Context
 
 from pipelines import STYLES
 from pipelines.bundle import served_file
-from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
+from pipelines.story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, MAX_CREATIVITY,
+                             MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH)
 
 from .common import checked
 
@@ -21,7 +22,8 @@ PICTURES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 SOUNDS = (".mp3", ".wav")
 RESTORED = "↩️ 上次的图片故事已恢复。 / Your last picture story is back."
 AUDIO_GONE = ("音频已被清理：按“重新配音”再生成。 / The audio was cleaned up: press Voice again to make it anew.")
-DEFAULTS = {"style": "温馨", "length": 300, "creativity": 5, "language": "zh"}
+DEFAULTS = {"style": DEFAULT_STYLE, "length": DEFAULT_LENGTH, "creativity": DEFAULT_CREATIVITY,
+            "language": DEFAULT_LANGUAGE}
 
 
 @dataclass

@@ -10,7 +10,8 @@ import gradio as gr
 from pipelines import STYLES
 from pipelines.bundle import StorySettings, story_bundle
 from pipelines.images import check_picture
-from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
+from pipelines.story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, MAX_CREATIVITY,
+                             MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH)
 
 from . import adapters, story_saved
 from .common import (CAPTIONER, LLM, SPEECH, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
@@ -84,11 +85,11 @@ def build() -> None:
         with gr.Column(scale=1, min_width=300):
             image = PictureInput(type="filepath", image_mode=None, label=t("md_image"), height=280,
                                  elem_id="story-image")
-            style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value="温馨",
+            style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value=DEFAULT_STYLE,
                                 label=t("md_style"), elem_id="story-style")
-            length = gr.Slider(MIN_LENGTH, MAX_LENGTH, value=300, step=10, label=t("md_length"), elem_id="story-length")
-            creativity = gr.Slider(MIN_CREATIVITY, MAX_CREATIVITY, value=5, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
-            language = gr.Radio(LANGUAGE_CHOICES, value="zh", label=t("md_language"), elem_id="story-language")
+            length = gr.Slider(MIN_LENGTH, MAX_LENGTH, value=DEFAULT_LENGTH, step=10, label=t("md_length"), elem_id="story-length")
+            creativity = gr.Slider(MIN_CREATIVITY, MAX_CREATIVITY, value=DEFAULT_CREATIVITY, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
+            language = gr.Radio(LANGUAGE_CHOICES, value=DEFAULT_LANGUAGE, label=t("md_language"), elem_id="story-language")
             go = gr.Button(t("md_run_all"), variant="primary", size="lg", elem_id="story-run")
             with gr.Row():
                 caption_btn = gr.Button(t("md_caption_only"), elem_id="story-caption-only")
