@@ -12,8 +12,8 @@ from .caption import Caption, add_chinese, english_caption, from_text
 from .errors import PipelineError, known_error
 from .images import load_image
 from .speech import synthesize_speech
-from .story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, story_settings,
-                    write_story)
+from .story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, caption_for_story,
+                    story_settings, write_story)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def picture_story(image: Any, style: str = DEFAULT_STYLE, length: int = DEFAULT_
     update.caption = caption
     update.notices += caption.notices
     yield replace(update, notices=list(update.notices))
-    source = caption.zh if settings.language == "zh" and caption.zh else caption.en or caption.zh
+    source = caption_for_story(caption.zh, caption.en, settings.language)
     story_done = False
     try:
         stream = write_story(source, settings=replace(settings, notices=[]))

@@ -85,6 +85,13 @@ def _prompt(caption: str, style: str, length: int, language: str) -> list[dict[s
                                         f"Output only the story, without a title.\nPicture: {caption}"}]
 
 
+def caption_for_story(caption_zh: Any, caption_en: Any, language: str) -> str:
+    """The caption a story in ``language`` is written from: the Chinese one for a Chinese story, the English one
+    for an English story; the other one when that is empty (a failed translation, a caption typed in one box)."""
+    zh, en = (c if isinstance(c, str) and c.strip() else "" for c in (caption_zh, caption_en))
+    return (zh or en) if language == "zh" else (en or zh)
+
+
 def creativity_to_temperature(creativity: float) -> float:
     """Map creativity 0–10 to a sampling temperature 0.2–1.2 (higher is freer)."""
     return round(0.2 + 0.1 * creativity, 3)

@@ -128,7 +128,7 @@ def build(fields: StoryFields, busy: gr.State, runs: list[Any], clear_btn: gr.Bu
     # not a picture (the tab's own check names that file; a failed unqueued event would hide its message).
     for run in runs:  # after Stop too: a story stopped half-way is kept as shown
         run.then(save, kept, store, preprocess=False, **private)
-    edits = [fields.caption.blur, fields.story.blur, fields.image.upload, fields.image.clear, fields.style.input,
+    edits = [fields.caption.blur, fields.caption_en.blur, fields.story.blur, fields.image.upload, fields.image.clear, fields.style.input,
              fields.language.input, fields.length.release, fields.creativity.release]
     gr.on(edits, save, kept, store, preprocess=False, **private)
     root = Context.root_block

@@ -11,7 +11,7 @@ from pipelines import STYLES
 from pipelines.bundle import StorySettings, story_bundle
 from pipelines.images import check_picture
 from pipelines.story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, MAX_CREATIVITY,
-                             MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH)
+                             MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH, caption_for_story)
 
 from . import adapters, story_saved
 from .common import (CAPTIONER, LLM, SPEECH, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
@@ -52,12 +52,18 @@ def caption_only(image: Any) -> tuple[str, str, str]:
     return shown.caption, shown.english, notices_md(shown.notices)
 
 
+def need_caption(caption: str, caption_en: str, language: str) -> None:
+    """A check for ``checked``: refuse a rewrite with no caption to write from."""
+    need_text("图片描述", "caption")(caption_for_story(caption, caption_en, language))
+
+
 @gpu
 @edge
-def rewrite(caption: str, style: str, length: int, creativity: float,
+def rewrite(caption: str, caption_en: str, style: str, length: int, creativity: float,
             language: str) -> Iterator[tuple[str, str, Any]]:
-    """Write a new story from the (possibly edited) caption, keeping the picture's caption as is."""
-    stream = adapters.story(caption, style, length, creativity, language)
+    """Write a new story from the (possibly edited) caption in the story's language (as the first story was:
+    the English caption for an English story), keeping the captions as they are."""
+    stream = adapters.story(caption_for_story(caption, caption_en, language), style, length, creativity, language)
     notes = notices_md(stream.notices)
     for text in stream:
         yield text, notes, stream.seed
@@ -97,7 +103,7 @@ def build() -> None:
         with gr.Column(scale=2, min_width=400):
             caption = gr.Textbox(label=t("md_caption_zh"), lines=2, interactive=True, buttons=["copy"],
                                  elem_id="story-caption")
-            caption_en = gr.Textbox(label=t("md_caption_en"), lines=1, interactive=False, elem_id="story-caption-en")
+            caption_en = gr.Textbox(label=t("md_caption_en"), lines=1, interactive=True, elem_id="story-caption-en")
             story = gr.Textbox(label=t("md_story"), lines=12, interactive=True, buttons=["copy"], elem_id="story-text")
             with gr.Row():
                 rewrite_btn = gr.Button(t("md_rewrite"), elem_id="story-rewrite")
@@ -121,8 +127,8 @@ def build() -> None:
               "concurrency_limit": concurrency_limit(LLM)}),
              (caption_btn.click, check_picture, [image], {"fn": caption_only, "inputs": [image],
               "outputs": [caption, caption_en, status], "concurrency_id": CAPTIONER, "concurrency_limit": 1}),
-             (rewrite_btn.click, need_text("图片描述", "caption"), [caption], {"fn": rewrite,
-              "inputs": [caption, *settings], "outputs": [story, status, seed], "concurrency_id": LLM,
+             (rewrite_btn.click, need_caption, [caption, caption_en, language], {"fn": rewrite,
+              "inputs": [caption, caption_en, *settings], "outputs": [story, status, seed], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (revoice_btn.click, need_text("要朗读的文本", "text to read"), [story], {"fn": revoice,
               "inputs": [story, language], "outputs": [audio, status], "concurrency_id": SPEECH,
