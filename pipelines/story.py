@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
+from . import registry
 from .backends import chat_backend, max_new_tokens_cap
 from .inputs import choice, clean_text, language as parse_language, number, seed as parse_seed
 from .sampling import SamplingParams
@@ -124,8 +125,51 @@ def story_settings(style: Any = DEFAULT_STYLE, length: Any = DEFAULT_LENGTH, cre
         language=parse_language(language, default=DEFAULT_LANGUAGE), seed=parse_seed(seed), notices=notices)
 
 
+@dataclass(frozen=True)
+class StoryRecord:
+    """What wrote a story, kept with it (sliders may move after): its checked settings, the caption it was
+    written from, its seed and the story model's id."""
+
+    style: str
+    length: int
+    creativity: float
+    language: str
+    caption: str
+    seed: int | None
+    model: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values (for a page's state and the browser's store)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: Any) -> StoryRecord | None:
+        """The record kept as ``as_dict`` made it, or None for anything else (a page's store can be edited)."""
+        if not isinstance(value, dict):
+            return None
+        numbers = [value.get(k) for k in ("length", "creativity")]
+        seed = value.get("seed")
+        if (value.get("style") not in STYLES or value.get("language") not in _ENDS
+                or any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in numbers)
+                or not MIN_LENGTH <= numbers[0] <= MAX_LENGTH or not MIN_CREATIVITY <= numbers[1] <= MAX_CREATIVITY
+                or not (seed is None or isinstance(seed, int) and not isinstance(seed, bool))
+                or not all(isinstance(value.get(k), str) for k in ("caption", "model"))):
+            return None
+        return cls(value["style"], int(numbers[0]), float(numbers[1]), value["language"],
+                   value["caption"][:MAX_CAPTION_CHARS], seed, value["model"])
+
+
+class StoryStream(TextStream):
+    """A story's stream of text; ``record`` says what is writing it."""
+
+    def __init__(self, texts: Iterator[list[str]], *, record: StoryRecord, **kwargs: Any) -> None:
+        super().__init__(texts, **kwargs)
+        self.record = record
+
+
 def write_story(caption: str, style: str = DEFAULT_STYLE, length: int = DEFAULT_LENGTH,
-                creativity: float = DEFAULT_CREATIVITY, language: str = DEFAULT_LANGUAGE, *, seed: Any = None, settings: StorySettings | None = None) -> TextStream:
+                creativity: float = DEFAULT_CREATIVITY, language: str = DEFAULT_LANGUAGE, *, seed: Any = None,
+                settings: StorySettings | None = None) -> StoryStream:
     """Return a stream of a story about ``caption`` that ends on a sentence near ``length``.
 
     ``length`` counts Chinese characters for ``language="zh"`` and words for ``"en"``. ``settings``
@@ -159,5 +203,7 @@ def write_story(caption: str, style: str = DEFAULT_STYLE, length: int = DEFAULT_
         story = trim_to_sentence(last, target, language_)
         yield [end_on_sentence(story, language_) if ran_out and story == last.strip() else story]
 
-    return TextStream(texts(), cancel_event=inner.cancel_event, usage=inner.usage, seed=inner.seed,
-                      notices=inner.notices)
+    record = StoryRecord(style_, target, float(settings.creativity), language_, text, inner.seed,
+                         registry.resolve("story").source)
+    return StoryStream(texts(), record=record, cancel_event=inner.cancel_event, usage=inner.usage, seed=inner.seed,
+                       notices=inner.notices)

@@ -8,10 +8,10 @@ from typing import Any, Iterator
 import gradio as gr
 
 from pipelines import STYLES
-from pipelines.bundle import StorySettings, story_bundle
+from pipelines.bundle import story_bundle
 from pipelines.images import check_picture
 from pipelines.story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, MAX_CREATIVITY,
-                             MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH, caption_for_story)
+                             MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH, StoryRecord, caption_for_story)
 
 from . import adapters, story_saved
 from .common import (CAPTIONER, LLM, SPEECH, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
@@ -39,9 +39,9 @@ def stopped(status: str, busy: int) -> Any:
 @edge
 def run_all(image: Any, style: str, length: int, creativity: float,
             language: str) -> Iterator[tuple[str, str, str, Any, str, Any]]:
-    """Caption, then story, then audio, each yielded as soon as it exists; last, the story's seed."""
+    """Caption, then story, then audio, each yielded as soon as it exists; last, what is writing the story."""
     for shown in adapters.picture_story(image, style, length, creativity, language):
-        yield shown.caption, shown.english, shown.story, shown.audio, notices_md(shown.notices), shown.seed
+        yield shown.caption, shown.english, shown.story, shown.audio, notices_md(shown.notices), shown.made
 
 
 @gpu
@@ -66,7 +66,7 @@ def rewrite(caption: str, caption_en: str, style: str, length: int, creativity: 
     stream = adapters.story(caption_for_story(caption, caption_en, language), style, length, creativity, language)
     notes = notices_md(stream.notices)
     for text in stream:
-        yield text, notes, stream.seed
+        yield text, notes, stream.record.as_dict()
 
 
 @edge
@@ -77,12 +77,12 @@ def revoice(story: str, language: str) -> tuple[str, str]:
 
 
 @edge
-def download_all(image: Any, caption: str, caption_en: str, story: str, audio: Any, style: str, length: int,
-                 creativity: float, language: str, seed: Any) -> Any:
-    """Pack the picture, captions, story, audio and settings into one zip to download."""
-    settings = StorySettings(style, int(length), float(creativity), language, seed if isinstance(seed, int) else None)
-    return gr.update(value=story_bundle(adapters.file_path(image), caption, caption_en, story, adapters.file_path(audio), settings),
-                     visible=True)
+def download_all(image: Any, caption: str, caption_en: str, story: str, audio: Any, made: Any) -> Any:
+    """Pack the picture, captions, story, audio and what wrote the story (not the sliders as they are now: they
+    may have moved since) into one zip to download."""
+    path = story_bundle(adapters.file_path(image), caption, caption_en, story, adapters.file_path(audio),
+                        StoryRecord.from_dict(made))
+    return gr.update(value=path, visible=True)
 
 
 def build() -> None:
@@ -116,30 +116,30 @@ def build() -> None:
                 clear_btn = gr.Button("🗑️ 清空 · Clear", elem_id="story-clear")
             bundle = gr.File(label="图片、描述、故事、音频和 story.json · picture, captions, story, audio, story.json",
                              interactive=False, visible=False, elem_id="story-bundle-file")
-    seed = gr.State(None)
+    made = gr.State(None)  # what wrote the story shown: its settings, caption, seed and model
     settings = [style, length, creativity, language]
     private = {"api_visibility": "private"}
     # Each run checks its input first: a missing picture or an empty box leaves the captions, story and audio shown.
     # ``busy`` counts the steps running (one at a time: they share the captions, story, audio and status).
     busy = gr.State(0)
     steps = [(go.click, check_picture, [image], {"fn": run_all, "inputs": [image, *settings],
-              "outputs": [caption, caption_en, story, audio, status, seed], "concurrency_id": LLM,
+              "outputs": [caption, caption_en, story, audio, status, made], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (caption_btn.click, check_picture, [image], {"fn": caption_only, "inputs": [image],
               "outputs": [caption, caption_en, status], "concurrency_id": CAPTIONER, "concurrency_limit": 1}),
              (rewrite_btn.click, need_caption, [caption, caption_en, language], {"fn": rewrite,
-              "inputs": [caption, caption_en, *settings], "outputs": [story, status, seed], "concurrency_id": LLM,
+              "inputs": [caption, caption_en, *settings], "outputs": [story, status, made], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (revoice_btn.click, need_text("要朗读的文本", "text to read"), [story], {"fn": revoice,
               "inputs": [story, language], "outputs": [audio, status], "concurrency_id": SPEECH,
               "concurrency_limit": concurrency_limit(SPEECH)})]
     runs = [one_step(trigger, check, inputs, busy, BUSY, {**work, **private}) for trigger, check, inputs, work in steps]
-    fields = story_saved.StoryFields(image, caption, caption_en, story, audio, *settings, seed, status)
+    fields = story_saved.StoryFields(image, caption, caption_en, story, audio, *settings, made, status)
     story_saved.build(fields, busy, runs, clear_btn, bundle, lambda n: need_idle(n, BUSY))
     checked(image.upload, check_picture, [image])  # a file that is not a picture is named at once, not at Run
     stop.click(stopped, [status, busy], status, cancels=runs, queue=False, **private)
     gr.on([image.change, caption.change, caption_en.change, story.change, audio.change], None, None, bundle,
           js=HIDE_BUNDLE, queue=False, show_progress="hidden", **private)
-    bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)
+    bundle_btn.click(download_all, [image, caption, caption_en, story, audio, made], bundle, **private)
     examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
              ["图片 Picture", "风格 Style", "长度 Length", "创意 Creativity", "语言 Language"])
