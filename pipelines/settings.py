@@ -180,8 +180,8 @@ _SECRET_QUERY = re.compile(r"(?i)(^|&)(api[_-]?key|key|token|access[_-]?token|pa
 
 
 def _split_name(entry: str) -> tuple[str, str]:
-    # A display name ends at an "=" that comes before "://": a URL's query may hold "=" too.
-    head = entry.split("://", 1)[0]
+    # A display name ends at an "=" that comes before "://" and "#": a URL's query and #options hold "=" too.
+    head = entry.split("://", 1)[0].split("#", 1)[0]
     if "=" not in head:
         return "", entry
     cut = head.rfind("=")

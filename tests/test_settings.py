@@ -79,6 +79,10 @@ def test_model_entries_local_openai_and_hf():
                                                             "Llama-3.1-8B-Instruct")
     endpoint = parse_model_entry("E=hf:https://xyz.endpoints.huggingface.cloud#tgi")
     assert endpoint.source == "https://xyz.endpoints.huggingface.cloud" and endpoint.model == "tgi"
+    # A "#option=" of a Hub id entry (no "://") is an option, not the end of a display name.
+    for written, name in (("hf:org/model:together#context=8192", "model"), ("Big=hf:org/model#context=8192", "Big")):
+        entry = parse_model_entry(written)
+        assert (entry.scheme, entry.source, entry.name, entry.option("context")) == ("hf", "org/model", name, "8192")
 
 
 def test_a_role_mixes_local_and_remote_entries(monkeypatch):
