@@ -15,10 +15,12 @@ from .. import registry, settings
 from ..registry import ModelSpec
 from ..sampling import max_new_tokens_range
 from .base import Captioner, ChatBackend, Classifier, TextBackend, Translator
+from .keys import check_keys
 from .remote import Remote
 
 __all__ = ["Captioner", "ChatBackend", "Classifier", "TextBackend", "Translator", "captioner", "chat_backend",
-           "classifier", "max_new_tokens_cap", "remote_for", "remote_targets", "text_backend", "translator"]
+           "check_keys", "classifier", "max_new_tokens_cap", "remote_for", "remote_targets", "text_backend",
+           "translator"]
 
 _remotes: dict[Any, Remote] = {}
 _lock = threading.Lock()

@@ -18,6 +18,7 @@ from ..errors import InvalidInputError, PipelineError
 from ..registry import ModelSpec
 from ..sampling import SamplingParams, resolve_seed
 from ..streaming import TextStream
+from . import keys
 from .base import Message, Render, cut_by_estimate, fit_messages, prompt_cut_notice
 from .remote import Remote
 from .streams import openai_pieces, remote_stream
@@ -52,6 +53,18 @@ class OpenAIRemote(Remote):
         super().__init__(spec.name, spec.entry.source, spec.entry.model, spec.variable, "MODELDECK_OPENAI_API_KEY")
         self.entry = spec.entry
 
+    def key_variable(self) -> str:
+        return keys.key_variable(self.entry)
+
+    def api_key(self) -> str:
+        return keys.api_key(self.entry)
+
+    def no_key_hint(self) -> tuple[str, str]:
+        return (f"没有发送密钥：请在 {self.variable} 里这个条目后写 #key_env=存放它的密钥的变量名"
+                f"（只有一台服务器时也可以设置 {keys.SHARED_KEY}）",
+                f"No key was sent: add #key_env=<the variable holding its key> to this entry in {self.variable} "
+                f"(with a single server, {keys.SHARED_KEY} also does)")
+
     def context_window(self) -> int:
         """The entry's ``#context=``, else the server's ``max_model_len`` (vLLM), capped by the setting."""
         cap = settings.get("MODELDECK_MAX_CONTEXT_TOKENS")
@@ -60,7 +73,8 @@ class OpenAIRemote(Remote):
         return min(cap, int(self.served().get("max_model_len") or cap))
 
     def served(self) -> dict[str, Any]:
-        """What ``/v1/models`` says of the served model (vLLM: ``max_model_len``, the ``root`` it loaded), asked once."""
+        """What ``/v1/models`` says of the served model (vLLM: ``max_model_len``, the ``root`` it loaded), asked
+        once."""
         if "served" not in self.facts:
             listing = self.json("GET", self.base_url + "/models")  # also: the server is up, or a clear error now
             found = [m for m in (listing.get("data") or []) if isinstance(m, dict) and m.get("id") == self.model]

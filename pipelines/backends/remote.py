@@ -142,9 +142,29 @@ class Remote:
                 self._client = httpx.Client(follow_redirects=False)  # timeouts: per request, from the setting
             return self._client
 
+    def key_variable(self) -> str:
+        """The variable holding the key this server gets (its name only, never its value)."""
+        return self.api_key_setting
+
+    def api_key(self) -> str:
+        """The key this server gets ('' for none)."""
+        return settings.get(self.api_key_setting)
+
     def headers(self) -> dict[str, str]:
-        key = settings.get(self.api_key_setting)
+        key = self.api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def key_refused(self, status: int) -> RemoteUnavailableError:
+        """The error for a 401/403: the key sent was refused, or none was sent and one is needed."""
+        var = self.key_variable()
+        if self.api_key():
+            return self.unavailable(f"HTTP {status}: the server refused the key",
+                                    (f"服务器拒绝了密钥：请检查 {var}", f"The server refused the key: check {var}"))
+        return self.unavailable(f"HTTP {status}: the server wants a key and none was sent", self.no_key_hint())
+
+    def no_key_hint(self) -> tuple[str, str]:
+        var = self.key_variable()
+        return f"请把密钥设为 {var}", f"Set {var} to its key"
 
     def unavailable(self, reason: str, hint: tuple[str, str] | None = None) -> RemoteUnavailableError:
         return RemoteUnavailableError(f"{self.name} ({self.model or '?'} @ {self.shown})", self.variable, reason, hint)
@@ -167,7 +187,7 @@ class Remote:
         if status == 429:
             return RemoteBusyError(self.name, retry_after(headers))
         if status in (401, 403):
-            return self.unavailable(f"HTTP {status}: the server refused the key; check {self.api_key_setting}")
+            return self.key_refused(status)
         if status in (400, 413, 422) and is_too_long(message):
             return too_long_error(self.name, message)
         quoted = self.model and any(f"{q}{self.model}{q}" in message for q in "'\"`")
@@ -204,7 +224,8 @@ class Remote:
                     f"远程模型 {self.name} 超时（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无响应，"
                     "MODELDECK_REMOTE_TIMEOUT）。请稍后重试。",
                     f"The remote model {self.name} timed out (no answer for "
-                    f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT). Please retry.") from None
+                    f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT). Please retry."
+                ) from None
             except httpx.HTTPError as exc:
                 raise self.unavailable(f"{type(exc).__name__}") from None
             else:
@@ -215,7 +236,8 @@ class Remote:
                 if response.status_code < 400:  # not followed: the key would go wherever it points
                     moved = public_url(response.headers.get("location") or "?")
                     raise self.unavailable(f"HTTP {response.status_code}: redirected to {moved}",
-                                           (f"ModelDeck 不跟随跳转（密钥会被带过去）：请把 {self.variable} 里的地址改成跳转后的地址",
+                                           (f"ModelDeck 不跟随跳转（密钥会被带过去）："
+                                            f"请把 {self.variable} 里的地址改成跳转后的地址",
                                             "ModelDeck follows no redirect (the key would go along): put the address "
                                             f"it redirects to in {self.variable}"))
                 if response.status_code not in RETRY_STATUSES or last:
@@ -229,8 +251,8 @@ class Remote:
         try:
             return response.json()
         except ValueError:
-            raise PipelineError(f"远程模型 {self.name} 的回答不是 JSON（{public_url(url)}）：请检查 {self.variable} 里的地址"
-                                "（OpenAI 兼容服务的地址通常以 /v1 结尾）。",
+            raise PipelineError(f"远程模型 {self.name} 的回答不是 JSON（{public_url(url)}）："
+                                f"请检查 {self.variable} 里的地址（OpenAI 兼容服务的地址通常以 /v1 结尾）。",
                                 f"The remote model {self.name} did not answer with JSON ({public_url(url)}): check the "
                                 f"address in {self.variable} (an OpenAI-compatible one usually ends in /v1).") from None
         finally:
@@ -280,7 +302,8 @@ def sse_events(response: Any, remote: Remote) -> Iterator[dict[str, Any]]:
             f"远程模型 {remote.name} 中途停止发送（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无新内容，"
             "MODELDECK_REMOTE_TIMEOUT）。已显示收到的部分。",
             f"The remote model {remote.name} stopped sending (nothing for "
-            f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT); what arrived is shown.") from None
+            f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT); what arrived is shown."
+        ) from None
     except httpx.HTTPError as exc:
         raise PipelineError(f"与远程模型 {remote.name} 的连接中断（{type(exc).__name__}）。",
                             f"The connection to the remote model {remote.name} broke ({type(exc).__name__}).") from None
