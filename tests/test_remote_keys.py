@@ -70,6 +70,9 @@ def test_one_shared_key_for_two_hosts_stops_start_up_and_is_sent_nowhere(two_hos
     with pytest.raises(ConfigError) as err:  # a request (no start-up check: a script using pipelines) sends nothing
         p.chat("hi", max_new_tokens=4).collect()
     assert PAID not in str(err.value) and "#key_env=" in str(err.value)
+    from ui.about_tab import status_markdown
+
+    assert "❌" in status_markdown()  # the status tab shows the servers, unreachable without a key to send
     assert all(PAID not in str(r["headers"]) for server in two_hosts for r in server.requests)
 
 

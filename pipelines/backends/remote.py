@@ -266,7 +266,7 @@ class Remote:
             response = self.client().get(self.base_url + "/models", headers=self.headers(),
                                          timeout=httpx.Timeout(timeout))
             return response.status_code < 500
-        except httpx.HTTPError:
+        except (httpx.HTTPError, PipelineError):  # PipelineError: no key may be sent (keys.check_shared_key)
             return False
 
 
