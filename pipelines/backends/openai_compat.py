@@ -120,18 +120,18 @@ class OpenAIRemote(Remote):
             return None
         return count
 
-    def open_stream(self, path: str, body: dict[str, Any]) -> tuple[Any, Any]:
-        """Start a streamed request; return (events, closer)."""
+    def open_stream(self, path: str, body: dict[str, Any], role: str) -> tuple[Any, Any]:
+        """Start a streamed request for ``role``; return (events, closer)."""
         from .remote import sse_events
 
         self.record.started, self.record.first_token_s, self.record.total_s, self.record.error = (
             time.perf_counter(), None, None, None)
         try:
-            response = self.send("POST", self.base_url + path, body=body, stream=True)
+            response = self.send("POST", self.base_url + path, body=body, stream=True, role=role)
         except PipelineError as exc:
             self.record.error = str(exc)
             raise
-        return sse_events(response, self), response.close
+        return sse_events(response, self, role), response.close
 
 
 def _seed(params: SamplingParams) -> int | None:
@@ -143,8 +143,9 @@ class OpenAIChatBackend:
 
     repetition_penalty = 1.0  # the server applies the model's own generation settings
 
-    def __init__(self, remote: OpenAIRemote) -> None:
+    def __init__(self, remote: OpenAIRemote, role: str = "chat") -> None:
         self.remote = remote
+        self.role = role  # "chat" or "story": whose advice a refusal gives
         self.name = remote.name
         self.context_window = remote.context_window()
 
@@ -159,7 +160,7 @@ class OpenAIChatBackend:
                                 "temperature": params.temperature, "top_p": params.top_p}
         if seed is not None:
             body["seed"] = seed
-        events, closer = self.remote.open_stream("/chat/completions", body)
+        events, closer = self.remote.open_stream("/chat/completions", body, self.role)
         return remote_stream(self.remote, events, closer, rows=1, pieces=openai_pieces("delta"), notices=notices,
                              seed=seed)
 
@@ -215,13 +216,13 @@ class OpenAITextBackend:
             for key in EXTRAS:
                 body.pop(key)
         try:
-            events, closer = self.remote.open_stream("/completions", body)
+            events, closer = self.remote.open_stream("/completions", body, "textgen")
         except InvalidInputError as exc:  # a strict server refuses fields outside OpenAI's schema: drop them
             if not refused_extras(self.remote, exc):
                 raise
             for key in UNSCHEMED:
                 body.pop(key, None)
-            events, closer = self.remote.open_stream("/completions", body)
+            events, closer = self.remote.open_stream("/completions", body, "textgen")
         used = [k for k in EXTRAS if k not in body and getattr(params, k) not in (0, 1.0)]
         if used:
             notices.append(ignored_notice(self.name, used))

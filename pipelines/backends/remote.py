@@ -83,11 +83,21 @@ def is_too_long(message: str) -> bool:
     return any(marker in lowered for marker in _TOO_LONG)
 
 
-def too_long_error(name: str, message: str) -> InvalidInputError:
-    return InvalidInputError(
-        f"输入超出了远程模型 {name} 的上下文长度，请清空对话、缩短消息或减少生成长度。（服务器：{message}）",
-        f"The input is longer than the remote model {name} accepts: clear the chat, shorten the message or ask "
-        f"for fewer new tokens. (Server: {message})")
+# What a user of each role can do when the request is more than the remote model's context holds.
+TOO_LONG_ADVICE = {
+    "chat": ("请清空对话或删去较早的消息、缩短消息，或调低“最多生成词元数”",
+             "clear the chat or delete earlier messages, shorten the message, or lower “Max new tokens”"),
+    "story": ("请缩短图片描述，或选一个更短的故事长度", "shorten the caption or choose a shorter story length"),
+    "textgen": ("请缩短提示文本，或调低“最多生成词元数”", "shorten the prompt or lower “Max new tokens”"),
+    None: ("请缩短输入", "shorten the input"),
+}
+
+
+def too_long_error(name: str, message: str, role: str | None = None) -> InvalidInputError:
+    """The error for a request longer than the remote model's context, with the advice for ``role``."""
+    zh, en = TOO_LONG_ADVICE.get(role, TOO_LONG_ADVICE[None])
+    return InvalidInputError(f"输入超出了远程模型 {name} 的上下文长度：{zh}。（服务器：{message}）",
+                             f"The input is longer than the remote model {name} accepts: {en}. (Server: {message})")
 
 
 class Remote:
@@ -181,15 +191,17 @@ class Remote:
                     f"This server has no {path}: an OpenAI-compatible address usually ends in /v1; check {var}")
         return f"这个服务器没有 {path} 接口，请检查 {var}", f"This server has no {path} endpoint; check {var}"
 
-    def error_for(self, status: int, body: bytes | str, headers: Any = None, url: str | None = None) -> PipelineError:
-        """The error a user can act on for an HTTP error answer (``url``: the address asked, when known)."""
+    def error_for(self, status: int, body: bytes | str, headers: Any = None, url: str | None = None,
+                  role: str | None = None) -> PipelineError:
+        """The error a user can act on for an HTTP error answer (``url``: the address asked, when known; ``role``:
+        whose request it was, for the advice)."""
         message = server_message(body)
         if status == 429:
             return RemoteBusyError(self.name, retry_after(headers))
         if status in (401, 403):
             return self.key_refused(status)
         if status in (400, 413, 422) and is_too_long(message):
-            return too_long_error(self.name, message)
+            return too_long_error(self.name, message, role)
         quoted = self.model and any(f"{q}{self.model}{q}" in message for q in "'\"`")
         if status == 404 and url and not quoted and "model" not in message.lower():  # no such path, not no such model
             return self.unavailable(f"HTTP 404: {message}", self.no_endpoint(url))
@@ -204,7 +216,7 @@ class Remote:
                              f"The remote model {self.name} failed (HTTP {status}): {message}. Please retry.")
 
     def send(self, method: str, url: str, *, body: Any = None, stream: bool = False, timeout: float | None = None,
-             retries: int | None = None) -> Any:
+             retries: int | None = None, role: str | None = None) -> Any:
         """Send one request, retrying only failures where nothing was received; return the open response."""
         import httpx
 
@@ -241,7 +253,7 @@ class Remote:
                                             "ModelDeck follows no redirect (the key would go along): put the address "
                                             f"it redirects to in {self.variable}"))
                 if response.status_code not in RETRY_STATUSES or last:
-                    raise self.error_for(response.status_code, content, response.headers, url)
+                    raise self.error_for(response.status_code, content, response.headers, url, role)
             time.sleep(min(2.0, 0.25 * 2 ** attempt))  # back off before the next attempt
         raise AssertionError("unreachable")
 
@@ -270,7 +282,7 @@ class Remote:
             return False
 
 
-def sse_events(response: Any, remote: Remote) -> Iterator[dict[str, Any]]:
+def sse_events(response: Any, remote: Remote, role: str | None = None) -> Iterator[dict[str, Any]]:
     """Yield each JSON event of a server-sent-events stream until ``[DONE]``; an error event raises."""
     import httpx
 
@@ -289,7 +301,7 @@ def sse_events(response: Any, remote: Remote) -> Iterator[dict[str, Any]]:
             if isinstance(event, dict) and event.get("error"):
                 message = server_message(json.dumps(event))
                 if is_too_long(message):
-                    raise too_long_error(remote.name, message)
+                    raise too_long_error(remote.name, message, role)
                 raise PipelineError(f"远程模型 {remote.name} 生成时出错：{message}",
                                     f"The remote model {remote.name} failed while generating: {message}")
             ended = ended or bool(event.get("usage")) or any(
