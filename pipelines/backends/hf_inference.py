@@ -18,7 +18,7 @@ from ..registry import ModelSpec
 from ..sampling import SamplingParams, resolve_seed
 from ..streaming import TextStream
 from .base import Message, Render, cut_by_estimate, fit_messages
-from .remote import Remote, is_too_long, too_long_error
+from .remote import Remote, broke_error, is_too_long, too_long_error
 from .streams import openai_pieces, remote_stream
 
 ROUTER = "https://router.huggingface.co"
@@ -109,7 +109,7 @@ class HFRemote(Remote):
                 for chunk in chunks:
                     yield dict(chunk)
             except Exception as exc:  # mid-stream: reported, never retried
-                raise self.translate(exc, role) or self.unavailable(type(exc).__name__) from None
+                raise self.translate(exc, role) or broke_error(self.name, type(exc).__name__, True) from None
         return events(), lambda: getattr(chunks, "close", lambda: None)()
 
 

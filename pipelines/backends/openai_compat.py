@@ -122,7 +122,7 @@ class OpenAIRemote(Remote):
 
     def open_stream(self, path: str, body: dict[str, Any], role: str) -> tuple[Any, Any]:
         """Start a streamed request for ``role``; return (events, closer)."""
-        from .remote import sse_events
+        from .streams import sse_events
 
         self.record.started, self.record.first_token_s, self.record.total_s, self.record.error = (
             time.perf_counter(), None, None, None)

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import settings
@@ -81,6 +81,19 @@ def server_message(body: bytes | str) -> str:
 def is_too_long(message: str) -> bool:
     lowered = message.lower()
     return any(marker in lowered for marker in _TOO_LONG)
+
+
+def broke_error(name: str, kind: str, answered: bool) -> PipelineError:
+    """The error for a connection that broke (``kind``: the exception's name), mid-answer or before it."""
+    if answered:
+        return PipelineError(
+            f"与远程模型 {name} 的连接在回答途中中断（{kind}）：已收到的部分保留着；"
+            "服务器可能已停止，请稍后重试以得到完整的回答。",
+            f"The connection to the remote model {name} broke mid-answer ({kind}): the part that arrived is kept; "
+            "the server may have stopped, so retry in a moment for a whole answer.")
+    return PipelineError(f"与远程模型 {name} 的连接中断（{kind}），还没有收到回答。请确认服务器仍在运行后重试。",
+                         f"The connection to the remote model {name} broke before it answered ({kind}). Check that "
+                         "the server is still running and retry.")
 
 
 # What a user of each role can do when the request is more than the remote model's context holds.
@@ -281,41 +294,3 @@ class Remote:
         except (httpx.HTTPError, PipelineError):  # PipelineError: no key may be sent (keys.check_shared_key)
             return False
 
-
-def sse_events(response: Any, remote: Remote, role: str | None = None) -> Iterator[dict[str, Any]]:
-    """Yield each JSON event of a server-sent-events stream until ``[DONE]``; an error event raises."""
-    import httpx
-
-    ended = False  # a finish reason or usage arrived: a missing [DONE] after it is harmless
-    try:
-        for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            try:
-                event = json.loads(data)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and event.get("error"):
-                message = server_message(json.dumps(event))
-                if is_too_long(message):
-                    raise too_long_error(remote.name, message, role)
-                raise PipelineError(f"远程模型 {remote.name} 生成时出错：{message}",
-                                    f"The remote model {remote.name} failed while generating: {message}")
-            ended = ended or bool(event.get("usage")) or any(
-                isinstance(c, dict) and c.get("finish_reason") for c in event.get("choices") or [])
-            yield event
-        if not ended:
-            raise httpx.RemoteProtocolError("the stream ended before the reply did")
-    except httpx.TimeoutException:
-        raise PipelineError(
-            f"远程模型 {remote.name} 中途停止发送（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无新内容，"
-            "MODELDECK_REMOTE_TIMEOUT）。已显示收到的部分。",
-            f"The remote model {remote.name} stopped sending (nothing for "
-            f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT); what arrived is shown."
-        ) from None
-    except httpx.HTTPError as exc:
-        raise PipelineError(f"与远程模型 {remote.name} 的连接中断（{type(exc).__name__}）。",
-                            f"The connection to the remote model {remote.name} broke ({type(exc).__name__}).") from None
