@@ -56,6 +56,7 @@ def check_settings() -> None:
     try:
         settings.check_all()
         backends.check_roles()
+        backends.check_keys()
     except ConfigError as exc:
         raise SystemExit(f"ModelDeck cannot start / 无法启动: {exc}") from None
 

@@ -1,5 +1,6 @@
 """A finished picture story as one zip: the picture, both captions, the story, its audio and ``story.json``
-(the settings, the seed and the model ids that made it), written where generated files are cleaned up."""
+(the settings, caption, seed and model that wrote the story, as recorded when it was written; the captioning
+models), written where generated files are cleaned up."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from . import registry
 from .downloads import save_download
 from .errors import InvalidInputError
 from .speech import audio_dir
-from .story import StorySettings
+from .story import StoryRecord
 
 
 def served_file(path: Any) -> str | None:
@@ -32,7 +33,7 @@ def served_file(path: Any) -> str | None:
 
 def _model_ids() -> dict[str, str]:
     ids = {}
-    for role in ("captioner", "translator", "story"):
+    for role in ("captioner", "translator"):
         try:
             ids[role] = registry.resolve(role).source
         except InvalidInputError:  # a role left unconfigured: say nothing rather than guess
@@ -41,8 +42,10 @@ def _model_ids() -> dict[str, str]:
 
 
 def story_bundle(image: Any, caption_zh: str, caption_en: str, story: str, audio: Any,
-                 settings: StorySettings) -> str:
-    """Write the picture story as a zip in the audio folder and return its path."""
+                 record: StoryRecord | None) -> str:
+    """Write the picture story as a zip in the audio folder and return its path.
+
+    ``record`` is what wrote the story (None for a story typed by hand: its settings are then null)."""
     story = story if isinstance(story, str) else ""
     caption_zh = caption_zh if isinstance(caption_zh, str) else ""
     caption_en = caption_en if isinstance(caption_en, str) else ""
@@ -58,12 +61,15 @@ def story_bundle(image: Any, caption_zh: str, caption_en: str, story: str, audio
         with open(sound, "rb") as f:
             files["story" + (os.path.splitext(sound)[1].lower() or ".mp3")] = f.read()
     speech = {".mp3": "gTTS", ".wav": "espeak-ng"}.get(os.path.splitext(sound or "")[1].lower())
-    record = {"style": settings.style, "length": settings.length, "creativity": settings.creativity,
-              "language": settings.language, "seed": settings.seed,
-              "models": {**_model_ids(), **({"speech": speech} if speech else {})},
-              "caption": {"zh": caption_zh, "en": caption_en}, "story": story,
-              "files": sorted(files) + ["story.json"], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    files["story.json"] = json.dumps(record, ensure_ascii=False, indent=2).encode()
+    made = record.as_dict() if record else dict.fromkeys(("style", "length", "creativity", "language", "seed",
+                                                              "caption", "model"))
+    written = {"style": made["style"], "length": made["length"], "creativity": made["creativity"],
+               "language": made["language"], "seed": made["seed"], "written_from": made["caption"],
+               "models": {**_model_ids(), **({"story": made["model"]} if made["model"] else {}),
+                          **({"speech": speech} if speech else {})},
+               "caption": {"zh": caption_zh, "en": caption_en}, "story": story,
+               "files": sorted(files) + ["story.json"], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    files["story.json"] = json.dumps(written, ensure_ascii=False, indent=2).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in files.items():

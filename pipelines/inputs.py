@@ -110,9 +110,12 @@ def logprobs_count(value: Any, notices: list[str]) -> int | None:
     return int(number(value, name="top_logprobs", lo=0, hi=20, notices=notices, integer=True))
 
 
-def choice(value: Any, options: dict[str, str], *, name_zh: str, name_en: str) -> str:
-    """Return the canonical option for ``value`` (keys and aliases in ``options``) or reject it."""
+def choice(value: Any, options: dict[str, str], *, name_zh: str, name_en: str, default: str | None = None) -> str:
+    """Return the canonical option for ``value`` (keys and aliases in ``options``), ``default``'s for a missing
+    (None or blank) value, or reject it."""
     key = str(value).strip() if value is not None else ""
+    if not key and default is not None:  # missing, as a number's default: not a wrong choice
+        return options[default]
     if key in options:
         return options[key]
     if key.lower() in options:
@@ -126,10 +129,11 @@ def choice(value: Any, options: dict[str, str], *, name_zh: str, name_en: str) -
 LANGUAGES = {"zh": "zh", "中文": "zh", "chinese": "zh", "zh-cn": "zh", "zh-hans": "zh", "en": "en", "english": "en"}
 
 
-def language(value: Any, *, allow_auto: bool = False) -> str:
-    """Return "zh" or "en" for any accepted name of the language (or "auto" where ``allow_auto``)."""
+def language(value: Any, *, allow_auto: bool = False, default: str | None = None) -> str:
+    """Return "zh" or "en" for any accepted name of the language (or "auto" where ``allow_auto``); ``default``
+    for a missing one."""
     options = {**LANGUAGES, "auto": "auto"} if allow_auto else LANGUAGES
-    return choice(value, options, name_zh="语言", name_en="language")
+    return choice(value, options, name_zh="语言", name_en="language", default=default)
 
 
 _ROLES = {"user", "assistant", "system"}

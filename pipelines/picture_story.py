@@ -12,7 +12,8 @@ from .caption import Caption, add_chinese, english_caption, from_text
 from .errors import PipelineError, known_error
 from .images import load_image
 from .speech import synthesize_speech
-from .story import story_settings, write_story
+from .story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, StoryRecord,
+                    caption_for_story, story_settings, write_story)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class PictureStoryUpdate:
     audio: str | None = None
     notices: list[str] = field(default_factory=list)
     seed: int | None = None  # the story's sampling seed (it reproduces the story)
+    record: StoryRecord | None = None  # what is writing the story, once it has started
 
 
 def _warm(role: str) -> None:
@@ -47,8 +49,9 @@ def step_failed(kept_zh: str, kept_en: str, exc: Exception) -> str:
     return f"{kept_zh}：{zh} / {kept_en}: {en}"
 
 
-def picture_story(image: Any, style: str = "温馨", length: int = 300, creativity: float = 5,
-                  language: str = "zh", *, speak: bool = True, seed: Any = None) -> Iterator[PictureStoryUpdate]:
+def picture_story(image: Any, style: str = DEFAULT_STYLE, length: int = DEFAULT_LENGTH,
+                  creativity: float = DEFAULT_CREATIVITY, language: str = DEFAULT_LANGUAGE, *, speak: bool = True,
+                  seed: Any = None) -> Iterator[PictureStoryUpdate]:
     """Yield the caption (the captioner's text, then with its translation), the story as it grows, then audio.
 
     Every argument is checked before the first model runs. The story model loads in the background
@@ -70,12 +73,12 @@ def picture_story(image: Any, style: str = "温馨", length: int = 300, creativi
     update.caption = caption
     update.notices += caption.notices
     yield replace(update, notices=list(update.notices))
-    source = caption.zh if settings.language == "zh" and caption.zh else caption.en or caption.zh
+    source = caption_for_story(caption.zh, caption.en, settings.language)
     story_done = False
     try:
         stream = write_story(source, settings=replace(settings, notices=[]))
         update.notices += stream.notices
-        update.seed = stream.seed
+        update.seed, update.record = stream.seed, stream.record
         try:
             for text in stream:
                 update.stage, update.story = "story", text

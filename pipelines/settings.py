@@ -61,7 +61,14 @@ def get(name: str) -> Any:
 def redact(text: str) -> str:
     """``text`` with any password in a URL and any key-like query value replaced by ``***``."""
     text = re.sub(r"://[^/@\s#]*@", "://***@", text)
+    # ``#key_env=`` names a variable; anything that is not a variable name there may be a key written by mistake.
+    text = re.sub(r"(?i)\b(key_env=)(?![A-Za-z_]\w*(?:[#&,\s]|$))[^&#,\s]*", r"\1***", text)
     return re.sub(r"(?i)\b((?:api[_-]?key|key|token|access[_-]?token|password)=)[^&#,\s]*", r"\1***", text)
+
+
+def secret(name: str) -> str:
+    """The value of the environment variable ``name`` (one an entry's ``#key_env=`` names); '' when unset."""
+    return os.environ.get(name, "").strip()
 
 
 def check_all() -> None:
@@ -154,7 +161,8 @@ class ModelEntry:
     ``scheme`` is "local" (a Hub id or folder, with an optional ``@revision``), "openai" (``source`` is the
     server's base URL and ``model`` the served model name) or "hf" (``source`` is a Hub model id or an
     endpoint URL, ``provider`` an Inference Provider). ``options`` holds ``#key=value`` extras of remote
-    entries: ``tokenizer`` (a folder or Hub id used to count tokens) and ``context`` (the context window).
+    entries: ``tokenizer`` (a folder or Hub id used to count tokens), ``context`` (the context window) and, for
+    ``openai:`` entries, ``key_env`` (the name of the environment variable holding this server's key).
     """
 
     name: str
@@ -176,12 +184,13 @@ class ModelEntry:
 MODEL_EXAMPLE = ("Qwen=openai:http://127.0.0.1:8000/v1#Qwen/Qwen2.5-0.5B-Instruct,"
                  "hf:Qwen/Qwen2.5-7B-Instruct:together,Qwen/Qwen2.5-0.5B-Instruct")
 _OPTIONS = {"tokenizer", "context"}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SECRET_QUERY = re.compile(r"(?i)(^|&)(api[_-]?key|key|token|access[_-]?token|password)=")
 
 
 def _split_name(entry: str) -> tuple[str, str]:
-    # A display name ends at an "=" that comes before "://": a URL's query may hold "=" too.
-    head = entry.split("://", 1)[0]
+    # A display name ends at an "=" that comes before "://" and "#": a URL's query and #options hold "=" too.
+    head = entry.split("://", 1)[0].split("#", 1)[0]
     if "=" not in head:
         return "", entry
     cut = head.rfind("=")
@@ -193,20 +202,29 @@ def _check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Bad(f"{url!r} 不是 http(s):// 地址", f"{url!r} is not an http(s):// URL")
     if parts.username or parts.password or _SECRET_QUERY.search(parts.query):
-        raise Bad("密钥不能写在地址里，请放进 MODELDECK_OPENAI_API_KEY 或 HF_TOKEN",
-                  "keys never go in the URL; put them in MODELDECK_OPENAI_API_KEY (or HF_TOKEN)")
+        raise Bad("密钥不能写在地址里：放进一个 Secret，用条目的 #key_env=变量名 指向它（hf: 条目用 HF_TOKEN）",
+                  "keys never go in the URL: put the key in a secret and name it with the entry's "
+                  "#key_env=<variable> (hf: entries use HF_TOKEN)")
     return url.rstrip("/")
 
 
-def _options(parts: list[str]) -> tuple[tuple[str, str], ...]:
+def _options(parts: list[str], scheme: str) -> tuple[tuple[str, str], ...]:
+    allowed = _OPTIONS | ({"key_env"} if scheme == "openai" else set())
     out = []
     for part in parts:
         key, eq, value = part.partition("=")
-        if not eq or key.strip() not in _OPTIONS or not value.strip():
-            raise Bad(f"未知选项 #{part}；可用 #tokenizer=文件夹或模型 id、#context=词元数",
-                      f"unknown option #{part}; use #tokenizer=<folder or Hub id> or #context=<tokens>")
+        if not eq or key.strip() not in allowed or not value.strip():
+            more = (("、#key_env=存放密钥的变量名", ", #key_env=<variable holding the key>") if scheme == "openai"
+                    else ("", ""))
+            raise Bad(f"未知选项 #{redact(part)}；可用 #tokenizer=文件夹或模型 id、#context=词元数{more[0]}",
+                      f"unknown option #{redact(part)}; use #tokenizer=<folder or Hub id>, #context=<tokens>{more[1]}")
         if key.strip() == "context":
             integer(16)(value.strip())
+        if key.strip() == "key_env" and not _ENV_NAME.fullmatch(value.strip()):
+            # Never echo it: a key written here by mistake must not reach an error message.
+            raise Bad("#key_env= 要写存放密钥的环境变量名（字母、数字、下划线），不是密钥本身",
+                      "#key_env= takes the name of the environment variable holding the key (letters, digits, _), "
+                      "not the key itself")
         out.append((key.strip(), value.strip()))
     return tuple(out)
 
@@ -223,21 +241,21 @@ def parse_model_entry(entry: str) -> ModelEntry:
             raise Bad("openai: 条目要在 # 后写服务端的模型名", "an openai: entry needs the served model name after #")
         served = served.strip()
         return ModelEntry(name or served.rstrip("/").rsplit("/", 1)[-1], _check_url(url.strip()), "openai",
-                          model=served, options=_options(more))
+                          model=served, options=_options(more, "openai"))
     if rest.startswith("hf:"):
         body, _, fragment = rest[len("hf:"):].partition("#")
         body = body.strip()
         if body.startswith(("http://", "https://")):  # a dedicated endpoint (or any TGI-style server)
             served, *more = fragment.split("#") if fragment else ("",)
             return ModelEntry(name or (served.strip() or urlsplit(body).hostname or body).rsplit("/", 1)[-1],
-                              _check_url(body), "hf", model=served.strip() or None, options=_options(more))
+                              _check_url(body), "hf", model=served.strip() or None, options=_options(more, "hf"))
         model_id, _, provider = body.partition(":")
         if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model_id):
             raise Bad(f"{model_id!r} 不是模型 id", f"{model_id!r} is not a model id like org/name")
         if provider and not re.fullmatch(r"[a-z0-9-]+", provider):
             raise Bad(f"{provider!r} 不是服务商名", f"{provider!r} is not a provider name like together")
         return ModelEntry(name or model_id.rsplit("/", 1)[-1], model_id, "hf", provider=provider or None,
-                          options=_options(fragment.split("#")) if fragment else ())
+                          options=_options(fragment.split("#"), "hf") if fragment else ())
     source, revision = rest, None
     if "@" in source and not os.path.isdir(source):
         source, _, revision = source.rpartition("@")
@@ -281,7 +299,8 @@ _add("MODELDECK_MAX_SPEECH_CHARS", integer(1), 3000, "3000")
 _add("MODELDECK_MAX_IMAGE_PIXELS", integer(1), 50_000_000, "50000000")
 _add("MODELDECK_MAX_UPLOAD_MB", integer(1), 10, "10")
 _add("MODELDECK_QUEUE_SIZE", integer(1), 300, "300")  # all of ui.admission's lines together
-for _name, _default in (("MODELDECK_QUEUE_CHAT", 12), ("MODELDECK_QUEUE_TEXTGEN", 45), ("MODELDECK_QUEUE_CLASSIFY", 200),
+for _name, _default in (("MODELDECK_QUEUE_CHAT", 12), ("MODELDECK_QUEUE_TEXTGEN", 45),
+                        ("MODELDECK_QUEUE_CLASSIFY", 200),
                         ("MODELDECK_QUEUE_CAPTION", 25), ("MODELDECK_QUEUE_SPEECH", 180)):
     _add(_name, integer(1), _default, str(_default))  # one line of ui.admission each
 _add("MODELDECK_CLASSIFY_BATCH", integer(1), 32, "32")

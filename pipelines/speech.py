@@ -201,7 +201,7 @@ def _storage_error(exc: OSError) -> StorageError:
 def synthesize_speech(text: str, language: str = "auto") -> Speech:
     """Return a finished audio file of ``text`` read in ``language`` ("zh", "en" or "auto")."""
     notices: list[str] = []
-    lang = parse_language(language, allow_auto=True)
+    lang = parse_language(language, allow_auto=True, default="auto")
     limit = settings.get("MODELDECK_MAX_SPEECH_CHARS")
     spoken = clean_text(text, field_zh="要朗读的文本", field_en="text to read", notices=[], max_chars=sys.maxsize).strip()
     if len(spoken) > limit:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
+from . import registry
 from .backends import chat_backend, max_new_tokens_cap
 from .inputs import choice, clean_text, language as parse_language, number, seed as parse_seed
 from .sampling import SamplingParams
@@ -19,6 +20,8 @@ STYLES: dict[str, str] = {
 }
 _STYLE_ALIASES = {**{k: k for k in STYLES}, **{v: k for k, v in STYLES.items()},
                   **{v.split(" ")[0]: k for k, v in STYLES.items()}, "sci-fi": "科幻", "wuxia": "武侠"}
+# What the tab starts with, and what a script gets for a setting it leaves out (None or blank).
+DEFAULT_STYLE, DEFAULT_LENGTH, DEFAULT_CREATIVITY, DEFAULT_LANGUAGE = "温馨", 300, 5, "zh"
 MIN_LENGTH, MAX_LENGTH = 50, 1000  # characters (zh) or words (en): a paragraph to a short story
 MIN_CREATIVITY, MAX_CREATIVITY = 0, 10
 OVERSHOOT = 1.2  # a story may run this far past the asked length before it is cut
@@ -83,6 +86,13 @@ def _prompt(caption: str, style: str, length: int, language: str) -> list[dict[s
                                         f"Output only the story, without a title.\nPicture: {caption}"}]
 
 
+def caption_for_story(caption_zh: Any, caption_en: Any, language: str) -> str:
+    """The caption a story in ``language`` is written from: the Chinese one for a Chinese story, the English one
+    for an English story; the other one when that is empty (a failed translation, a caption typed in one box)."""
+    zh, en = (c if isinstance(c, str) and c.strip() else "" for c in (caption_zh, caption_en))
+    return (zh or en) if language == "zh" else (en or zh)
+
+
 def creativity_to_temperature(creativity: float) -> float:
     """Map creativity 0–10 to a sampling temperature 0.2–1.2 (higher is freer)."""
     return round(0.2 + 0.1 * creativity, 3)
@@ -100,21 +110,66 @@ class StorySettings:
     notices: list[str] = field(default_factory=list)
 
 
-def story_settings(style: Any = "温馨", length: Any = 300, creativity: Any = 5, language: Any = "zh",
-                   seed: Any = None) -> StorySettings:
-    """Check every story setting before any model runs; raise ``InvalidInputError`` for an unusable one."""
+def story_settings(style: Any = DEFAULT_STYLE, length: Any = DEFAULT_LENGTH, creativity: Any = DEFAULT_CREATIVITY,
+                   language: Any = DEFAULT_LANGUAGE, seed: Any = None) -> StorySettings:
+    """Check every story setting before any model runs; raise ``InvalidInputError`` for an unusable one.
+
+    A setting left out (None or blank) takes the tab's default, whichever it is."""
     notices: list[str] = []
     return StorySettings(
-        style=choice(style, _STYLE_ALIASES, name_zh="故事风格", name_en="story style"),
+        style=choice(style, _STYLE_ALIASES, name_zh="故事风格", name_en="story style", default=DEFAULT_STYLE),
         length=number(length, name="length", lo=MIN_LENGTH, hi=MAX_LENGTH, notices=notices, integer=True,
-                      default=300),
+                      default=DEFAULT_LENGTH),
         creativity=number(creativity, name="creativity", lo=MIN_CREATIVITY, hi=MAX_CREATIVITY, notices=notices,
-                          default=5),
-        language=parse_language(language), seed=parse_seed(seed), notices=notices)
+                          default=DEFAULT_CREATIVITY),
+        language=parse_language(language, default=DEFAULT_LANGUAGE), seed=parse_seed(seed), notices=notices)
 
 
-def write_story(caption: str, style: str = "温馨", length: int = 300, creativity: float = 5,
-                language: str = "zh", *, seed: Any = None, settings: StorySettings | None = None) -> TextStream:
+@dataclass(frozen=True)
+class StoryRecord:
+    """What wrote a story, kept with it (sliders may move after): its checked settings, the caption it was
+    written from, its seed and the story model's id."""
+
+    style: str
+    length: int
+    creativity: float
+    language: str
+    caption: str
+    seed: int | None
+    model: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values (for a page's state and the browser's store)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: Any) -> StoryRecord | None:
+        """The record kept as ``as_dict`` made it, or None for anything else (a page's store can be edited)."""
+        if not isinstance(value, dict):
+            return None
+        numbers = [value.get(k) for k in ("length", "creativity")]
+        seed = value.get("seed")
+        if (value.get("style") not in STYLES or value.get("language") not in _ENDS
+                or any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in numbers)
+                or not MIN_LENGTH <= numbers[0] <= MAX_LENGTH or not MIN_CREATIVITY <= numbers[1] <= MAX_CREATIVITY
+                or not (seed is None or isinstance(seed, int) and not isinstance(seed, bool))
+                or not all(isinstance(value.get(k), str) for k in ("caption", "model"))):
+            return None
+        return cls(value["style"], int(numbers[0]), float(numbers[1]), value["language"],
+                   value["caption"][:MAX_CAPTION_CHARS], seed, value["model"])
+
+
+class StoryStream(TextStream):
+    """A story's stream of text; ``record`` says what is writing it."""
+
+    def __init__(self, texts: Iterator[list[str]], *, record: StoryRecord, **kwargs: Any) -> None:
+        super().__init__(texts, **kwargs)
+        self.record = record
+
+
+def write_story(caption: str, style: str = DEFAULT_STYLE, length: int = DEFAULT_LENGTH,
+                creativity: float = DEFAULT_CREATIVITY, language: str = DEFAULT_LANGUAGE, *, seed: Any = None,
+                settings: StorySettings | None = None) -> StoryStream:
     """Return a stream of a story about ``caption`` that ends on a sentence near ``length``.
 
     ``length`` counts Chinese characters for ``language="zh"`` and words for ``"en"``. ``settings``
@@ -148,5 +203,7 @@ def write_story(caption: str, style: str = "温馨", length: int = 300, creativi
         story = trim_to_sentence(last, target, language_)
         yield [end_on_sentence(story, language_) if ran_out and story == last.strip() else story]
 
-    return TextStream(texts(), cancel_event=inner.cancel_event, usage=inner.usage, seed=inner.seed,
-                      notices=inner.notices)
+    record = StoryRecord(style_, target, float(settings.creativity), language_, text, inner.seed,
+                         registry.resolve("story").source)
+    return StoryStream(texts(), record=record, cancel_event=inner.cancel_event, usage=inner.usage, seed=inner.seed,
+                       notices=inner.notices)

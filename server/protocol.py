@@ -47,7 +47,7 @@ class Call:
 
 
 def _served_specs() -> list[tuple[registry.ModelSpec, str]]:
-    return [(spec, "chat") for spec in registry.specs("chat")] + [(spec, "textgen") for spec in registry.specs("textgen")]
+    return [(spec, role) for role in ("chat", "textgen") for spec in registry.specs(role)]
 
 
 def served_models() -> list[tuple[str, str]]:

@@ -140,7 +140,8 @@ def _messages(raw: Any) -> list[dict[str, str]]:
     out = []
     for i, message in enumerate(raw):
         if not isinstance(message, dict):
-            raise bad(i, "每条消息必须是带 role 和 content 的对象。", "each message must be an object with a role and a content.")
+            raise bad(i, "每条消息必须是带 role 和 content 的对象。",
+                      "each message must be an object with a role and a content.")
         role = message.get("role")
         if not isinstance(role, str) or role not in ROLES:
             raise bad(i, f"未知的角色 {role!r}，可用 system、developer、user、assistant。",
@@ -175,8 +176,8 @@ def read_chat(body: dict[str, Any]) -> Call:
         _unsupported("tools", "这个模型不调用工具。", "this model does not call tools.")
     kind = _object(body, "response_format", '{"type": "text"}').get("type", "text")
     if kind != "text":
-        _unsupported("response_format", "只支持普通文本（{\"type\": \"text\"}）。", 'only plain text ({"type": "text"}) '
-                     "is offered.")
+        _unsupported("response_format", "只支持普通文本（{\"type\": \"text\"}）。",
+                     'only plain text ({"type": "text"}) is offered.')
     messages = _messages(body.get("messages"))
     if not messages or messages[-1]["role"] != "user":
         raise ApiError(400, "最后一条消息必须来自 user。", "The last message must come from the user.",

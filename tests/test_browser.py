@@ -190,7 +190,7 @@ def test_next_token_sliders_reshape_the_after_bars_and_steps_append(page):
     page.wait_for_function("document.querySelectorAll('#nt-chart tr.nt-removed').length == 17")
     assert page.locator("#nt-chart tr.nt-kept").count() == 3  # removed tokens stay visible, greyed
     assert "kept mass" in page.locator("#nt-chart").inner_text()
-    page.locator("#nt-seed input").fill("42")
+    page.locator("#nt-seed textarea, #nt-seed input").fill("42")
     page.locator("#nt-sample").click()
     page.locator("#nt-status").get_by_text("42").wait_for()
     assert "rank" in page.locator("#nt-status").inner_text() and "🎲" in page.locator("#nt-text").inner_text()

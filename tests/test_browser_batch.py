@@ -143,6 +143,12 @@ def test_picture_story_download_all_gives_a_zip_with_every_piece(page):
     page.locator("#story-run").click()
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()  # the last step is done
     story = page.locator("#story-text textarea").input_value()
+    caption = page.locator("#story-caption textarea").input_value()
+    page.locator("#story-style input").click()  # settings moved after the story was written
+    page.get_by_role("option", name="科幻 · science fiction").click()
+    page.locator("#story-length input[type=number]").fill("500")
+    page.locator("#story-length input[type=number]").press("Enter")
+    page.locator("#story-language").get_by_text("English").click()
     page.locator("#story-bundle").click()
     link = page.locator("#story-bundle-file a[href*='/gradio_api/file=']")
     link.wait_for()
@@ -153,6 +159,8 @@ def test_picture_story_download_all_gives_a_zip_with_every_piece(page):
     # a browser's text box turns a lone "\r" (random models write anything) into "\n"
     assert archive.read("story.txt").decode().replace("\r\n", "\n").replace("\r", "\n") == story
     record = json.loads(archive.read("story.json"))
+    # what wrote the story, not the settings shown at download (before: 科幻, 500, en)
     assert record["length"] == 50 and record["style"] == "温馨" and record["language"] == "zh"
+    assert record["written_from"] == caption and record["models"]["story"]
     assert isinstance(record["seed"], int) and record["models"]["captioner"]
     shot(page, "story_bundle")

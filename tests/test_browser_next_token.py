@@ -12,6 +12,7 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
 
 MARKS = "#nt-text sup.nt-mark"
+SEED = "#nt-seed textarea, #nt-seed input"
 
 
 def added(page) -> list[str]:
@@ -42,7 +43,7 @@ def test_undo_rewinds_the_seed_and_a_click_waits_while_a_sample_runs(shown):
     from pipelines import registry
 
     page = shown
-    page.locator("#nt-seed input").fill("42")
+    page.locator(SEED).fill("42")
     stepped(page, "#nt-sample", 1)
     stepped(page, "#nt-sample", 2)
     first = added(page)
@@ -68,26 +69,37 @@ def test_undo_rewinds_the_seed_and_a_click_waits_while_a_sample_runs(shown):
     assert added(page) == first
 
 
+def test_an_empty_seed_box_draws_with_a_new_random_seed_and_shows_it(shown):
+    page = shown
+    box = page.locator(SEED).first
+    assert box.input_value() == ""  # before, a number box that could not be empty: it showed 0
+    stepped(page, "#nt-sample", 1)
+    drawn = box.input_value()
+    assert drawn.isdigit() and drawn in page.locator("#nt-status").inner_text()
+    stepped(page, "#nt-sample", 2)
+    assert box.input_value() == drawn  # the next step goes on with the same seeded sequence
+
+
 def test_a_greedy_sample_keeps_the_seed_typed_in_the_box(shown):
     page = shown
-    page.locator("#nt-seed input").fill("42")
+    page.locator(SEED).fill("42")
     page.locator("#nt-temperature input[type=range]").fill("0")
     stepped(page, "#nt-sample", 1)
     assert "Temperature 0" in page.locator("#nt-status").inner_text()
-    assert page.locator("#nt-seed input").input_value() == "42"  # before, emptied: greedy steps have no seed
+    assert page.locator(SEED).input_value() == "42"  # before, emptied: greedy steps have no seed
 
 
 @pytest.mark.parametrize("seed", ["-1", "3000000000"])
 def test_a_bad_seed_is_refused_and_the_chart_and_text_stay(shown, seed):
     page = shown
-    page.locator("#nt-seed input").fill("5")
+    page.locator(SEED).fill("5")
     stepped(page, "#nt-sample", 1)
     chart, text = page.locator("#nt-chart table").inner_html(), added(page)
-    page.locator("#nt-seed input").fill(seed)
+    page.locator(SEED).fill(seed)
     page.locator("#nt-sample").click()
     page.locator(".toast-body", has_text="随机种子必须在 0 到").first.wait_for()  # Chinese first, then English
     told(page, "The seed must be between 0 and 2147483647")
     assert not veiled(page, "nt-chart") and not veiled(page, "nt-text")
     assert page.locator("#nt-chart table").inner_html() == chart and added(page) == text
-    page.locator("#nt-seed input").fill("5")
+    page.locator(SEED).fill("5")
     stepped(page, "#nt-sample", 2)  # the refusal left nothing running

@@ -126,6 +126,46 @@ def test_caption_only_then_edit_rewrite_and_voice_again(page):
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()
 
 
+def test_rewrite_writes_from_the_caption_in_the_story_language_as_the_first_story_did(page, monkeypatch):
+    from gates import wait_until
+    from ui import story_tab
+
+    asked = []
+    story = story_tab.adapters.story
+    monkeypatch.setattr(story_tab.adapters, "story", lambda caption, *args: asked.append((caption, args[-1])) or story(
+        caption, *args))  # the app runs in this process
+
+    def rewritten() -> None:
+        """Press Rewrite once the last step is over (a press while it ends is refused: press again)."""
+        before = len(asked)
+        busy = page.locator(".toast-body", has_text="still running")
+        while len(asked) == before:
+            page.locator("#story-rewrite").click()
+            wait_until(lambda: len(asked) > before or busy.count() > 0, "the rewrite started or was refused")
+            page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
+            wait_until(lambda: busy.count() == 0, "the toast closed")
+        page.wait_for_function("() => !document.querySelector('#story-status .generating')")
+
+    upload_picture(page)
+    page.locator("#story-language").get_by_text("English").click()
+    page.locator("#story-caption-only").click()
+    wait_filled(page, "story-caption-en")
+    zh, en = (page.locator(f"#{box} textarea").input_value() for box in ("story-caption", "story-caption-en"))
+    assert zh != en
+    rewritten()  # before: the English story was written from the Chinese caption, unlike the first story
+    assert asked == [(en, "en")]
+    page.locator("#story-caption-en textarea").fill("a cat on a red chair")  # the English caption can be edited
+    rewritten()
+    page.locator("#story-language").get_by_text("中文").click()
+    rewritten()
+    assert asked == [(en, "en"), ("a cat on a red chair", "en"), (zh, "zh")]
+    page.locator("#story-caption-en textarea").fill("")
+    rewritten()  # no English caption: the other one, as a first story after a failed translation
+    page.locator("#story-language").get_by_text("English").click()
+    rewritten()
+    assert asked[3:] == [(zh, "zh"), (zh, "en")]
+
+
 def test_enter_classifies_and_shift_enter_starts_a_new_line(page):
     open_tab(page, "🏷️ 文本分类")
     box = page.locator("#classify-text textarea")

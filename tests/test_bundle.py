@@ -14,11 +14,12 @@ import pytest
 
 import pipelines as p
 from pipelines import speech
-from pipelines.bundle import StorySettings, story_bundle
+from pipelines.bundle import story_bundle
 from pipelines.errors import InvalidInputError
+from pipelines.story import StoryRecord
 
 CAT = Path(__file__).resolve().parent.parent / "example_images" / "cat.jpg"
-SETTINGS = StorySettings("科幻", 300, 7.0, "zh", 1234)
+SETTINGS = StoryRecord("科幻", 300, 7.0, "zh", "一只猫", 1234, "Qwen/Qwen2.5-0.5B-Instruct")
 
 
 @pytest.fixture
@@ -41,10 +42,10 @@ def test_the_zip_holds_picture_captions_story_audio_and_settings(upload):
         assert archive.read("story.txt").decode() == "从前有一只猫。"
         assert archive.read("caption_zh.txt").decode() == "一只猫" and archive.read("caption_en.txt") == b"a cat"
     assert {"picture.jpg", "caption_zh.txt", "caption_en.txt", "story.txt", "story.json"} <= names
-    assert {k: record[k] for k in ("style", "length", "creativity", "language", "seed")} == {
-        "style": "科幻", "length": 300, "creativity": 7.0, "language": "zh", "seed": 1234}
+    assert {k: record[k] for k in ("style", "length", "creativity", "language", "seed", "written_from")} == {
+        "style": "科幻", "length": 300, "creativity": 7.0, "language": "zh", "seed": 1234, "written_from": "一只猫"}
     assert set(record["models"]) >= {"captioner", "translator", "story"}
-    assert record["models"]["story"] == p.registry.resolve("chat").source
+    assert record["models"]["story"] == "Qwen/Qwen2.5-0.5B-Instruct"  # the model that wrote it, as recorded
     if audio:
         assert "story.wav" in names and record["models"]["speech"] == "espeak-ng"
 
@@ -73,3 +74,23 @@ def test_the_audio_cleanup_removes_old_zips(upload):
 def test_picture_story_reports_the_seed_that_made_the_story():
     *_, done = p.picture_story(str(CAT), "温馨", 50, 5, "zh", speak=False, seed=4321)
     assert done.stage == "done" and done.seed == 4321 and done.story
+
+
+def test_a_story_typed_by_hand_has_no_settings_to_claim(upload):
+    path = story_bundle(upload, "一只猫", "a cat", "我自己写的故事。", None, None)
+    with zipfile.ZipFile(path) as archive:
+        record = json.loads(archive.read("story.json"))
+    assert {k: record[k] for k in ("style", "length", "creativity", "language", "seed", "written_from")} == dict.fromkeys(
+        ("style", "length", "creativity", "language", "seed", "written_from"))
+    assert "story" not in record["models"] and record["models"]["captioner"]
+
+
+def test_a_story_keeps_the_record_of_what_wrote_it():
+    stream = p.write_story("a cat on a red chair", "科幻", 50, 6, "english", seed=77)
+    stream.close()
+    assert stream.record == StoryRecord("科幻", 50, 6.0, "en", "a cat on a red chair", 77,
+                                        p.registry.resolve("story").source)
+    assert StoryRecord.from_dict(stream.record.as_dict()) == stream.record
+    *_, done = p.picture_story(str(CAT), "寓言", 50, 2, "zh", speak=False, seed=5)
+    assert done.record == StoryRecord("寓言", 50, 2.0, "zh", done.caption.zh or done.caption.en, 5,
+                                      p.registry.resolve("story").source)

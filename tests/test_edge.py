@@ -113,11 +113,13 @@ def test_rewrite_writes_a_new_story_from_the_edited_caption(monkeypatch):
     write_story = pipelines.write_story
     monkeypatch.setattr(pipelines, "write_story", lambda caption, *args: asked.append(caption) or write_story(
         caption, *args))
-    *_, (story, status, seed) = story_tab.rewrite("一只橘猫在窗台上晒太阳", "温馨", 50, 5, "zh")
+    *_, (story, status, made) = story_tab.rewrite("一只橘猫在窗台上晒太阳", "an orange cat", "温馨", 50, 5, "zh")
     assert asked == ["一只橘猫在窗台上晒太阳"]  # the caption as the person edited it
-    assert isinstance(story, str) and story and isinstance(seed, int)
+    assert isinstance(story, str) and story and isinstance(made["seed"], int)
+    assert {k: made[k] for k in ("style", "length", "caption")} == {"style": "温馨", "length": 50,
+                                                                   "caption": "一只橘猫在窗台上晒太阳"}
     with pytest.raises(gr.Error, match="Enter"):
-        list(story_tab.rewrite("   ", "温馨", 50, 5, "zh"))
+        list(story_tab.rewrite("   ", "", "温馨", 50, 5, "zh"))
 
 
 @pytest.mark.skipif(pipelines.speech.espeak_binary() is None, reason="espeak-ng is not installed")

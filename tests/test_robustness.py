@@ -71,6 +71,23 @@ def test_out_of_range_numbers_are_clamped(client):
     assert isinstance(client.predict("hi", [], "", 99, 5, -7, api_name="/chat"), str)
 
 
+def test_a_story_setting_left_out_takes_the_tabs_default_for_every_setting():
+    # Before, a missing length or creativity took its default but a missing style or language was "unsupported ''".
+    assert story_settings(None, None, None, None) == story_settings("", " ", "", "") == story_settings()
+    assert (story_settings().style, story_settings().language) == ("温馨", "zh")
+
+
+def test_the_story_endpoints_accept_null_settings_and_name_a_bad_one(client):
+    assert isinstance(client.predict("a cat", None, 50, None, None, api_name="/story"), str)
+    caption, story, _ = client.predict(handle_file(CAT), None, 50, None, None, api_name="/picture_story")
+    assert caption and isinstance(story, str)
+    assert client.predict("Hello, 你好.", None, api_name="/speak")
+    with pytest.raises(AppError, match="Unsupported story style: 'cyberpunk'. Choose one of"):
+        client.predict("a cat", "cyberpunk", 50, 5, "en", api_name="/story")
+    with pytest.raises(AppError, match="Unsupported language: 'fr'"):
+        client.predict(handle_file(CAT), "温馨", 50, 5, "fr", api_name="/picture_story")
+
+
 @pytest.mark.parametrize("args,words", [
     (("你好", None, "many", 0.8, 50, 0.9, 1.1, 1, None), "must be a number"),
     (("你好", None, 10, 0.8, 50, 0.9, 1.1, 1, 2**40), "seed"),

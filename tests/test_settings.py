@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
     ("MODELDECK_CHAT_MODEL", "openai:http://user:sk-secret@host/v1#m"),
     ("MODELDECK_CHAT_MODEL", "openai:http://host/v1?api_key=sk-secret#m"),
     ("MODELDECK_CHAT_MODEL", "openai:http://host/v1#m#colour=red"),
+    ("MODELDECK_CHAT_MODEL", "openai:http://host/v1#m#api_key=sk-secret"),  # a key as an option: not echoed
+    ("MODELDECK_CHAT_MODEL", "openai:http://host/v1#m#key_env=sk-secret"),  # a key where its variable's name goes
+    ("MODELDECK_CHAT_MODEL", "hf:org/model#key_env=MY_KEY"),  # hf: entries send HF_TOKEN
 ])
 def test_a_malformed_value_names_the_variable_and_shows_an_example(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
@@ -79,6 +82,10 @@ def test_model_entries_local_openai_and_hf():
                                                             "Llama-3.1-8B-Instruct")
     endpoint = parse_model_entry("E=hf:https://xyz.endpoints.huggingface.cloud#tgi")
     assert endpoint.source == "https://xyz.endpoints.huggingface.cloud" and endpoint.model == "tgi"
+    # A "#option=" of a Hub id entry (no "://") is an option, not the end of a display name.
+    for written, name in (("hf:org/model:together#context=8192", "model"), ("Big=hf:org/model#context=8192", "Big")):
+        entry = parse_model_entry(written)
+        assert (entry.scheme, entry.source, entry.name, entry.option("context")) == ("hf", "org/model", name, "8192")
 
 
 def test_a_role_mixes_local_and_remote_entries(monkeypatch):

@@ -14,6 +14,9 @@ from ui.story_saved import AUDIO_GONE, RESTORED, restore, save
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("科幻", 200, 7, "en")
+# What wrote the story: other settings than the sliders' (they moved after it was written).
+MADE = {"style": "温馨", "length": 50, "creativity": 3.0, "language": "zh", "caption": "一只猫", "seed": 1234,
+        "model": "Qwen/Qwen2.5-0.5B-Instruct"}
 
 
 @pytest.fixture
@@ -32,12 +35,12 @@ def restored(store, *, flag=False, busy=0, shown=(None, "", "", "", None)):
 
 def test_a_kept_story_comes_back_whole(files):
     picture, sound = files
-    store = save(picture, "一只猫", "a cat", "从前有一只猫。", sound, *SETTINGS, 1234)
-    image, caption, caption_en, story, audio, style, length, creativity, language, seed, status, flag = \
+    store = save(picture, "一只猫", "a cat", "从前有一只猫。", sound, *SETTINGS, MADE)
+    image, caption, caption_en, story, audio, style, length, creativity, language, made, status, flag = \
         restored(store)
     assert (image, audio) == (str(Path(picture).resolve()), str(Path(sound).resolve()))
     assert (caption, caption_en, story) == ("一只猫", "a cat", "从前有一只猫。")
-    assert (style, length, creativity, language, seed) == (*SETTINGS, 1234)
+    assert (style, length, creativity, language, made) == (*SETTINGS, MADE)
     assert RESTORED in status and AUDIO_GONE not in status and flag is True
 
 
@@ -48,7 +51,7 @@ def test_an_empty_tab_keeps_nothing():
 
 def test_nothing_is_restored_over_a_tab_in_use_twice_or_while_a_step_runs(files):
     picture, sound = files
-    store = save(picture, "一只猫", "a cat", "故事", sound, *SETTINGS, 1)
+    store = save(picture, "一只猫", "a cat", "故事", sound, *SETTINGS, MADE)
     skipped = restored({})
     assert restored(store, flag=True) == skipped  # once per page: a later save must not show it again
     assert restored(store, busy=1) == skipped
@@ -60,7 +63,7 @@ def test_a_file_from_elsewhere_or_of_the_wrong_kind_is_never_shown(files, tmp_pa
     picture, sound = files
     notes = tmp_path / "notes.txt"
     notes.write_text("secret")
-    store = save(picture, "一只猫", "a cat", "故事", sound, *SETTINGS, 1)
+    store = save(picture, "一只猫", "a cat", "故事", sound, *SETTINGS, MADE)
     for image, audio in (("/etc/passwd", "/etc/passwd"), (str(notes), str(notes)), (sound, picture)):
         shown = restored({**store, "image": image, "audio": audio})
         assert shown[0] is None and shown[4] is None
@@ -69,7 +72,7 @@ def test_a_file_from_elsewhere_or_of_the_wrong_kind_is_never_shown(files, tmp_pa
 
 def test_audio_that_was_cleaned_up_is_named(files):
     picture, sound = files
-    store = save(picture, "一只猫", "a cat", "故事", sound, *SETTINGS, 1)
+    store = save(picture, "一只猫", "a cat", "故事", sound, *SETTINGS, MADE)
     Path(sound).unlink()
     shown = restored(store)
     assert shown[4] is None and AUDIO_GONE in shown[10] and shown[3] == "故事"
@@ -77,10 +80,13 @@ def test_audio_that_was_cleaned_up_is_named(files):
 
 def test_edited_settings_and_texts_are_brought_back_within_bounds():
     store = {"story": "字" * (story_saved.MAX_KEPT_CHARS + 50), "caption": 12, "style": "不存在", "length": 10 ** 9,
-             "creativity": "很高", "language": "fr", "seed": True}
-    _, caption, _, story, _, style, length, creativity, language, seed, _, _ = restored(store)
+             "creativity": "很高", "language": "fr", "made": {**MADE, "length": 10 ** 9}}
+    _, caption, _, story, _, style, length, creativity, language, made, _, _ = restored(store)
     assert len(story) == story_saved.MAX_KEPT_CHARS and caption == ""
-    assert (style, length, creativity, language, seed) == ("温馨", 1000, 5, "zh", None)
+    assert (style, length, creativity, language, made) == ("温馨", 1000, 5, "zh", None)
+    for edited in ({**MADE, "seed": True}, {**MADE, "style": "不存在"}, {**MADE, "caption": None}, "温馨", None):
+        assert restored({"story": "故事", "made": edited})[9] is None  # never a record the app did not write
+    assert restored({"story": "故事", "seed": 7})[9] is None  # a story kept before records: what wrote it is unknown
     assert restored({"style": "科幻", "length": 200}) == restored({})  # settings alone are not a story
 
 

@@ -226,6 +226,16 @@ def test_a_message_longer_than_the_context_is_shortened_not_refused(remote):
         assert stream.usage.prompt_tokens <= 512 - 16
 
 
+def test_a_prompt_longer_than_the_context_says_to_shorten_the_prompt(remote):
+    """Without ``#tokenizer=`` the whole prompt goes to vLLM, which refuses it: the text-generation advice follows
+    (it used to say "clear the chat")."""
+    with pytest.raises(InvalidInputError) as err:
+        pipelines.generate_text("今天天气很好" * 200, max_new_tokens=16, temperature=0).collect()
+    message = str(err.value)
+    assert "shorten the prompt" in message and "Max new tokens" in message and "缩短提示文本" in message
+    assert "clear the chat" not in message and "512" in message  # the server's own reason, its context
+
+
 def test_the_next_token_view_shows_the_servers_top_logprobs(remote, vllm_servers):
     """vLLM returns the top 20 log-probabilities: they are the model's own (computed here from the same weights),
     "after" is recomputed from those 20 alone, and moving a slider asks the server nothing."""

@@ -86,7 +86,7 @@ class PictureStoryShown:
     story: str
     audio: str | None
     notices: list[str]
-    seed: int | None = None  # the story's seed, once the story has started
+    made: dict[str, Any] | None = None  # what is writing the story (settings, caption, seed, model), once it has started
 
 
 def picture_story(image: Any, style: str, length: int, creativity: float,
@@ -95,4 +95,4 @@ def picture_story(image: Any, style: str, length: int, creativity: float,
     for update in pipelines.picture_story(file_path(image), style, length, creativity, language):
         shown = update.caption
         yield PictureStoryShown(shown.best if shown else "", shown.en if shown else "", update.story, update.audio,
-                                list(update.notices), update.seed)
+                                list(update.notices), update.record.as_dict() if update.record else None)

@@ -17,6 +17,7 @@ from gradio import FileData
 import pipelines
 from pipelines import DEFAULT_SYSTEM_PROMPT
 from pipelines.chat import DEFAULT_MAX_NEW_TOKENS as CHAT_MAX_NEW_TOKENS
+from pipelines.story import DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE
 from pipelines.textgen import DEFAULT_MAX_NEW_TOKENS as TEXTGEN_MAX_NEW_TOKENS
 from pipelines.tokens import BYTES_NOTE
 
@@ -187,19 +188,21 @@ def caption(image: FileData) -> tuple[str, str]:
 
 @gpu
 @edge
-def story(caption: str, style: str = "温馨", length: int = 300, creativity: float = 5,
-          language: str = "zh") -> str:
+def story(caption: str, style: Optional[str] = DEFAULT_STYLE, length: Optional[int] = DEFAULT_LENGTH,
+          creativity: Optional[float] = DEFAULT_CREATIVITY, language: Optional[str] = DEFAULT_LANGUAGE) -> str:
     """Write a short story about a scene, streamed as it grows; the last value is the whole story.
+
+    Every setting left out, null or empty takes its default, as in the tab.
 
     Args:
         caption: What the story is about, e.g. a picture's caption (at most 2000 characters).
         style: One of 搞笑 funny, 武侠 wuxia, 爱情 romance, 动作 action, 科幻 science fiction, 悬疑 mystery,
             奇幻 fantasy, 温馨 heart-warming (default), 恐怖 horror, 冒险 adventure, 童话 fairy tale, 寓言 fable
-            (Chinese or English name).
-        length: About how long, 50 to 1000: Chinese characters for "zh", English words for "en"; default 300.
-        creativity: 0 (conventional) to 10 (wild); default 5.
-        language: "zh" (Chinese, default) or "en" (English).
-
+            (Chinese or English name); another name is an error.
+        length: About how long, 50 to 1000: Chinese characters for "zh", English words for "en"; default 300
+            (a number outside 50–1000 is clamped, with a warning).
+        creativity: 0 (conventional) to 10 (wild); default 5 (clamped to 0–10, with a warning).
+        language: "zh" (Chinese, default) or "en" (English); another language is an error.
     Returns:
         The story so far, as text, ending on a whole sentence once complete.
     """
@@ -210,14 +213,14 @@ def story(caption: str, style: str = "温馨", length: int = 300, creativity: fl
 
 
 @edge
-def speak(text: str, language: str = "auto") -> FileData:
+def speak(text: str, language: Optional[str] = "auto") -> FileData:
     """Read a text aloud and return the recording.
 
     Args:
         text: What to read (at most 3000 characters by default; a longer text is cut at a sentence end).
         language: "zh" (Mandarin), "en" (English) or "auto" (default). Chinese characters are always read by the
             Mandarin voice and Latin letters by the English one (a mixed text in runs, in one file); the language
-            picks the voice only for a text of digits and signs.
+            picks the voice only for a text of digits and signs. Null or empty means "auto".
 
     Returns:
         An audio file (MP3 from Google TTS when reachable, else WAV from espeak-ng).
@@ -229,17 +232,21 @@ def speak(text: str, language: str = "auto") -> FileData:
 
 @gpu
 @edge
-def picture_story(image: FileData, style: str = "温馨", length: int = 300, creativity: float = 5,
-                  language: str = "zh") -> tuple[str, str, Optional[FileData]]:
+def picture_story(image: FileData, style: Optional[str] = DEFAULT_STYLE, length: Optional[int] = DEFAULT_LENGTH,
+                  creativity: Optional[float] = DEFAULT_CREATIVITY,
+                  language: Optional[str] = DEFAULT_LANGUAGE) -> tuple[str, str, Optional[FileData]]:
     """Picture to story to voice in one call: caption a picture, write a story about it, read it aloud.
+
+    Every setting left out, null or empty takes its default, as in the tab.
 
     Args:
         image: The picture: an http(s) URL or a data: URL of a JPG, PNG or WebP file.
-        style: The story's style, as for the story tool (default 温馨 heart-warming).
-        length: About how long, 50 to 1000 Chinese characters ("zh") or English words ("en"); default 300.
-        creativity: 0 (conventional) to 10 (wild); default 5.
-        language: "zh" (Chinese, default) or "en" (English).
-
+        style: The story's style, as for the story tool (default 温馨 heart-warming); another name is an error.
+        length: About how long, 50 to 1000 Chinese characters ("zh") or English words ("en"); default 300
+            (clamped to 50–1000, with a warning).
+        creativity: 0 (conventional) to 10 (wild); default 5 (clamped to 0–10, with a warning).
+        language: "zh" (Chinese, default) or "en" (English): the story's language, the caption it is written
+            from (Chinese or English) and the voice that reads it; another language is an error.
     Returns:
         A stream of (caption, story, audio): the caption first, then the story as it grows, then the audio
         file of the story (null until it is ready).

@@ -173,7 +173,7 @@ def redrawn(prompt: str, model: str, temperature: float, top_k: int, top_p: floa
 
 @gpu
 @edge
-def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, seed: float | None,
+def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float, penalty: float, seed: str | None,
            state: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
     """Draw one token with the seed (continuing the seeded sequence) and append it; return the state and the seed."""
     state = _own(state, prompt, model)
@@ -190,7 +190,7 @@ def sample(prompt: str, model: str, temperature: float, top_k: int, top_p: float
     if step.seed is None:  # greedy (temperature 0): nothing drawn, the generator and the seed box stay as they are
         return state, gr.skip()
     state.update(seed=step.seed, rng=step.rng)
-    return state, step.seed
+    return state, str(step.seed)
 
 
 def picked(event: gr.EventData) -> str:
@@ -231,8 +231,10 @@ def build() -> None:
                 step = gr.Button(t("md_nt_sample"), elem_id="nt-sample")
                 back = gr.Button(t("md_undo"), elem_id="nt-undo")
                 restart = gr.Button(t("md_nt_restart"), elem_id="nt-restart")
-            # No ``minimum``: gradio would refuse a negative seed in English only, veiling the chart.
-            seed = gr.Number(value=None, precision=0, label=t("md_seed"), info=t("md_nt_seed_info"), elem_id="nt-seed")
+            # A text box, as in text generation: a ``gr.Number`` cannot be empty in the browser (it showed 0, so every
+            # learner drew with seed 0, whatever the hint said); the seed is checked by ``need_prompt_and_seed``.
+            seed = gr.Textbox(value="", placeholder=t("md_seed_ph"), label=t("md_seed"), info=t("md_nt_seed_info"),
+                              elem_id="nt-seed")
             text = gr.HTML(elem_id="nt-text")
             status = gr.Markdown(elem_id="nt-status")
             gr.Markdown(t("md_nt_pick"), elem_id="nt-pick-hint")

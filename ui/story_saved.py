@@ -1,5 +1,5 @@
 """The picture story kept in the browser: a reload brings back the picture, both captions, the story, the
-audio and the settings; Clear empties the tab and forgets it."""
+audio, the settings and what wrote the story; Clear empties the tab and forgets it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from gradio.context import Context
 
 from pipelines import STYLES
 from pipelines.bundle import served_file
-from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
+from pipelines.story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, MAX_CREATIVITY,
+                             MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH, StoryRecord)
 
 from .common import checked
 
@@ -21,7 +22,8 @@ PICTURES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 SOUNDS = (".mp3", ".wav")
 RESTORED = "↩️ 上次的图片故事已恢复。 / Your last picture story is back."
 AUDIO_GONE = ("音频已被清理：按“重新配音”再生成。 / The audio was cleaned up: press Voice again to make it anew.")
-DEFAULTS = {"style": "温馨", "length": 300, "creativity": 5, "language": "zh"}
+DEFAULTS = {"style": DEFAULT_STYLE, "length": DEFAULT_LENGTH, "creativity": DEFAULT_CREATIVITY,
+            "language": DEFAULT_LANGUAGE}
 
 
 @dataclass
@@ -37,17 +39,17 @@ class StoryFields:
     length: Any
     creativity: Any
     language: Any
-    seed: Any
+    made: Any  # what wrote the story: a ``StoryRecord.as_dict()`` or None
     status: Any
 
     def kept(self) -> list[Any]:
         """What is kept: everything but the status line."""
         return [self.image, self.caption, self.caption_en, self.story, self.audio, self.style, self.length,
-                self.creativity, self.language, self.seed]
+                self.creativity, self.language, self.made]
 
 
 def save(image: Any, caption: Any, caption_en: Any, story: Any, audio: Any, style: Any, length: Any,
-         creativity: Any, language: Any, seed: Any) -> dict[str, Any]:
+         creativity: Any, language: Any, made: Any) -> dict[str, Any]:
     """The browser's record of the tab as it is now (empty when the tab holds nothing)."""
     texts = {"caption": caption, "caption_en": caption_en, "story": story}
     texts = {k: v[:MAX_KEPT_CHARS] for k, v in texts.items() if isinstance(v, str) and v.strip()}
@@ -55,7 +57,7 @@ def save(image: Any, caption: Any, caption_en: Any, story: Any, audio: Any, styl
     if not texts and not files:
         return {}
     return {**texts, **files, "style": style, "length": length, "creativity": creativity, "language": language,
-            "seed": seed if isinstance(seed, int) else None}
+            "made": made if StoryRecord.from_dict(made) else None}
 
 
 def _path(value: Any) -> str | None:
@@ -102,11 +104,11 @@ def restore(store: Any, restored: bool, busy: int, *shown: Any) -> tuple[Any, ..
     length = int(_number(store.get("length"), MIN_LENGTH, MAX_LENGTH, DEFAULTS["length"]))
     creativity = _number(store.get("creativity"), MIN_CREATIVITY, MAX_CREATIVITY, DEFAULTS["creativity"])
     language = store.get("language") if store.get("language") in ("zh", "en") else DEFAULTS["language"]
-    seed = store.get("seed") if isinstance(store.get("seed"), int) and not isinstance(store.get("seed"), bool) else None
+    record = StoryRecord.from_dict(store.get("made"))  # none in a story kept before records were
     notes = [RESTORED] + ([AUDIO_GONE] if store.get("audio") and not audio else [])
     status = "\n".join(f"- {n}" for n in notes)
     return (image, text["caption"], text["caption_en"], text["story"], audio, style, length, creativity, language,
-            seed, status, True)
+            record.as_dict() if record else None, status, True)
 
 
 def clear() -> tuple[Any, ...]:
@@ -126,7 +128,7 @@ def build(fields: StoryFields, busy: gr.State, runs: list[Any], clear_btn: gr.Bu
     # not a picture (the tab's own check names that file; a failed unqueued event would hide its message).
     for run in runs:  # after Stop too: a story stopped half-way is kept as shown
         run.then(save, kept, store, preprocess=False, **private)
-    edits = [fields.caption.blur, fields.story.blur, fields.image.upload, fields.image.clear, fields.style.input,
+    edits = [fields.caption.blur, fields.caption_en.blur, fields.story.blur, fields.image.upload, fields.image.clear, fields.style.input,
              fields.language.input, fields.length.release, fields.creativity.release]
     gr.on(edits, save, kept, store, preprocess=False, **private)
     root = Context.root_block
@@ -135,6 +137,6 @@ def build(fields: StoryFields, busy: gr.State, runs: list[Any], clear_btn: gr.Bu
         gr.on([root.load, store.change], restore, [store, restored, busy, *shown], [*kept, fields.status, restored],
               preprocess=False, **private)
     checked(clear_btn.click, idle, [busy]).success(
-        clear, None, [fields.image, fields.caption, fields.caption_en, fields.story, fields.audio, fields.seed,
+        clear, None, [fields.image, fields.caption, fields.caption_en, fields.story, fields.audio, fields.made,
                       fields.status, bundle, store], **{**private, "queue": True})
 

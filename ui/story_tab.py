@@ -8,9 +8,10 @@ from typing import Any, Iterator
 import gradio as gr
 
 from pipelines import STYLES
-from pipelines.bundle import StorySettings, story_bundle
+from pipelines.bundle import story_bundle
 from pipelines.images import check_picture
-from pipelines.story import MAX_CREATIVITY, MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH
+from pipelines.story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGTH, DEFAULT_STYLE, MAX_CREATIVITY,
+                             MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH, StoryRecord, caption_for_story)
 
 from . import adapters, story_saved
 from .common import (CAPTIONER, LLM, SPEECH, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
@@ -38,9 +39,9 @@ def stopped(status: str, busy: int) -> Any:
 @edge
 def run_all(image: Any, style: str, length: int, creativity: float,
             language: str) -> Iterator[tuple[str, str, str, Any, str, Any]]:
-    """Caption, then story, then audio, each yielded as soon as it exists; last, the story's seed."""
+    """Caption, then story, then audio, each yielded as soon as it exists; last, what is writing the story."""
     for shown in adapters.picture_story(image, style, length, creativity, language):
-        yield shown.caption, shown.english, shown.story, shown.audio, notices_md(shown.notices), shown.seed
+        yield shown.caption, shown.english, shown.story, shown.audio, notices_md(shown.notices), shown.made
 
 
 @gpu
@@ -51,15 +52,21 @@ def caption_only(image: Any) -> tuple[str, str, str]:
     return shown.caption, shown.english, notices_md(shown.notices)
 
 
+def need_caption(caption: str, caption_en: str, language: str) -> None:
+    """A check for ``checked``: refuse a rewrite with no caption to write from."""
+    need_text("图片描述", "caption")(caption_for_story(caption, caption_en, language))
+
+
 @gpu
 @edge
-def rewrite(caption: str, style: str, length: int, creativity: float,
+def rewrite(caption: str, caption_en: str, style: str, length: int, creativity: float,
             language: str) -> Iterator[tuple[str, str, Any]]:
-    """Write a new story from the (possibly edited) caption, keeping the picture's caption as is."""
-    stream = adapters.story(caption, style, length, creativity, language)
+    """Write a new story from the (possibly edited) caption in the story's language (as the first story was:
+    the English caption for an English story), keeping the captions as they are."""
+    stream = adapters.story(caption_for_story(caption, caption_en, language), style, length, creativity, language)
     notes = notices_md(stream.notices)
     for text in stream:
-        yield text, notes, stream.seed
+        yield text, notes, stream.record.as_dict()
 
 
 @edge
@@ -70,12 +77,12 @@ def revoice(story: str, language: str) -> tuple[str, str]:
 
 
 @edge
-def download_all(image: Any, caption: str, caption_en: str, story: str, audio: Any, style: str, length: int,
-                 creativity: float, language: str, seed: Any) -> Any:
-    """Pack the picture, captions, story, audio and settings into one zip to download."""
-    settings = StorySettings(style, int(length), float(creativity), language, seed if isinstance(seed, int) else None)
-    return gr.update(value=story_bundle(adapters.file_path(image), caption, caption_en, story, adapters.file_path(audio), settings),
-                     visible=True)
+def download_all(image: Any, caption: str, caption_en: str, story: str, audio: Any, made: Any) -> Any:
+    """Pack the picture, captions, story, audio and what wrote the story (not the sliders as they are now: they
+    may have moved since) into one zip to download."""
+    path = story_bundle(adapters.file_path(image), caption, caption_en, story, adapters.file_path(audio),
+                        StoryRecord.from_dict(made))
+    return gr.update(value=path, visible=True)
 
 
 def build() -> None:
@@ -84,11 +91,11 @@ def build() -> None:
         with gr.Column(scale=1, min_width=300):
             image = PictureInput(type="filepath", image_mode=None, label=t("md_image"), height=280,
                                  elem_id="story-image")
-            style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value="温馨",
+            style = gr.Dropdown([(f"{zh} · {en}", zh) for zh, en in STYLES.items()], value=DEFAULT_STYLE,
                                 label=t("md_style"), elem_id="story-style")
-            length = gr.Slider(MIN_LENGTH, MAX_LENGTH, value=300, step=10, label=t("md_length"), elem_id="story-length")
-            creativity = gr.Slider(MIN_CREATIVITY, MAX_CREATIVITY, value=5, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
-            language = gr.Radio(LANGUAGE_CHOICES, value="zh", label=t("md_language"), elem_id="story-language")
+            length = gr.Slider(MIN_LENGTH, MAX_LENGTH, value=DEFAULT_LENGTH, step=10, label=t("md_length"), elem_id="story-length")
+            creativity = gr.Slider(MIN_CREATIVITY, MAX_CREATIVITY, value=DEFAULT_CREATIVITY, step=1, label=t("md_creativity"), info=t("md_creativity_info"))
+            language = gr.Radio(LANGUAGE_CHOICES, value=DEFAULT_LANGUAGE, label=t("md_language"), elem_id="story-language")
             go = gr.Button(t("md_run_all"), variant="primary", size="lg", elem_id="story-run")
             with gr.Row():
                 caption_btn = gr.Button(t("md_caption_only"), elem_id="story-caption-only")
@@ -96,7 +103,7 @@ def build() -> None:
         with gr.Column(scale=2, min_width=400):
             caption = gr.Textbox(label=t("md_caption_zh"), lines=2, interactive=True, buttons=["copy"],
                                  elem_id="story-caption")
-            caption_en = gr.Textbox(label=t("md_caption_en"), lines=1, interactive=False, elem_id="story-caption-en")
+            caption_en = gr.Textbox(label=t("md_caption_en"), lines=1, interactive=True, elem_id="story-caption-en")
             story = gr.Textbox(label=t("md_story"), lines=12, interactive=True, buttons=["copy"], elem_id="story-text")
             with gr.Row():
                 rewrite_btn = gr.Button(t("md_rewrite"), elem_id="story-rewrite")
@@ -109,30 +116,30 @@ def build() -> None:
                 clear_btn = gr.Button("🗑️ 清空 · Clear", elem_id="story-clear")
             bundle = gr.File(label="图片、描述、故事、音频和 story.json · picture, captions, story, audio, story.json",
                              interactive=False, visible=False, elem_id="story-bundle-file")
-    seed = gr.State(None)
+    made = gr.State(None)  # what wrote the story shown: its settings, caption, seed and model
     settings = [style, length, creativity, language]
     private = {"api_visibility": "private"}
     # Each run checks its input first: a missing picture or an empty box leaves the captions, story and audio shown.
     # ``busy`` counts the steps running (one at a time: they share the captions, story, audio and status).
     busy = gr.State(0)
     steps = [(go.click, check_picture, [image], {"fn": run_all, "inputs": [image, *settings],
-              "outputs": [caption, caption_en, story, audio, status, seed], "concurrency_id": LLM,
+              "outputs": [caption, caption_en, story, audio, status, made], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (caption_btn.click, check_picture, [image], {"fn": caption_only, "inputs": [image],
               "outputs": [caption, caption_en, status], "concurrency_id": CAPTIONER, "concurrency_limit": 1}),
-             (rewrite_btn.click, need_text("图片描述", "caption"), [caption], {"fn": rewrite,
-              "inputs": [caption, *settings], "outputs": [story, status, seed], "concurrency_id": LLM,
+             (rewrite_btn.click, need_caption, [caption, caption_en, language], {"fn": rewrite,
+              "inputs": [caption, caption_en, *settings], "outputs": [story, status, made], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (revoice_btn.click, need_text("要朗读的文本", "text to read"), [story], {"fn": revoice,
               "inputs": [story, language], "outputs": [audio, status], "concurrency_id": SPEECH,
               "concurrency_limit": concurrency_limit(SPEECH)})]
     runs = [one_step(trigger, check, inputs, busy, BUSY, {**work, **private}) for trigger, check, inputs, work in steps]
-    fields = story_saved.StoryFields(image, caption, caption_en, story, audio, *settings, seed, status)
+    fields = story_saved.StoryFields(image, caption, caption_en, story, audio, *settings, made, status)
     story_saved.build(fields, busy, runs, clear_btn, bundle, lambda n: need_idle(n, BUSY))
     checked(image.upload, check_picture, [image])  # a file that is not a picture is named at once, not at Run
     stop.click(stopped, [status, busy], status, cancels=runs, queue=False, **private)
     gr.on([image.change, caption.change, caption_en.change, story.change, audio.change], None, None, bundle,
           js=HIDE_BUNDLE, queue=False, show_progress="hidden", **private)
-    bundle_btn.click(download_all, [image, caption, caption_en, story, audio, *settings, seed], bundle, **private)
+    bundle_btn.click(download_all, [image, caption, caption_en, story, audio, made], bundle, **private)
     examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
              ["图片 Picture", "风格 Style", "长度 Length", "创意 Creativity", "语言 Language"])

@@ -15,10 +15,12 @@ from .. import registry, settings
 from ..registry import ModelSpec
 from ..sampling import max_new_tokens_range
 from .base import Captioner, ChatBackend, Classifier, TextBackend, Translator
+from .keys import check_keys
 from .remote import Remote
 
 __all__ = ["Captioner", "ChatBackend", "Classifier", "TextBackend", "Translator", "captioner", "chat_backend",
-           "classifier", "max_new_tokens_cap", "remote_for", "remote_targets", "text_backend", "translator"]
+           "check_keys", "classifier", "max_new_tokens_cap", "remote_for", "remote_targets", "text_backend",
+           "translator"]
 
 _remotes: dict[Any, Remote] = {}
 _lock = threading.Lock()
@@ -43,7 +45,8 @@ def remote_for(spec: ModelSpec) -> Remote:
         return _remotes[key]
 
 
-def _pick(role: str, name: str | None, local: Callable[[Any], Any], openai: str, hf: str) -> Any:
+def _pick(role: str, name: str | None, local: Callable[[Any], Any], openai: str, hf: str,
+          told_role: bool = False) -> Any:
     spec = registry.resolve(role, name)
     if not spec.is_remote:
         return local(registry.get_model(role, name))
@@ -60,7 +63,8 @@ def _pick(role: str, name: str | None, local: Callable[[Any], Any], openai: str,
 
         raise InvalidInputError(f"{spec.variable} 的 {spec.name} 不支持这个任务（{role}）。",
                                 f"{spec.name} in {spec.variable} cannot serve this task ({role}).")
-    return getattr(module, kind)(remote)
+    backend = getattr(module, kind)
+    return backend(remote, role) if told_role else backend(remote)  # chat backends serve chat and story
 
 
 # Which remote schemes can serve each role (captions and translations have no OpenAI-compatible endpoint).
@@ -86,7 +90,7 @@ def chat_backend(role: str = "chat", name: str | None = None) -> ChatBackend:
     first)."""
     from .local import LocalChatBackend
 
-    return _pick(role, name, LocalChatBackend, "OpenAIChatBackend", "HFChatBackend")
+    return _pick(role, name, LocalChatBackend, "OpenAIChatBackend", "HFChatBackend", told_role=True)
 
 
 def text_backend(name: str | None = None) -> TextBackend:

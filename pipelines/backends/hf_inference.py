@@ -18,7 +18,7 @@ from ..registry import ModelSpec
 from ..sampling import SamplingParams, resolve_seed
 from ..streaming import TextStream
 from .base import Message, Render, cut_by_estimate, fit_messages
-from .remote import Remote, is_too_long, too_long_error
+from .remote import Remote, broke_error, is_too_long, too_long_error
 from .streams import openai_pieces, remote_stream
 
 ROUTER = "https://router.huggingface.co"
@@ -47,14 +47,14 @@ class HFRemote(Remote):
             return InferenceClient(base_url=self.base_url, token=token, timeout=timeout)
         return InferenceClient(provider=self.provider, token=token, timeout=timeout)
 
-    def call(self, fn: Callable[[Any], Any]) -> Any:
+    def call(self, fn: Callable[[Any], Any], role: str | None = None) -> Any:
         """Run ``fn(client)``, retrying a refused connection; turn the client's errors into ours."""
         attempts = 1 + settings.get("MODELDECK_REMOTE_RETRIES")
         for attempt in range(attempts):
             try:
                 return fn(self.inference_client())
             except Exception as exc:  # the client raises httpx2's, huggingface_hub's and its own errors
-                error = self.translate(exc)
+                error = self.translate(exc, role)
                 if error is not None:
                     raise error from None
                 if attempt == attempts - 1:
@@ -62,7 +62,7 @@ class HFRemote(Remote):
                 time.sleep(min(2.0, 0.25 * 2 ** attempt))
         raise AssertionError("unreachable")
 
-    def translate(self, exc: BaseException) -> PipelineError | None:
+    def translate(self, exc: BaseException, role: str | None = None) -> PipelineError | None:
         """Our error for one of the client's (None: a connection failure worth retrying)."""
         from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
@@ -70,22 +70,24 @@ class HFRemote(Remote):
             return exc
         if isinstance(exc, HfHubHTTPError) and exc.response is not None:
             body = getattr(exc, "server_message", None) or exc.response.text
-            return self.error_for(exc.response.status_code, body or "", exc.response.headers)
-        if isinstance(exc, InferenceTimeoutError) or "Timeout" in type(exc).__name__ and "Connect" not in type(exc).__name__:
+            return self.error_for(exc.response.status_code, body or "", exc.response.headers, role=role)
+        kind = type(exc).__name__
+        if isinstance(exc, InferenceTimeoutError) or "Timeout" in kind and "Connect" not in kind:
             return PipelineError(f"远程模型 {self.name} 超时（MODELDECK_REMOTE_TIMEOUT）。请稍后重试。",
                                  f"The remote model {self.name} timed out (MODELDECK_REMOTE_TIMEOUT). Please retry.")
         if "Connect" in type(exc).__name__:
             return None
         if isinstance(exc, ValueError) and is_too_long(str(exc)):
-            return too_long_error(self.name, str(exc))
+            return too_long_error(self.name, str(exc), role)
         return self.unavailable(f"{type(exc).__name__}: {str(exc)[:200]}")
 
     def started(self) -> None:
         self.record.started, self.record.first_token_s, self.record.total_s, self.record.error = (
             time.perf_counter(), None, None, None)
 
-    def stream(self, open_: Callable[[Any], Iterator[Any]]) -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
-        """Open a streamed call; return (events as dicts, closer)."""
+    def stream(self, open_: Callable[[Any], Iterator[Any]],
+               role: str) -> tuple[Iterator[dict[str, Any]], Callable[[], None]]:
+        """Open a streamed call for ``role``; return (events as dicts, closer)."""
         self.started()
         holder: dict[str, Any] = {}
 
@@ -95,7 +97,7 @@ class HFRemote(Remote):
             first = next(chunks)  # a refused request fails here, before anything reached the user
             return chunks, first
         try:
-            chunks, first = self.call(start)
+            chunks, first = self.call(start, role)
         except PipelineError as exc:
             self.record.error = str(exc)
             raise
@@ -107,7 +109,7 @@ class HFRemote(Remote):
                 for chunk in chunks:
                     yield dict(chunk)
             except Exception as exc:  # mid-stream: reported, never retried
-                raise self.translate(exc) or self.unavailable(type(exc).__name__) from None
+                raise self.translate(exc, role) or broke_error(self.name, type(exc).__name__, True) from None
         return events(), lambda: getattr(chunks, "close", lambda: None)()
 
 
@@ -120,8 +122,9 @@ class HFChatBackend:
 
     repetition_penalty = 1.0
 
-    def __init__(self, remote: HFRemote) -> None:
+    def __init__(self, remote: HFRemote, role: str = "chat") -> None:
         self.remote = remote
+        self.role = role  # "chat" or "story": whose advice a refusal gives
         self.name = remote.name
         context = remote.entry.option("context")
         self.context_window = min(settings.get("MODELDECK_MAX_CONTEXT_TOKENS"), int(context) if context else 10**9)
@@ -135,7 +138,7 @@ class HFChatBackend:
         options = {"model": self.remote.model, "stream": True, "max_tokens": params.max_new_tokens,
                    "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
                    "stream_options": {"include_usage": True}}
-        events, closer = self.remote.stream(lambda client: client.chat_completion(messages, **options))
+        events, closer = self.remote.stream(lambda client: client.chat_completion(messages, **options), self.role)
         return remote_stream(self.remote, events, closer, rows=1, pieces=openai_pieces("delta"), notices=notices,
                              seed=seed)
 
@@ -169,7 +172,7 @@ class HFTextBackend:
                    "max_new_tokens": params.max_new_tokens, "do_sample": params.temperature > 0,
                    "temperature": params.temperature or None, "top_p": min(params.top_p, 0.999),
                    "top_k": params.top_k or None, "repetition_penalty": params.repetition_penalty, "seed": seed}
-        events, closer = self.remote.stream(lambda client: client.text_generation(prompt, **options))
+        events, closer = self.remote.stream(lambda client: client.text_generation(prompt, **options), "textgen")
         return remote_stream(self.remote, events, closer, rows=1, pieces=_tgi_pieces, notices=notices, seed=seed,
                              render=lambda rows: render([prompt + r for r in rows]))
 

@@ -18,6 +18,7 @@ from ..errors import InvalidInputError, PipelineError
 from ..registry import ModelSpec
 from ..sampling import SamplingParams, resolve_seed
 from ..streaming import TextStream
+from . import keys
 from .base import Message, Render, cut_by_estimate, fit_messages, prompt_cut_notice
 from .remote import Remote
 from .streams import openai_pieces, remote_stream
@@ -52,6 +53,18 @@ class OpenAIRemote(Remote):
         super().__init__(spec.name, spec.entry.source, spec.entry.model, spec.variable, "MODELDECK_OPENAI_API_KEY")
         self.entry = spec.entry
 
+    def key_variable(self) -> str:
+        return keys.key_variable(self.entry)
+
+    def api_key(self) -> str:
+        return keys.api_key(self.entry)
+
+    def no_key_hint(self) -> tuple[str, str]:
+        return (f"没有发送密钥：请在 {self.variable} 里这个条目后写 #key_env=存放它的密钥的变量名"
+                f"（只有一台服务器时也可以设置 {keys.SHARED_KEY}）",
+                f"No key was sent: add #key_env=<the variable holding its key> to this entry in {self.variable} "
+                f"(with a single server, {keys.SHARED_KEY} also does)")
+
     def context_window(self) -> int:
         """The entry's ``#context=``, else the server's ``max_model_len`` (vLLM), capped by the setting."""
         cap = settings.get("MODELDECK_MAX_CONTEXT_TOKENS")
@@ -60,7 +73,8 @@ class OpenAIRemote(Remote):
         return min(cap, int(self.served().get("max_model_len") or cap))
 
     def served(self) -> dict[str, Any]:
-        """What ``/v1/models`` says of the served model (vLLM: ``max_model_len``, the ``root`` it loaded), asked once."""
+        """What ``/v1/models`` says of the served model (vLLM: ``max_model_len``, the ``root`` it loaded), asked
+        once."""
         if "served" not in self.facts:
             listing = self.json("GET", self.base_url + "/models")  # also: the server is up, or a clear error now
             found = [m for m in (listing.get("data") or []) if isinstance(m, dict) and m.get("id") == self.model]
@@ -106,18 +120,18 @@ class OpenAIRemote(Remote):
             return None
         return count
 
-    def open_stream(self, path: str, body: dict[str, Any]) -> tuple[Any, Any]:
-        """Start a streamed request; return (events, closer)."""
-        from .remote import sse_events
+    def open_stream(self, path: str, body: dict[str, Any], role: str) -> tuple[Any, Any]:
+        """Start a streamed request for ``role``; return (events, closer)."""
+        from .streams import sse_events
 
         self.record.started, self.record.first_token_s, self.record.total_s, self.record.error = (
             time.perf_counter(), None, None, None)
         try:
-            response = self.send("POST", self.base_url + path, body=body, stream=True)
+            response = self.send("POST", self.base_url + path, body=body, stream=True, role=role)
         except PipelineError as exc:
             self.record.error = str(exc)
             raise
-        return sse_events(response, self), response.close
+        return sse_events(response, self, role), response.close
 
 
 def _seed(params: SamplingParams) -> int | None:
@@ -129,8 +143,9 @@ class OpenAIChatBackend:
 
     repetition_penalty = 1.0  # the server applies the model's own generation settings
 
-    def __init__(self, remote: OpenAIRemote) -> None:
+    def __init__(self, remote: OpenAIRemote, role: str = "chat") -> None:
         self.remote = remote
+        self.role = role  # "chat" or "story": whose advice a refusal gives
         self.name = remote.name
         self.context_window = remote.context_window()
 
@@ -145,7 +160,7 @@ class OpenAIChatBackend:
                                 "temperature": params.temperature, "top_p": params.top_p}
         if seed is not None:
             body["seed"] = seed
-        events, closer = self.remote.open_stream("/chat/completions", body)
+        events, closer = self.remote.open_stream("/chat/completions", body, self.role)
         return remote_stream(self.remote, events, closer, rows=1, pieces=openai_pieces("delta"), notices=notices,
                              seed=seed)
 
@@ -201,13 +216,13 @@ class OpenAITextBackend:
             for key in EXTRAS:
                 body.pop(key)
         try:
-            events, closer = self.remote.open_stream("/completions", body)
+            events, closer = self.remote.open_stream("/completions", body, "textgen")
         except InvalidInputError as exc:  # a strict server refuses fields outside OpenAI's schema: drop them
             if not refused_extras(self.remote, exc):
                 raise
             for key in UNSCHEMED:
                 body.pop(key, None)
-            events, closer = self.remote.open_stream("/completions", body)
+            events, closer = self.remote.open_stream("/completions", body, "textgen")
         used = [k for k in EXTRAS if k not in body and getattr(params, k) not in (0, 1.0)]
         if used:
             notices.append(ignored_notice(self.name, used))

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import settings
@@ -83,11 +83,34 @@ def is_too_long(message: str) -> bool:
     return any(marker in lowered for marker in _TOO_LONG)
 
 
-def too_long_error(name: str, message: str) -> InvalidInputError:
-    return InvalidInputError(
-        f"输入超出了远程模型 {name} 的上下文长度，请清空对话、缩短消息或减少生成长度。（服务器：{message}）",
-        f"The input is longer than the remote model {name} accepts: clear the chat, shorten the message or ask "
-        f"for fewer new tokens. (Server: {message})")
+def broke_error(name: str, kind: str, answered: bool) -> PipelineError:
+    """The error for a connection that broke (``kind``: the exception's name), mid-answer or before it."""
+    if answered:
+        return PipelineError(
+            f"与远程模型 {name} 的连接在回答途中中断（{kind}）：已收到的部分保留着；"
+            "服务器可能已停止，请稍后重试以得到完整的回答。",
+            f"The connection to the remote model {name} broke mid-answer ({kind}): the part that arrived is kept; "
+            "the server may have stopped, so retry in a moment for a whole answer.")
+    return PipelineError(f"与远程模型 {name} 的连接中断（{kind}），还没有收到回答。请确认服务器仍在运行后重试。",
+                         f"The connection to the remote model {name} broke before it answered ({kind}). Check that "
+                         "the server is still running and retry.")
+
+
+# What a user of each role can do when the request is more than the remote model's context holds.
+TOO_LONG_ADVICE = {
+    "chat": ("请清空对话或删去较早的消息、缩短消息，或调低“最多生成词元数”",
+             "clear the chat or delete earlier messages, shorten the message, or lower “Max new tokens”"),
+    "story": ("请缩短图片描述，或选一个更短的故事长度", "shorten the caption or choose a shorter story length"),
+    "textgen": ("请缩短提示文本，或调低“最多生成词元数”", "shorten the prompt or lower “Max new tokens”"),
+    None: ("请缩短输入", "shorten the input"),
+}
+
+
+def too_long_error(name: str, message: str, role: str | None = None) -> InvalidInputError:
+    """The error for a request longer than the remote model's context, with the advice for ``role``."""
+    zh, en = TOO_LONG_ADVICE.get(role, TOO_LONG_ADVICE[None])
+    return InvalidInputError(f"输入超出了远程模型 {name} 的上下文长度：{zh}。（服务器：{message}）",
+                             f"The input is longer than the remote model {name} accepts: {en}. (Server: {message})")
 
 
 class Remote:
@@ -142,9 +165,29 @@ class Remote:
                 self._client = httpx.Client(follow_redirects=False)  # timeouts: per request, from the setting
             return self._client
 
+    def key_variable(self) -> str:
+        """The variable holding the key this server gets (its name only, never its value)."""
+        return self.api_key_setting
+
+    def api_key(self) -> str:
+        """The key this server gets ('' for none)."""
+        return settings.get(self.api_key_setting)
+
     def headers(self) -> dict[str, str]:
-        key = settings.get(self.api_key_setting)
+        key = self.api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def key_refused(self, status: int) -> RemoteUnavailableError:
+        """The error for a 401/403: the key sent was refused, or none was sent and one is needed."""
+        var = self.key_variable()
+        if self.api_key():
+            return self.unavailable(f"HTTP {status}: the server refused the key",
+                                    (f"服务器拒绝了密钥：请检查 {var}", f"The server refused the key: check {var}"))
+        return self.unavailable(f"HTTP {status}: the server wants a key and none was sent", self.no_key_hint())
+
+    def no_key_hint(self) -> tuple[str, str]:
+        var = self.key_variable()
+        return f"请把密钥设为 {var}", f"Set {var} to its key"
 
     def unavailable(self, reason: str, hint: tuple[str, str] | None = None) -> RemoteUnavailableError:
         return RemoteUnavailableError(f"{self.name} ({self.model or '?'} @ {self.shown})", self.variable, reason, hint)
@@ -161,15 +204,17 @@ class Remote:
                     f"This server has no {path}: an OpenAI-compatible address usually ends in /v1; check {var}")
         return f"这个服务器没有 {path} 接口，请检查 {var}", f"This server has no {path} endpoint; check {var}"
 
-    def error_for(self, status: int, body: bytes | str, headers: Any = None, url: str | None = None) -> PipelineError:
-        """The error a user can act on for an HTTP error answer (``url``: the address asked, when known)."""
+    def error_for(self, status: int, body: bytes | str, headers: Any = None, url: str | None = None,
+                  role: str | None = None) -> PipelineError:
+        """The error a user can act on for an HTTP error answer (``url``: the address asked, when known; ``role``:
+        whose request it was, for the advice)."""
         message = server_message(body)
         if status == 429:
             return RemoteBusyError(self.name, retry_after(headers))
         if status in (401, 403):
-            return self.unavailable(f"HTTP {status}: the server refused the key; check {self.api_key_setting}")
+            return self.key_refused(status)
         if status in (400, 413, 422) and is_too_long(message):
-            return too_long_error(self.name, message)
+            return too_long_error(self.name, message, role)
         quoted = self.model and any(f"{q}{self.model}{q}" in message for q in "'\"`")
         if status == 404 and url and not quoted and "model" not in message.lower():  # no such path, not no such model
             return self.unavailable(f"HTTP 404: {message}", self.no_endpoint(url))
@@ -184,7 +229,7 @@ class Remote:
                              f"The remote model {self.name} failed (HTTP {status}): {message}. Please retry.")
 
     def send(self, method: str, url: str, *, body: Any = None, stream: bool = False, timeout: float | None = None,
-             retries: int | None = None) -> Any:
+             retries: int | None = None, role: str | None = None) -> Any:
         """Send one request, retrying only failures where nothing was received; return the open response."""
         import httpx
 
@@ -204,7 +249,8 @@ class Remote:
                     f"远程模型 {self.name} 超时（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无响应，"
                     "MODELDECK_REMOTE_TIMEOUT）。请稍后重试。",
                     f"The remote model {self.name} timed out (no answer for "
-                    f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT). Please retry.") from None
+                    f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT). Please retry."
+                ) from None
             except httpx.HTTPError as exc:
                 raise self.unavailable(f"{type(exc).__name__}") from None
             else:
@@ -215,11 +261,12 @@ class Remote:
                 if response.status_code < 400:  # not followed: the key would go wherever it points
                     moved = public_url(response.headers.get("location") or "?")
                     raise self.unavailable(f"HTTP {response.status_code}: redirected to {moved}",
-                                           (f"ModelDeck 不跟随跳转（密钥会被带过去）：请把 {self.variable} 里的地址改成跳转后的地址",
+                                           (f"ModelDeck 不跟随跳转（密钥会被带过去）："
+                                            f"请把 {self.variable} 里的地址改成跳转后的地址",
                                             "ModelDeck follows no redirect (the key would go along): put the address "
                                             f"it redirects to in {self.variable}"))
                 if response.status_code not in RETRY_STATUSES or last:
-                    raise self.error_for(response.status_code, content, response.headers, url)
+                    raise self.error_for(response.status_code, content, response.headers, url, role)
             time.sleep(min(2.0, 0.25 * 2 ** attempt))  # back off before the next attempt
         raise AssertionError("unreachable")
 
@@ -229,8 +276,8 @@ class Remote:
         try:
             return response.json()
         except ValueError:
-            raise PipelineError(f"远程模型 {self.name} 的回答不是 JSON（{public_url(url)}）：请检查 {self.variable} 里的地址"
-                                "（OpenAI 兼容服务的地址通常以 /v1 结尾）。",
+            raise PipelineError(f"远程模型 {self.name} 的回答不是 JSON（{public_url(url)}）："
+                                f"请检查 {self.variable} 里的地址（OpenAI 兼容服务的地址通常以 /v1 结尾）。",
                                 f"The remote model {self.name} did not answer with JSON ({public_url(url)}): check the "
                                 f"address in {self.variable} (an OpenAI-compatible one usually ends in /v1).") from None
         finally:
@@ -244,43 +291,6 @@ class Remote:
             response = self.client().get(self.base_url + "/models", headers=self.headers(),
                                          timeout=httpx.Timeout(timeout))
             return response.status_code < 500
-        except httpx.HTTPError:
+        except (httpx.HTTPError, PipelineError):  # PipelineError: no key may be sent (keys.check_shared_key)
             return False
 
-
-def sse_events(response: Any, remote: Remote) -> Iterator[dict[str, Any]]:
-    """Yield each JSON event of a server-sent-events stream until ``[DONE]``; an error event raises."""
-    import httpx
-
-    ended = False  # a finish reason or usage arrived: a missing [DONE] after it is harmless
-    try:
-        for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            try:
-                event = json.loads(data)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and event.get("error"):
-                message = server_message(json.dumps(event))
-                if is_too_long(message):
-                    raise too_long_error(remote.name, message)
-                raise PipelineError(f"远程模型 {remote.name} 生成时出错：{message}",
-                                    f"The remote model {remote.name} failed while generating: {message}")
-            ended = ended or bool(event.get("usage")) or any(
-                isinstance(c, dict) and c.get("finish_reason") for c in event.get("choices") or [])
-            yield event
-        if not ended:
-            raise httpx.RemoteProtocolError("the stream ended before the reply did")
-    except httpx.TimeoutException:
-        raise PipelineError(
-            f"远程模型 {remote.name} 中途停止发送（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无新内容，"
-            "MODELDECK_REMOTE_TIMEOUT）。已显示收到的部分。",
-            f"The remote model {remote.name} stopped sending (nothing for "
-            f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT); what arrived is shown.") from None
-    except httpx.HTTPError as exc:
-        raise PipelineError(f"与远程模型 {remote.name} 的连接中断（{type(exc).__name__}）。",
-                            f"The connection to the remote model {remote.name} broke ({type(exc).__name__}).") from None

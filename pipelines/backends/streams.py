@@ -9,15 +9,17 @@ before it counts one completion token per content chunk (servers send one token 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any, Callable, Iterator
 
 from .. import settings
 from ..decoding import Usage
+from ..errors import PipelineError
 from ..streaming import TextStream, looks_wordpiece_spaced, remove_cjk_spaces
 from .base import Render
-from .remote import Remote
+from .remote import Remote, broke_error, is_too_long, server_message, too_long_error
 
 Pieces = Callable[[dict[str, Any]], list[tuple[int, str, str | None]]]  # (row, text, finish reason)
 _FINISH = {"stop": "eos", "eos_token": "eos", "length": "length"}
@@ -78,7 +80,7 @@ def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Call
                     if record.first_token_s is None:
                         record.first_token_s = time.perf_counter() - started
                     spaced = spaced or looks_wordpiece_spaced("".join(raw))
-                    if interval and last and time.monotonic() - last < interval:  # MODELDECK_STREAM_INTERVAL_MS, as locally
+                    if interval and last and time.monotonic() - last < interval:  # as locally
                         pending = True
                         continue
                     pending, last = False, time.monotonic()
@@ -91,6 +93,9 @@ def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Call
                 on_end(raw, usage, stream.notices)
         except Exception as exc:
             record.error = str(exc)
+            if pending and not cancel.is_set():  # what arrived within the interval is kept, then the error
+                pending = False
+                yield shown()
             raise
         finally:
             closer()
@@ -103,3 +108,43 @@ def remote_stream(remote: Remote, events: Iterator[dict[str, Any]], closer: Call
 
     stream = TextStream(texts(), cancel_event=cancel, usage=usage, seed=seed, notices=notices, render=render)
     return stream
+
+
+def sse_events(response: Any, remote: Remote, role: str | None = None) -> Iterator[dict[str, Any]]:
+    """Yield each JSON event of a server-sent-events stream until ``[DONE]``; an error event raises."""
+    import httpx
+
+    ended = False  # a finish reason or usage arrived: a missing [DONE] after it is harmless
+    answered = False  # an event went out: a break now loses the rest of the answer, not all of it
+    try:
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            try:
+                event = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("error"):
+                message = server_message(json.dumps(event))
+                if is_too_long(message):
+                    raise too_long_error(remote.name, message, role)
+                raise PipelineError(f"远程模型 {remote.name} 生成时出错：{message}",
+                                    f"The remote model {remote.name} failed while generating: {message}")
+            ended = ended or bool(event.get("usage")) or any(
+                isinstance(c, dict) and c.get("finish_reason") for c in event.get("choices") or [])
+            answered = True
+            yield event
+        if not ended:
+            raise httpx.RemoteProtocolError("the stream ended before the reply did")
+    except httpx.TimeoutException:
+        raise PipelineError(
+            f"远程模型 {remote.name} 中途停止发送（{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} 秒无新内容，"
+            "MODELDECK_REMOTE_TIMEOUT）。已显示收到的部分。",
+            f"The remote model {remote.name} stopped sending (nothing for "
+            f"{settings.get('MODELDECK_REMOTE_TIMEOUT'):g} s, MODELDECK_REMOTE_TIMEOUT); what arrived is shown."
+        ) from None
+    except httpx.HTTPError as exc:
+        raise broke_error(remote.name, type(exc).__name__, answered) from None
