@@ -161,8 +161,8 @@ class ModelEntry:
     ``scheme`` is "local" (a Hub id or folder, with an optional ``@revision``), "openai" (``source`` is the
     server's base URL and ``model`` the served model name) or "hf" (``source`` is a Hub model id or an
     endpoint URL, ``provider`` an Inference Provider). ``options`` holds ``#key=value`` extras of remote
-    entries: ``tokenizer`` (a folder or Hub id used to count tokens), ``context`` (the context window) and, for
-    ``openai:`` entries, ``key_env`` (the name of the environment variable holding this server's key).
+    entries: ``tokenizer`` (a folder or Hub id used to count tokens), ``context`` (the context window) and
+    ``key_env`` (the name of the environment variable holding this server's key).
     """
 
     name: str
@@ -208,14 +208,13 @@ def _check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _options(parts: list[str], scheme: str) -> tuple[tuple[str, str], ...]:
-    allowed = _OPTIONS | ({"key_env"} if scheme == "openai" else set())
+def _options(parts: list[str]) -> tuple[tuple[str, str], ...]:
+    allowed = _OPTIONS | {"key_env"}
     out = []
     for part in parts:
         key, eq, value = part.partition("=")
         if not eq or key.strip() not in allowed or not value.strip():
-            more = (("、#key_env=存放密钥的变量名", ", #key_env=<variable holding the key>") if scheme == "openai"
-                    else ("", ""))
+            more = ("、#key_env=存放密钥的变量名", ", #key_env=<variable holding the key>")
             raise Bad(f"未知选项 #{redact(part)}；可用 #tokenizer=文件夹或模型 id、#context=词元数{more[0]}",
                       f"unknown option #{redact(part)}; use #tokenizer=<folder or Hub id>, #context=<tokens>{more[1]}")
         if key.strip() == "context":
@@ -241,21 +240,23 @@ def parse_model_entry(entry: str) -> ModelEntry:
             raise Bad("openai: 条目要在 # 后写服务端的模型名", "an openai: entry needs the served model name after #")
         served = served.strip()
         return ModelEntry(name or served.rstrip("/").rsplit("/", 1)[-1], _check_url(url.strip()), "openai",
-                          model=served, options=_options(more, "openai"))
+                          model=served, options=_options(more))
     if rest.startswith("hf:"):
         body, _, fragment = rest[len("hf:"):].partition("#")
         body = body.strip()
         if body.startswith(("http://", "https://")):  # a dedicated endpoint (or any TGI-style server)
             served, *more = fragment.split("#") if fragment else ("",)
+            if served.partition("=")[0].strip() in _OPTIONS | {"key_env"}:  # hf:URL#key_env=…: options, no model
+                served, more = "", [served, *more]
             return ModelEntry(name or (served.strip() or urlsplit(body).hostname or body).rsplit("/", 1)[-1],
-                              _check_url(body), "hf", model=served.strip() or None, options=_options(more, "hf"))
+                              _check_url(body), "hf", model=served.strip() or None, options=_options(more))
         model_id, _, provider = body.partition(":")
         if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model_id):
             raise Bad(f"{model_id!r} 不是模型 id", f"{model_id!r} is not a model id like org/name")
         if provider and not re.fullmatch(r"[a-z0-9-]+", provider):
             raise Bad(f"{provider!r} 不是服务商名", f"{provider!r} is not a provider name like together")
         return ModelEntry(name or model_id.rsplit("/", 1)[-1], model_id, "hf", provider=provider or None,
-                          options=_options(fragment.split("#"), "hf") if fragment else ())
+                          options=_options(fragment.split("#")) if fragment else ())
     source, revision = rest, None
     if "@" in source and not os.path.isdir(source):
         source, _, revision = source.rpartition("@")

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 import pipelines as p
-from pipelines import InvalidInputError, ModelUnavailableError, PipelineError, RemoteBusyError, backends
+from pipelines import InvalidInputError, ModelUnavailableError, PipelineError, RemoteBusyError, backends, registry
 
 SECRET = "sk-TopSecretKey987654321"
 
@@ -213,7 +213,35 @@ def test_hf_endpoint_tasks_classify_caption_translate(fake, online, monkeypatch)
     caption = p.caption_image(str(Path(__file__).resolve().parent.parent / "example_images" / "cat.jpg"))
     assert (caption.en, caption.zh) == ("a cat on a chair", "椅子上的猫")
     assert fake.requests[-1]["body"]["inputs"] == "a cat on a chair"
-    assert all(r["headers"].get("authorization") == "Bearer hf_NeverShownToken42" for r in fake.requests)
+    # HF_TOKEN goes to Hugging Face's hosts only: a server on loopback gets none (it got it before), unless the
+    # entry names its key; the entry's own variable then goes, and HF_TOKEN does not.
+    assert fake.requests and not any(r["headers"].get("authorization") for r in fake.requests)
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", f"HF cls=hf:{fake.url}/cls#key_env=HF_TOKEN")
+    assert p.classify_text("great") == {"正面 positive": 0.9, "负面 negative": 0.1}
+    assert fake.requests[-1]["headers"].get("authorization") == "Bearer hf_NeverShownToken42"
+    monkeypatch.setenv("MY_TGI_KEY", "tgi-own-key")
+    monkeypatch.setenv("MODELDECK_CLASSIFIER_MODELS", f"HF cls=hf:{fake.url}/cls#key_env=MY_TGI_KEY")
+    assert p.classify_text("great") == {"正面 positive": 0.9, "负面 negative": 0.1}
+    assert fake.requests[-1]["headers"].get("authorization") == "Bearer tgi-own-key"
+
+
+def test_hf_token_goes_only_to_hugging_face_hosts(monkeypatch):
+    from pipelines.backends.hf_inference import HFRemote, hugging_face_host
+
+    for url in ("https://router.huggingface.co", "https://x.endpoints.huggingface.cloud", "https://app.hf.space/v1"):
+        assert hugging_face_host(url)
+    for url in ("https://huggingface.co.evil.example", "http://127.0.0.1:8080", "https://nothuggingface.co"):
+        assert not hugging_face_host(url)
+    monkeypatch.setenv("HF_TOKEN", "hf_NeverShownToken42")
+
+    def key(entry: str) -> str:
+        monkeypatch.setenv("MODELDECK_CHAT_MODEL", entry)
+        return HFRemote(registry.resolve("chat")).api_key()
+
+    assert key("hf:Qwen/Qwen2.5-7B-Instruct") == "hf_NeverShownToken42"  # the router
+    assert key("hf:https://abc.us-east-1.aws.endpoints.huggingface.cloud#tgi") == "hf_NeverShownToken42"
+    assert key("hf:https://tgi.example.com#tgi") == ""
+    assert key("hf:https://tgi.example.com#key_env=HF_TOKEN") == "hf_NeverShownToken42"
 
 
 def test_hf_text_generation_streams_tgi_tokens(fake, online, monkeypatch):

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
     ("MODELDECK_CHAT_MODEL", "openai:http://host/v1#m#colour=red"),
     ("MODELDECK_CHAT_MODEL", "openai:http://host/v1#m#api_key=sk-secret"),  # a key as an option: not echoed
     ("MODELDECK_CHAT_MODEL", "openai:http://host/v1#m#key_env=sk-secret"),  # a key where its variable's name goes
-    ("MODELDECK_CHAT_MODEL", "hf:org/model#key_env=MY_KEY"),  # hf: entries send HF_TOKEN
+    ("MODELDECK_CHAT_MODEL", "hf:https://host/v1#key_env=sk-secret"),  # a key where its variable's name goes
 ])
 def test_a_malformed_value_names_the_variable_and_shows_an_example(monkeypatch, name, value):
     monkeypatch.setenv(name, value)

@@ -2,7 +2,8 @@
 
 ``hf:<model id>[:<provider>]`` goes through the router with the token in ``HF_TOKEN`` (a Space secret);
 ``hf:<endpoint URL>[#<model>]`` calls that URL (an Inference Endpoint, TGI, or any server that speaks
-the chat-completions protocol). The client makes no retries of its own: a refused connection is tried
+the chat-completions protocol). ``HF_TOKEN`` goes to Hugging Face's own hosts only; another server gets the
+key an entry's ``#key_env=`` names, or none. The client makes no retries of its own: a refused connection is tried
 again here, before anything was received, like every remote backend.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import time
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 from .. import settings
 from ..errors import PipelineError
@@ -22,6 +24,13 @@ from .remote import Remote, broke_error, is_too_long, too_long_error
 from .streams import openai_pieces, remote_stream
 
 ROUTER = "https://router.huggingface.co"
+HF_DOMAINS = ("huggingface.co", "huggingface.cloud", "hf.space")  # Hub, router, Inference Endpoints, Spaces
+
+
+def hugging_face_host(url: str) -> bool:
+    """True when ``url``'s host is one of Hugging Face's (the only hosts ``HF_TOKEN`` goes to by itself)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == domain or host.endswith("." + domain) for domain in HF_DOMAINS)
 
 
 class HFRemote(Remote):
@@ -38,14 +47,37 @@ class HFRemote(Remote):
     def provider(self) -> str:
         return self.entry.provider or "auto"
 
+    def key_variable(self) -> str:
+        """``#key_env=``'s variable, else ``HF_TOKEN`` (sent only to Hugging Face's own hosts: ``api_key``)."""
+        return self.entry.option("key_env") or "HF_TOKEN"
+
+    def api_key(self) -> str:
+        """The token this server gets: the entry's ``#key_env=`` variable; else ``HF_TOKEN``, but only for the
+        router and Hugging Face's hosts (an Inference Endpoint): a Hugging Face token is not sent to a TGI or
+        any other server an ``hf:<URL>`` entry names unless the entry says so (``#key_env=HF_TOKEN``)."""
+        if self.entry.option("key_env"):
+            return settings.secret(self.entry.option("key_env"))
+        return settings.get("HF_TOKEN") if not self.is_url or hugging_face_host(self.base_url) else ""
+
+    def no_key_hint(self) -> tuple[str, str]:
+        if self.is_url and not self.entry.option("key_env") and not hugging_face_host(self.base_url):
+            return (f"没有发送密钥：HF_TOKEN 只发给 Hugging Face 自己的服务器；要发给这个服务器，请在 {self.variable} 里"
+                    "这个条目后写 #key_env=HF_TOKEN（或存放它的密钥的变量名）",
+                    f"No key was sent: HF_TOKEN goes only to Hugging Face's own servers; to send a key to this one, "
+                    f"add #key_env=HF_TOKEN (or the variable holding its key) to this entry in {self.variable}")
+        return super().no_key_hint()
+
     def inference_client(self) -> Any:
         from huggingface_hub import InferenceClient
 
-        token = settings.get("HF_TOKEN") or None
+        key = self.api_key()
+        # With no key of its own the client would read HF_TOKEN (or the saved login) by itself and send it
+        # whatever the URL: an empty Authorization header, which its own headers cannot override, is sent instead.
+        headers = {} if key else {"authorization": ""}
         timeout = settings.get("MODELDECK_REMOTE_TIMEOUT")
         if self.is_url:
-            return InferenceClient(base_url=self.base_url, token=token, timeout=timeout)
-        return InferenceClient(provider=self.provider, token=token, timeout=timeout)
+            return InferenceClient(base_url=self.base_url, token=key or None, headers=headers, timeout=timeout)
+        return InferenceClient(provider=self.provider, token=key or None, headers=headers, timeout=timeout)
 
     def call(self, fn: Callable[[Any], Any], role: str | None = None) -> Any:
         """Run ``fn(client)``, retrying a refused connection; turn the client's errors into ours."""
