@@ -195,6 +195,7 @@ def test_a_reload_brings_the_picture_story_back_and_clear_forgets_it(page, tmp_p
     page.locator("#story-run").click()
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()
     page.wait_for_function("() => !document.querySelector('#story-status .generating')")
+    page.wait_for_timeout(1500)  # the step's own save, after its end, goes first (CI once saw it land after the edit's)
     caption = page.locator("#story-caption textarea").input_value()
     before = page.evaluate("key => localStorage.getItem(key)", STORY_KEY)
     page.locator("#story-text textarea").fill("The cat I edited.")

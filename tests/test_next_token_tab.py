@@ -35,12 +35,12 @@ def test_undo_puts_the_seeded_sampler_back_so_steps_still_write_what_text_genera
     assert len(expected) == 4
     state = fresh_state()
     for _ in range(3):
-        state, shown_seed = sampled(state, 42)
-        assert shown_seed == 42
+        state, shown_seed = sampled(state, "42")  # the seed box is a text box
+        assert shown_seed == "42"
     state = undo(undo(state))
     assert state["ids"] == expected[:1]
     for _ in range(3):  # before, the sampler went on from the third draw: other tokens than the undone ones
-        state, _ = sampled(state, 42)
+        state, _ = sampled(state, "42")
     assert state["ids"] == expected[:4]
     clicked = append(PROMPT, MODEL, state, picked(gr.EventData(None, {"token_id": str(expected[0])})))
     assert clicked["ids"] == expected[:4] + [expected[0]] and clicked["marks"][-1] == "👆"
@@ -50,12 +50,12 @@ def test_undo_puts_the_seeded_sampler_back_so_steps_still_write_what_text_genera
 
 def test_a_greedy_step_keeps_the_typed_seed_and_the_sampler_where_it_was():
     expected = written(2, 7)
-    state, _ = sampled(fresh_state(), 7)
-    state, shown_seed = sampled(state, 7, temperature=0)
+    state, _ = sampled(fresh_state(), "7")
+    state, shown_seed = sampled(state, "7", temperature=0)
     assert shown_seed == gr.skip()  # before, None was written back: the box lost the 7 typed there
     assert state["seed"] == 7 and state["marks"][-1] == "🎲1" and "Temperature 0" in state["said"]
-    state, shown_seed = sampled(undo(state), 7)
-    assert shown_seed == 7 and state["ids"] == expected  # the greedy step took nothing from the sequence
+    state, shown_seed = sampled(undo(state), "7")
+    assert shown_seed == "7" and state["ids"] == expected  # the greedy step took nothing from the sequence
 
 
 @pytest.mark.parametrize("seed", [-1, 3e9, 1.5, "abc"])

@@ -74,7 +74,7 @@ def test_the_tabs_show_it(too_long):
     with pytest.raises(gr.Error) as chat:
         list(chat_tab.reply([{"role": "user", "content": "hi"}], "", 0.7, 0.9, 8, model="Far"))
     with pytest.raises(gr.Error) as story:
-        list(story_tab.rewrite("a dog on a red chair", "童话", 50, 5, "en"))
+        list(story_tab.rewrite("一只狗在红椅子上", "a dog on a red chair", "童话", 50, 5, "en"))
     assert says(textgen.value.message, "textgen")
     assert says(chat.value.message, "chat")
     assert says(story.value.message, "story")
