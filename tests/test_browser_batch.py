@@ -164,39 +164,3 @@ def test_picture_story_download_all_gives_a_zip_with_every_piece(page):
     assert record["written_from"] == caption and record["models"]["story"]
     assert isinstance(record["seed"], int) and record["models"]["captioner"]
     shot(page, "story_bundle")
-
-
-def test_download_all_refuses_a_new_picture_with_the_last_pictures_story(page):
-    open_tab(page, "🖼️ 看图讲故事")
-    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "cat.jpg"))
-    page.locator("#story-image img").first.wait_for()
-    page.locator("#story-length input[type=number]").fill("50")
-    page.locator("#story-length input[type=number]").press("Enter")
-    page.locator("#story-run").click()
-    page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()
-    story = page.locator("#story-text textarea").input_value()
-    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "coffee.jpg"))
-    page.wait_for_timeout(500)
-    page.locator("#story-bundle").click()
-    # before, the zip held the coffee picture with the cat's captions and story
-    told(page, "The captions and story were written for the previous picture")
-    assert not page.locator("#story-bundle-file").is_visible()
-    assert page.locator("#story-text textarea").input_value() == story  # nothing shown is lost
-    page.locator("#story-caption-only").click()  # captions for this picture: it may be packed again
-    link = page.locator("#story-bundle-file a[href*='/gradio_api/file=']")
-    for _ in range(60):  # refused (a toast) until the captions' step has ended
-        page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
-        page.locator("#story-bundle").click()
-        try:
-            link.wait_for(timeout=1000)
-            break
-        except Exception:
-            continue
-    assert link.is_visible()
-    page.wait_for_timeout(1000)  # a refusal's toast still on its way is closed too: the next one is new
-    page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
-    page.wait_for_function("() => !document.querySelector('.toast-body')")
-    page.locator("td[role=gridcell]", has_text="冒险 · adventure").click()  # an example row: another picture
-    page.wait_for_function("() => document.querySelector('#story-language input[value=en]')?.checked")
-    page.locator("#story-bundle").click()
-    told(page, "The captions and story were written for the previous picture")

@@ -14,8 +14,8 @@ from pipelines.story import (DEFAULT_CREATIVITY, DEFAULT_LANGUAGE, DEFAULT_LENGT
                              MAX_LENGTH, MIN_CREATIVITY, MIN_LENGTH, StoryRecord, caption_for_story)
 
 from . import adapters, story_saved
-from .common import (CAPTIONER, LLM, SPEECH, STOPPED, checked, concurrency_limit, edge, examples, finally_, gpu,
-                     joined, need_idle, need_text, notices_md, one_step, t)
+from .common import (CAPTIONER, LLM, SPEECH, STOPPED, checked, concurrency_limit, edge, examples, gpu, joined,
+                     need_idle, need_text, notices_md, one_step, t)
 from .picture_input import PictureInput
 
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_images")
@@ -74,16 +74,6 @@ def revoice(story: str, language: str) -> tuple[str, str]:
     """Read the (possibly edited) story aloud again."""
     speech = adapters.speak(story, language)
     return speech.path, notices_md(speech.notices)
-
-
-OTHER_PICTURE = ("描述和故事是为上一张图片写的：请先为这张图片生成描述和故事，再下载全部。 / The captions and story were "
-                 "written for the previous picture: generate them for this one first, then download all.")
-
-
-def same_picture(new_picture: bool, caption: str, caption_en: str, story: str) -> None:
-    """A check for Download all: refuse to pack a picture with the captions and story of the one before it."""
-    if new_picture and any((text or "").strip() for text in (caption, caption_en, story)):
-        raise gr.Error(OTHER_PICTURE)
 
 
 @edge
@@ -150,14 +140,6 @@ def build() -> None:
     stop.click(stopped, [status, busy], status, cancels=runs, queue=False, **private)
     gr.on([image.change, caption.change, caption_en.change, story.change, audio.change], None, None, bundle,
           js=HIDE_BUNDLE, queue=False, show_progress="hidden", **private)
-    # A picture the user puts in (an upload or an example) is not the one the captions and story shown were
-    # written from, until a run captions it: Download all would have packed it with the other picture's story.
-    new_picture = gr.State(False)
-    for run in runs[:3]:  # the captions (or a story from captions the user may have written) are for this picture
-        finally_(run, fn=lambda: False, inputs=None, outputs=new_picture, queue=False, **private)
-    checked(bundle_btn.click, same_picture, [new_picture, caption, caption_en, story]).success(
-        download_all, [image, caption, caption_en, story, audio, made], bundle, **private)
-    shown = examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
-                     ["图片 Picture", "风格 Style", "长度 Length", "创意 Creativity", "语言 Language"])
-    for put_in in (image.upload, shown.dataset.click):
-        put_in(lambda: True, None, new_picture, queue=False, **private)
+    bundle_btn.click(download_all, [image, caption, caption_en, story, audio, made], bundle, **private)
+    examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
+             ["图片 Picture", "风格 Style", "长度 Length", "创意 Creativity", "语言 Language"])
