@@ -266,3 +266,58 @@ def test_the_zip_shown_is_of_the_story_shown_and_stop_says_so(page):
         page.locator("#story-stop").click()
         page.locator("#story-status").get_by_text("已停止 / stopped").wait_for()  # before, nothing said it was stopped
     assert zipped.count() == 0  # the new story's start hid the zip of the old one
+
+
+def test_download_all_refuses_a_new_picture_with_the_last_pictures_story(page):
+    from test_browser import ROOT
+    from test_browser_bad_input import told
+
+    upload_picture(page)
+    page.locator("#story-caption textarea").fill("一只猫坐在红色的椅子上")  # typed by hand for this picture: packed
+    page.locator("#story-text textarea").fill("从前有一只猫。")
+    zipped = page.locator("#story-bundle-file a[href*='/gradio_api/file=']")
+    page.locator("#story-bundle").click()
+    zipped.wait_for()
+    page.locator("#story-image input[type=file]").set_input_files(str(ROOT / "example_images" / "coffee.jpg"))
+    zipped.wait_for(state="detached")
+    page.locator("#story-bundle").click()
+    told(page, "The captions and story were written for the previous picture")  # before: coffee with the cat story
+    assert page.locator("#story-text textarea").input_value() == "从前有一只猫。"  # nothing shown is lost
+    assert zipped.count() == 0
+    page.locator("#story-caption-only").click()  # captions for this picture: it may be packed again
+    page.wait_for_function("() => !document.querySelector('#story-caption textarea')?.value.includes('红色的椅子')")
+    for _ in range(30):  # refused while the captions' step has not ended yet
+        page.locator("#story-bundle").click()
+        try:
+            zipped.wait_for(timeout=1000)
+            break
+        except Exception:
+            page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
+    assert zipped.is_visible()
+    page.wait_for_timeout(1000)  # a refusal's toast still on its way is closed too: the next one is new
+    page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
+    page.locator("td[role=gridcell]", has_text="冒险 · adventure").click()  # an example row: another picture
+    page.wait_for_function("() => document.querySelector('#story-language input[value=en]')?.checked")
+    page.locator("#story-bundle").click()
+    told(page, "The captions and story were written for the previous picture")
+    before = page.locator("#story-text textarea").input_value()
+    page.locator("#story-rewrite").click()  # a story from the coffee's captions is still not the astronaut's
+    page.wait_for_function("s => document.querySelector('#story-text textarea')?.value !== s", arg=before)
+    for _ in range(60):  # Voice again is refused while the rewrite runs: once it is taken, the rewrite has ended
+        page.locator("#story-revoice").click()
+        try:
+            page.locator(".toast-body", has_text="still running").first.wait_for(timeout=700)
+        except Exception:
+            break
+        page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
+    page.locator("#story-bundle").click()
+    told(page, "The captions and story were written for the previous picture")
+    page.locator("#story-text textarea").fill("An astronaut walks on the moon.")  # the user's own edit: theirs
+    page.locator("#story-bundle").click()
+    zipped.wait_for()
+    page.reload()  # the picture and texts restored together belong together
+    open_tab(page, "🖼️ 看图讲故事")
+    page.locator("#story-status").get_by_text("Your last picture story is back").wait_for()
+    assert page.locator("#story-text textarea").input_value() == "An astronaut walks on the moon."
+    page.locator("#story-bundle").click()
+    zipped.wait_for()

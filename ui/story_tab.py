@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
@@ -76,6 +77,42 @@ def revoice(story: str, language: str) -> tuple[str, str]:
     return speech.path, notices_md(speech.notices)
 
 
+OTHER_PICTURE = ("描述和故事是为上一张图片写的：请先为这张图片生成描述（或亲手改写描述或故事），再下载全部。 / The captions "
+                 "and story were written for the previous picture: caption this one (or edit the captions or the story "
+                 "yourself) first, then download all.")
+
+
+def picture_of(image: Any) -> str | None:
+    """The picture shown (a raw upload value): the captions and story are marked as written for it."""
+    return adapters.file_path(image)
+
+
+def edited_by_hand(image: Any, story: str, busy: int, step_story: str | None) -> Any:
+    """The picture a change of the story marks the texts as written for, unless a step wrote it: one running,
+    or one that has just ended (its last words, shown as its count of running steps comes down)."""
+    return gr.skip() if busy or story == step_story else picture_of(image)
+
+
+Step = Callable[..., Iterator[tuple[Any, ...]]]
+
+
+def keeping_story(step: Step, index: int) -> Step:
+    """``step`` with the story it yields (at ``index``) repeated as a last output, for ``edited_by_hand``: the
+    server knows what a step wrote before the page shows it."""
+
+    @functools.wraps(step)
+    def run(*args: Any) -> Iterator[tuple[Any, ...]]:
+        for out in step(*args):
+            yield (*out, out[index])
+    return run
+
+
+def same_picture(image: Any, texts_for: str | None, caption: str, caption_en: str, story: str) -> None:
+    """A check for Download all: refuse to pack a picture with the captions and story of another one."""
+    if picture_of(image) != texts_for and any((text or "").strip() for text in (caption, caption_en, story)):
+        raise gr.Error(OTHER_PICTURE, print_exception=False)
+
+
 @edge
 def download_all(image: Any, caption: str, caption_en: str, story: str, audio: Any, made: Any) -> Any:
     """Pack the picture, captions, story, audio and what wrote the story (not the sliders as they are now: they
@@ -122,13 +159,14 @@ def build() -> None:
     # Each run checks its input first: a missing picture or an empty box leaves the captions, story and audio shown.
     # ``busy`` counts the steps running (one at a time: they share the captions, story, audio and status).
     busy = gr.State(0)
-    steps = [(go.click, check_picture, [image], {"fn": run_all, "inputs": [image, *settings],
-              "outputs": [caption, caption_en, story, audio, status, made], "concurrency_id": LLM,
+    step_story = gr.State(None)  # the last story a step wrote
+    steps = [(go.click, check_picture, [image], {"fn": keeping_story(run_all, 2), "inputs": [image, *settings],
+              "outputs": [caption, caption_en, story, audio, status, made, step_story], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (caption_btn.click, check_picture, [image], {"fn": caption_only, "inputs": [image],
               "outputs": [caption, caption_en, status], "concurrency_id": CAPTIONER, "concurrency_limit": 1}),
-             (rewrite_btn.click, need_caption, [caption, caption_en, language], {"fn": rewrite,
-              "inputs": [caption, caption_en, *settings], "outputs": [story, status, made], "concurrency_id": LLM,
+             (rewrite_btn.click, need_caption, [caption, caption_en, language], {"fn": keeping_story(rewrite, 0),
+              "inputs": [caption, caption_en, *settings], "outputs": [story, status, made, step_story], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (revoice_btn.click, need_text("要朗读的文本", "text to read"), [story], {"fn": revoice,
               "inputs": [story, language], "outputs": [audio, status], "concurrency_id": SPEECH,
@@ -140,6 +178,20 @@ def build() -> None:
     stop.click(stopped, [status, busy], status, cancels=runs, queue=False, **private)
     gr.on([image.change, caption.change, caption_en.change, story.change, audio.change], None, None, bundle,
           js=HIDE_BUNDLE, queue=False, show_progress="hidden", **private)
-    bundle_btn.click(download_all, [image, caption, caption_en, story, audio, made], bundle, **private)
+    # Which picture the captions and story shown were written for: the one captioned (Generate, captions only:
+    # a new caption, or the same one again), the one shown when a caption changes (a captioning step, the user's
+    # edit, a restore after a reload) or when the story changes not by a step (the user's edit, a restore; see
+    # ``edited_by_hand``). A picture put in later (an upload, an example) is not it: Download all would pack it with the
+    # other picture's story. Rewrite does not mark: it writes from the captions shown. Raw values
+    # (preprocess=False): the upload's own path, and no error for a file that is not a picture.
+    texts_for = gr.State(None)
+    mark = {"outputs": texts_for, "preprocess": False, "queue": False, "show_progress": "hidden", **private}
+    for run in runs[:2]:
+        run.success(picture_of, [image], **mark)
+    gr.on([caption.change, caption_en.change], picture_of, [image], **mark)
+    story.change(edited_by_hand, [image, story, busy, step_story], **mark)
+    bundle_btn.click(edge(same_picture), [image, texts_for, caption, caption_en, story], None, preprocess=False,
+                     show_progress="hidden", **private).success(
+        download_all, [image, caption, caption_en, story, audio, made], bundle, **private)
     examples([[os.path.join(EXAMPLE_DIR, f), *rest] for f, *rest in EXAMPLES], [image, *settings],
              ["图片 Picture", "风格 Style", "长度 Length", "创意 Creativity", "语言 Language"])
