@@ -33,8 +33,27 @@ def vllm_venv() -> Path:
     return Path(os.environ.get("MODELDECK_VLLM_VENV", ROOT / ".venv-vllm")).resolve()
 
 
+def wait_for_vllm_setup(timeout: float = 1800.0) -> None:
+    """When ``MODELDECK_VLLM_SETUP`` names a file (``.ci/run`` makes the venv while the tests run), wait until
+    ``scripts/setup_vllm.sh`` has written its exit status there; raise with its log's tail if it failed."""
+    status = os.environ.get("MODELDECK_VLLM_SETUP")
+    if not status:
+        return
+    path, deadline = Path(status), time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"scripts/setup_vllm.sh did not finish within {timeout:.0f} s")
+        time.sleep(1)
+    code = path.read_text().strip()
+    if code != "0":
+        log = path.with_name("log")
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        raise RuntimeError(f"scripts/setup_vllm.sh exited with {code}:\n{tail}")
+
+
 def vllm_missing() -> str | None:
-    """Why vLLM cannot run here, or None when its venv is ready."""
+    """Why vLLM cannot run here, or None when its venv is ready (waiting first for a setup under way)."""
+    wait_for_vllm_setup()
     venv = vllm_venv()
     if not (venv / "bin" / "python").exists() or not (venv / "lib" / "libiomp5.so").exists():
         return f"vLLM is not installed in {venv}: run scripts/setup_vllm.sh (CI does) or deselect with -m 'not vllm'"
