@@ -68,6 +68,8 @@ def story_bundle(image: Any, caption_zh: str, caption_en: str, story: str, audio
                "models": {**_model_ids(), **({"story": made["model"]} if made["model"] else {}),
                           **({"speech": speech} if speech else {})},
                "caption": {"zh": caption_zh, "en": caption_en}, "story": story,
+               # typed by hand (no record), or the model's text changed after (None: a record from before texts)
+               "edited_by_hand": True if record is None else record.edited(story),
                "files": sorted(files) + ["story.json"], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     files["story.json"] = json.dumps(written, ensure_ascii=False, indent=2).encode()
     buffer = io.BytesIO()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterator
 
 from . import registry
@@ -31,6 +31,7 @@ TOKENS_PER_UNIT = {"zh": 1.5, "en": 1.7}
 TOKEN_HEADROOM = 32  # room for the last sentence to end after the length is reached
 STORY_TOP_P = 0.9  # creativity moves the temperature; the nucleus stays fixed to cut the unlikely tail
 MAX_CAPTION_CHARS = 2000  # a caption is a sentence; an edited one may be a paragraph, never a book
+MAX_WRITTEN_CHARS = 20_000  # the story a record keeps: far above a 1000-word story (the page keeps as much)
 MIN_REPETITION_PENALTY = 1.05  # long free text loops without a mild penalty (the model may ask for more)
 _ENDS = {"zh": re.compile(r"[。！？!?…]+[”」』\"')）]*"), "en": re.compile(r"[.!?]+[\"')”]*(?=\s|$)")}
 
@@ -125,10 +126,15 @@ def story_settings(style: Any = DEFAULT_STYLE, length: Any = DEFAULT_LENGTH, cre
         language=parse_language(language, default=DEFAULT_LANGUAGE), seed=parse_seed(seed), notices=notices)
 
 
+def _plain_lines(text: str) -> str:
+    """``text`` as a browser's text box shows it (a lone "\r" and "\r\n" become "\n"), without outer spaces."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
 @dataclass(frozen=True)
 class StoryRecord:
     """What wrote a story, kept with it (sliders may move after): its checked settings, the caption it was
-    written from, its seed and the story model's id."""
+    written from, its seed, the story model's id and, once known, the text it wrote (so an edit shows)."""
 
     style: str
     length: int
@@ -137,6 +143,21 @@ class StoryRecord:
     caption: str
     seed: int | None
     model: str
+    written: str | None = None
+
+    def with_text(self, text: str) -> StoryRecord:
+        """The record with what the model has written so far."""
+        return replace(self, written=text[:MAX_WRITTEN_CHARS])
+
+    def edited(self, story: str) -> bool | None:
+        """Whether ``story`` is not what the model wrote (None: not known, a record kept before texts were)."""
+        if self.written is None:
+            return None
+        return _plain_lines(story) != _plain_lines(self.written)
+
+    def streamed(self, story: str) -> bool:
+        """Whether ``story`` is the model's text or a beginning of it, as the page showed it while it streamed."""
+        return self.written is not None and _plain_lines(self.written).startswith(_plain_lines(story))
 
     def as_dict(self) -> dict[str, Any]:
         """The record as plain JSON values (for a page's state and the browser's store)."""
@@ -155,8 +176,10 @@ class StoryRecord:
                 or not (seed is None or isinstance(seed, int) and not isinstance(seed, bool))
                 or not all(isinstance(value.get(k), str) for k in ("caption", "model"))):
             return None
+        written = value.get("written")
         return cls(value["style"], int(numbers[0]), float(numbers[1]), value["language"],
-                   value["caption"][:MAX_CAPTION_CHARS], seed, value["model"])
+                   value["caption"][:MAX_CAPTION_CHARS], seed, value["model"],
+                   written[:MAX_WRITTEN_CHARS] if isinstance(written, str) else None)
 
 
 class StoryStream(TextStream):

@@ -163,4 +163,12 @@ def test_picture_story_download_all_gives_a_zip_with_every_piece(page):
     assert record["length"] == 50 and record["style"] == "温馨" and record["language"] == "zh"
     assert record["written_from"] == caption and record["models"]["story"]
     assert isinstance(record["seed"], int) and record["models"]["captioner"]
+    assert record["edited_by_hand"] is False  # the model's own text, as written
     shot(page, "story_bundle")
+    page.locator("#story-text textarea").fill(story + "（我加的结尾）")  # the user's edit: story.json says so
+    link.wait_for(state="detached")
+    page.locator("#story-bundle").click()
+    link.wait_for()
+    archive = zipfile.ZipFile(io.BytesIO(page.request.get(link.get_attribute("href")).body()))
+    edited = json.loads(archive.read("story.json"))
+    assert edited["edited_by_hand"] is True and edited["seed"] == record["seed"]

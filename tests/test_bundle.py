@@ -94,3 +94,22 @@ def test_a_story_keeps_the_record_of_what_wrote_it():
     *_, done = p.picture_story(str(CAT), "寓言", 50, 2, "zh", speak=False, seed=5)
     assert done.record == StoryRecord("寓言", 50, 2.0, "zh", done.caption.zh or done.caption.en, 5,
                                       p.registry.resolve("story").source)
+
+
+def test_story_json_says_whether_the_story_was_edited_after_the_model_wrote_it(upload):
+    def record_of(story: str, made: StoryRecord | None) -> dict:
+        with zipfile.ZipFile(story_bundle(upload, "一只猫", "a cat", story, None, made)) as archive:
+            return json.loads(archive.read("story.json"))
+
+    written = SETTINGS.with_text("从前有一只猫。\r它很乖。")
+    assert record_of("从前有一只猫。\n它很乖。\n", written)["edited_by_hand"] is False  # as a text box shows it
+    assert record_of("从前有一只猫。它改过了。", written)["edited_by_hand"] is True
+    assert record_of("我自己写的故事。", None)["edited_by_hand"] is True  # typed by hand: no model wrote it
+    assert record_of("从前有一只猫。", SETTINGS)["edited_by_hand"] is None  # a record kept before texts were
+    assert StoryRecord.from_dict(written.as_dict()) == written  # kept across a reload with the rest
+
+
+def test_a_record_knows_the_text_its_model_streamed():
+    written = SETTINGS.with_text("从前有一只猫。\r它很乖。")
+    assert written.streamed("从前有一只猫。\n它很乖。") and written.streamed("从前有一只猫。\n它")  # shown mid-stream
+    assert not written.streamed("从前有一只狗。") and not SETTINGS.streamed("从前有一只猫。")

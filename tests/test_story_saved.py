@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("科幻", 200, 7, "en")
 # What wrote the story: other settings than the sliders' (they moved after it was written).
 MADE = {"style": "温馨", "length": 50, "creativity": 3.0, "language": "zh", "caption": "一只猫", "seed": 1234,
-        "model": "Qwen/Qwen2.5-0.5B-Instruct"}
+        "model": "Qwen/Qwen2.5-0.5B-Instruct", "written": "从前有一只猫。"}
 
 
 @pytest.fixture

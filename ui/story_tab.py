@@ -87,23 +87,27 @@ def picture_of(image: Any) -> str | None:
     return adapters.file_path(image)
 
 
-def edited_by_hand(image: Any, story: str, busy: int, step_story: str | None) -> Any:
+def edited_by_hand(image: Any, story: str, busy: int, made: Any) -> Any:
     """The picture a change of the story marks the texts as written for, unless a step wrote it: one running,
-    or one that has just ended (its last words, shown as its count of running steps comes down)."""
-    return gr.skip() if busy or story == step_story else picture_of(image)
+    or one that has ended (the page's changes run behind a stream: one may arrive after the step's end)."""
+    record = StoryRecord.from_dict(made)
+    return gr.skip() if busy or (record is not None and record.streamed(story or "")) else picture_of(image)
 
 
 Step = Callable[..., Iterator[tuple[Any, ...]]]
 
 
-def keeping_story(step: Step, index: int) -> Step:
-    """``step`` with the story it yields (at ``index``) repeated as a last output, for ``edited_by_hand``: the
-    server knows what a step wrote before the page shows it."""
+def recording_text(step: Step, story_at: int, made_at: int) -> Step:
+    """``step`` with the story it yields (output ``story_at``) kept in its record (output ``made_at``): the
+    server knows what a step wrote before the page shows it, and ``story.json`` says if it was edited after."""
 
     @functools.wraps(step)
     def run(*args: Any) -> Iterator[tuple[Any, ...]]:
         for out in step(*args):
-            yield (*out, out[index])
+            record = StoryRecord.from_dict(out[made_at])
+            if record is not None and isinstance(out[story_at], str):
+                out = (*out[:made_at], record.with_text(out[story_at]).as_dict(), *out[made_at + 1:])
+            yield out
     return run
 
 
@@ -159,14 +163,13 @@ def build() -> None:
     # Each run checks its input first: a missing picture or an empty box leaves the captions, story and audio shown.
     # ``busy`` counts the steps running (one at a time: they share the captions, story, audio and status).
     busy = gr.State(0)
-    step_story = gr.State(None)  # the last story a step wrote
-    steps = [(go.click, check_picture, [image], {"fn": keeping_story(run_all, 2), "inputs": [image, *settings],
-              "outputs": [caption, caption_en, story, audio, status, made, step_story], "concurrency_id": LLM,
+    steps = [(go.click, check_picture, [image], {"fn": recording_text(run_all, 2, 5), "inputs": [image, *settings],
+              "outputs": [caption, caption_en, story, audio, status, made], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (caption_btn.click, check_picture, [image], {"fn": caption_only, "inputs": [image],
               "outputs": [caption, caption_en, status], "concurrency_id": CAPTIONER, "concurrency_limit": 1}),
-             (rewrite_btn.click, need_caption, [caption, caption_en, language], {"fn": keeping_story(rewrite, 0),
-              "inputs": [caption, caption_en, *settings], "outputs": [story, status, made, step_story], "concurrency_id": LLM,
+             (rewrite_btn.click, need_caption, [caption, caption_en, language], {"fn": recording_text(rewrite, 0, 2),
+              "inputs": [caption, caption_en, *settings], "outputs": [story, status, made], "concurrency_id": LLM,
               "concurrency_limit": concurrency_limit(LLM)}),
              (revoice_btn.click, need_text("要朗读的文本", "text to read"), [story], {"fn": revoice,
               "inputs": [story, language], "outputs": [audio, status], "concurrency_id": SPEECH,
@@ -189,7 +192,7 @@ def build() -> None:
     for run in runs[:2]:
         run.success(picture_of, [image], **mark)
     gr.on([caption.change, caption_en.change], picture_of, [image], **mark)
-    story.change(edited_by_hand, [image, story, busy, step_story], **mark)
+    story.change(edited_by_hand, [image, story, busy, made], **mark)
     bundle_btn.click(edge(same_picture), [image, texts_for, caption, caption_en, story], None, preprocess=False,
                      show_progress="hidden", **private).success(
         download_all, [image, caption, caption_en, story, audio, made], bundle, **private)
