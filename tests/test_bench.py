@@ -44,8 +44,7 @@ def bench_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         del os.environ["MODELDECK_BENCH_TINY_DIR"]
     chosen = {item.callspec.params["script"] for item in request.session.items
               if getattr(item, "originalname", "") == "test_benchmark_runs_on_tiny_models"}
-    order = [s for s in [*FIRST, *SCRIPTS] if s in chosen]
-    order = list(dict.fromkeys(order))
+    order = [s for s in dict.fromkeys([*FIRST, *SCRIPTS]) if s in chosen]
     with ThreadPoolExecutor(AT_ONCE) as pool:
         yield {s: pool.submit(run_script, s, tmp_path_factory.mktemp(s.removesuffix(".py")), models) for s in order}
 
