@@ -184,9 +184,20 @@ def test_enter_classifies_and_shift_enter_starts_a_new_line(page):
 STORY_KEY = "modeldeck-picture-story"
 
 
-def kept_changed(page, before: str | None) -> None:
-    """Wait until the browser's kept picture story differs from ``before`` (a save has reached the browser)."""
-    page.wait_for_function("([key, before]) => localStorage.getItem(key) !== before", arg=[STORY_KEY, before])
+def kept_story(page) -> dict:
+    """The picture story the browser keeps now, decrypted ({} when none)."""
+    from ui.browser_store import decrypt
+    from ui.story_saved import STORE_SECRET
+
+    stored = page.evaluate("key => localStorage.getItem(key)", STORY_KEY)
+    return decrypt(stored, STORE_SECRET) if stored else {}
+
+
+def wait_kept(page, condition, what: str) -> None:
+    """Wait until the kept picture story satisfies ``condition`` (a save with it has reached the browser)."""
+    from gates import wait_until
+
+    wait_until(lambda: condition(kept_story(page)), what)
 
 
 def test_a_reload_brings_the_picture_story_back_and_clear_forgets_it(page, tmp_path):
@@ -195,12 +206,13 @@ def test_a_reload_brings_the_picture_story_back_and_clear_forgets_it(page, tmp_p
     page.locator("#story-run").click()
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()
     page.wait_for_function("() => !document.querySelector('#story-status .generating')")
-    page.wait_for_timeout(1500)  # the step's own save, after its end, goes first (CI once saw it land after the edit's)
+    # The step's own save (after its end, with the audio) goes first: an edit typed before it lands is saved
+    # anyway (the save sends what the page shows), but the wait below would take the step's save for the edit's.
+    wait_kept(page, lambda kept: kept.get("audio"), "the finished story kept with its audio")
     caption = page.locator("#story-caption textarea").input_value()
-    before = page.evaluate("key => localStorage.getItem(key)", STORY_KEY)
     page.locator("#story-text textarea").fill("The cat I edited.")
     page.locator("#story-caption textarea").click()  # leaving the story box keeps the edit
-    kept_changed(page, before)
+    wait_kept(page, lambda kept: kept.get("story") == "The cat I edited.", "the edit kept")
 
     page.reload()
     open_tab(page, "🖼️ 看图讲故事")
@@ -216,10 +228,9 @@ def test_a_reload_brings_the_picture_story_back_and_clear_forgets_it(page, tmp_p
     page.locator("#story-image input[type=file]").set_input_files(str(fake))
     page.get_by_text("cannot be read as a picture").first.wait_for()
 
-    before = page.evaluate("key => localStorage.getItem(key)", STORY_KEY)
     page.locator("#story-clear").click()
     page.wait_for_function("() => document.querySelector('#story-text textarea')?.value === ''")
-    kept_changed(page, before)  # forgotten too (what a reload then finds is tested in test_story_saved.py)
+    wait_kept(page, lambda kept: kept == {}, "the story forgotten")  # a reload then: test_story_saved.py
     assert page.locator("#story-caption textarea").input_value() == ""
     assert page.locator("#story-image img").count() == 0
 
