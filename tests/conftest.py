@@ -77,8 +77,20 @@ def vllm_servers(tmp_path_factory: pytest.TempPathFactory):
     if reason:
         pytest.skip(reason)
     servers = VllmServers(tmp_path_factory.mktemp("vllm"))
+    _vllm.append(servers)
     yield servers
     servers.stop()
+
+
+_vllm: list = []  # the session's vLLM servers, once started
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the vLLM servers after the last vLLM test (they run one after another): idle, they hold ~8 GB and
+    a few percent of a CPU for the rest of the run."""
+    if _vllm and _group(item) == "vllm" and (nextitem is None or _group(nextitem) != "vllm"):
+        _vllm.pop().stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,3 +98,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives headless Chromium")
     config.addinivalue_line("markers", "vllm: runs against vLLM servers from .venv-vllm (scripts/setup_vllm.sh); "
                                        "skipped when that venv is missing")
+
+
+# Under pytest-xdist (pytest.ini: -n 2 --dist loadgroup), each module runs whole on one worker (its module-scoped
+# fixtures, a browser or the benchmark runs, start once), the two vLLM modules together (their servers are one
+# session fixture). The benchmark runs and the vLLM modules go first: they are the longest, and the vLLM ones
+# mostly wait (for .ci/run's venv, then for the servers' start) while the other worker runs the benchmarks.
+FIRST_GROUPS = ("test_bench", "vllm")
+
+
+def _group(item: pytest.Item) -> str:
+    name = Path(str(item.fspath)).stem
+    return "vllm" if name.startswith("test_vllm") else name
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    rank = {group: i for i, group in enumerate(FIRST_GROUPS)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: each module keeps its order
