@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gates import wait_until
 from test_browser import CHROMIUM, browser  # noqa: F401  (fixture)
 from test_browser_saved_chats import USER, send, texts, use_short_replies
 
@@ -58,6 +59,26 @@ def test_two_tabs_keep_each_others_chats_and_a_deletion_stays(context, url):
     second.locator(USER, has_text="乙继续").wait_for()
     assert [name.split(" · ")[0] for name in listed(second)] == ["乙对话"]  # the deleted chat stays deleted
     assert texts(second, USER) == ["乙对话", "乙继续"]
+
+
+def test_a_chat_kept_or_deleted_in_one_tab_changes_the_other_tabs_list_at_once(context, url):
+    first, second = tab(context, url), tab(context, url)
+    second.locator("#chat-saved input").click()  # the second tab's Past chats list is open (and empty)
+    send(first, "甲对话")  # kept in the first tab ...
+    second.get_by_role("option", name=re.compile("^甲对话")).wait_for(timeout=30_000)  # ... listed in the second
+    send(second, "乙对话")                                                              # at once, no reload
+    first.locator("#chat-saved input").click()
+    first.get_by_role("option", name=re.compile("^乙对话")).wait_for(timeout=30_000)  # and the other way
+    first.get_by_role("option", name=re.compile("^甲对话")).click()
+    first.locator("#chat-delete").click()  # deleted in the first tab ...
+    first.wait_for_function("() => !document.querySelector('#chat-saved input').value.startsWith('甲')")
+
+    def reopened() -> list[str]:  # (an open list does not redraw itself: it is closed and opened again)
+        second.keyboard.press("Escape")
+        second.locator("#chat-saved input").click()
+        second.get_by_role("option").first.wait_for()
+        return [name.strip().split("\n")[-1].split(" · ")[0] for name in second.get_by_role("option").all_inner_texts()]
+    wait_until(lambda: reopened() == ["乙对话"], lambda: f"the other tab still lists {reopened()}")  # ... gone there
 
 
 def test_past_chats_show_the_time_in_the_browsers_time_zone(context, url, monkeypatch):

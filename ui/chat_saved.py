@@ -125,6 +125,23 @@ def restore(store: Any, history: list[dict], conversation_id: str | None) -> tup
     return (*_shown(current), listing)
 
 
+def relist(selected: str | None, store: Any) -> Any:
+    """The past chats list as the browser's store holds it now (another tab kept or deleted a chat)."""
+    read = _read(store)
+    return _choices(read.value, selected, read.zone)
+
+
+# Another tab of the site changing the kept chats fires the browser's ``storage`` event here (never in the tab that
+# changed them): it presses the hidden refresh button, whose event reads the store afresh.
+LISTEN_JS = f"""() => {{
+    if (window.modeldeckChatsListener) return;
+    window.modeldeckChatsListener = (event) => {{
+        if (event.key === {STORAGE_KEY!r} || event.key === null) document.getElementById("chat-saved-refresh")?.click();
+    }};
+    window.addEventListener("storage", window.modeldeckChatsListener);
+}}"""
+
+
 def chosen(selected: str | None, store: Any, writing: int = 0) -> None:
     """Refuse, before anything on the page changes, when no saved conversation is chosen in the list, or while a
     reply is being written (it would go on over the chat shown instead, and be saved under its name)."""
@@ -210,6 +227,7 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr
         md_btn = gr.Button("⬇️ 导出 Markdown · Export Markdown", elem_id="chat-export-md")
         upload = gr.UploadButton("⬆️ 导入 JSON · Import JSON", file_types=[".json"], elem_id="chat-import")
     exported = gr.File(label="导出的文件 Exported file", interactive=False, visible=False, elem_id="chat-exported")
+    refresh = gr.Button("↻", visible="hidden", elem_id="chat-saved-refresh")  # pressed by ``LISTEN_JS``
 
     # Events that can refuse go through the queue: gradio 6.31's page shows no toast for an error raised by an
     # unqueued event (its run/predict reply reaches the page without the "visible" flag the toast needs).
@@ -219,6 +237,8 @@ def build(chatbot: gr.Chatbot, settings: list[Any], nav: VersionNav, writing: gr
     if root is not None:  # restore once the page has read the browser's store (either may come first)
         gr.on([root.load, store.change], restore, [store, chatbot, current], [*view, listing], queue=False,
               js=fresh(0), **private)
+        root.load(None, None, None, js=LISTEN_JS)  # the list follows the other tabs' changes at once
+    refresh.click(relist, [listing, store], listing, js=fresh(1), queue=False, **private)
     # Every change of the store starts from what the browser holds now (``fresh``): another tab may have kept or
     # deleted a chat since this page loaded.
     checked(open_btn.click, chosen, [listing, store, writing]).success(open_saved, [listing, store], [*view, store],
