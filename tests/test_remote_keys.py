@@ -53,6 +53,24 @@ def test_each_server_gets_only_the_key_its_entry_names(two_hosts, monkeypatch, c
     assert sent_keys(paid) == {f"Bearer {PAID}"}
     for shown in (page, caplog.text):
         assert PAID not in shown and SHARED not in shown
+    # the left-over key is named at start-up as sent nowhere, with what to write to send it
+    assert "MODELDECK_OPENAI_API_KEY is set but sent to no server" in caplog.text
+    assert "#key_env=MODELDECK_OPENAI_API_KEY" in caplog.text
+
+
+def test_a_shared_key_is_named_unused_only_when_no_server_gets_it(monkeypatch, caplog):
+    monkeypatch.setenv("MODELDECK_OPENAI_API_KEY", SHARED)
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", "hf:Qwen/Qwen2.5-0.5B-Instruct")
+    backends.check_keys()
+    assert "no model entry is openai:" in caplog.text and SHARED not in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", "A=openai:http://127.0.0.1:9/v1#m,"
+                                               "B=openai:http://127.0.0.2:9/v1#m#key_env=MODELDECK_OPENAI_API_KEY")
+    backends.check_keys()  # named by an entry: sent to that server
+    monkeypatch.setenv("MODELDECK_CHAT_MODEL", "A=openai:http://127.0.0.1:9/v1#m")
+    backends.check_keys()  # the one-server set-up: sent to it
+    assert "MODELDECK_OPENAI_API_KEY" not in caplog.text
 
 
 def test_one_shared_key_for_two_hosts_stops_start_up_and_is_sent_nowhere(two_hosts, monkeypatch):

@@ -11,6 +11,7 @@ shown, only the name of its variable.
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 from .. import registry, settings
@@ -18,6 +19,7 @@ from ..errors import ConfigError
 from ..settings import ModelEntry
 
 SHARED_KEY = "MODELDECK_OPENAI_API_KEY"
+log = logging.getLogger(__name__)
 
 
 def key_variable(entry: ModelEntry) -> str:
@@ -65,6 +67,9 @@ def check_keys() -> None:
     """Start-up check: the shared key reaches one host at most, and each ``#key_env=`` names a variable that is
     set."""
     check_shared_key()
+    unused = unused_shared_key()
+    if unused:
+        log.warning("%s", unused)
     for variable, entry in _openai_entries():
         name = entry.option("key_env")
         if name and not settings.secret(name):
@@ -73,6 +78,21 @@ def check_keys() -> None:
                               f"#key_env={name} names the environment variable {name}, which is not set "
                               "(add the key as a secret of that name)",
                               f"{entry.name}=openai:{entry.source}#{entry.model}#key_env={name}")
+
+
+def unused_shared_key() -> str:
+    """Why ``MODELDECK_OPENAI_API_KEY`` is set but sent to no server ('' when it is sent, or not set): no
+    ``openai:`` entry, or entries that all say whose key they send with ``#key_env=`` and none names it."""
+    if not settings.get(SHARED_KEY):
+        return ""
+    entries = _openai_entries()
+    if not entries:
+        return f"{SHARED_KEY} is set but no model entry is openai:, so it is sent to no server"
+    named = {entry.option("key_env") for _, entry in entries}
+    if any(named) and SHARED_KEY not in named:
+        return (f"{SHARED_KEY} is set but sent to no server: once an entry has #key_env=, entries without it send "
+                f"no key (add #key_env={SHARED_KEY} to the entries that should send it)")
+    return ""
 
 
 def api_key(entry: ModelEntry) -> str:
