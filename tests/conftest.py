@@ -108,7 +108,7 @@ FIRST_GROUPS = ("test_bench", "vllm")
 
 
 def _group(item: pytest.Item) -> str:
-    name = Path(str(item.fspath)).stem
+    name = item.path.stem
     return "vllm" if name.startswith("test_vllm") else name
 
 
