@@ -115,7 +115,7 @@ def test_story_streams_from_vllm(remote):
 
 def test_stop_aborts_generation_on_the_server(remote):
     server = remote["chat"]
-    for attempt in range(3):
+    for _ in range(3):
         before = generated(server)
         finished = metric(server, "vllm:request_success_total")  # aborted requests are not counted here
         aborted = server.log_tail(10**8).count("Aborted request")
