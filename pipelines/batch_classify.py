@@ -91,6 +91,9 @@ def unbalanced(start: int, line: int, error: csv.Error) -> InvalidInputError:
 def parse_rows(text: str, delimiter: str) -> tuple[list[list[str]], list[int]]:
     """A CSV's (strict quotes) or TSV's (no quoting) rows, and the indexes of rows that span several lines."""
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    # csv refuses a field over 131 072 characters by default, which read as a quote error in a file with a long
+    # text and no quote at all. The whole file is in memory already (uploads are capped): no field can be longer.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, strict=True)
     rows: list[list[str]] = []
     multiline: list[int] = []

@@ -71,7 +71,7 @@ def _unauthorized() -> JSONResponse:
 async def _body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's parser goes
         body = None
     if not isinstance(body, dict):
         raise ApiError(400, "请求体必须是 JSON 对象。", "The request body must be a JSON object.")

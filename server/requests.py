@@ -128,8 +128,9 @@ def _max_tokens(body: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def _messages(raw: Any) -> list[dict[str, str]]:
-    """OpenAI's messages as role/content text messages; each malformed one is a 400 that names it."""
+def _messages(raw: Any) -> list[dict[str, Any]]:
+    """OpenAI's messages as role/content messages, checked but not yet cleaned (a blank one is still there);
+    each malformed one is a 400 that names it."""
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, "参数 messages 必须是非空的消息列表。", "The parameter messages must be a non-empty list.",
                        param="messages")
@@ -161,7 +162,7 @@ def _messages(raw: Any) -> list[dict[str, str]]:
         elif not isinstance(content, str):
             raise bad(i, "content 必须是文本，或 text 片段的列表。", "content must be text or a list of text parts.")
         out.append({"role": ROLES[role], "content": content})
-    return normalize_messages(out)
+    return out
 
 
 def read_chat(body: dict[str, Any]) -> Call:
@@ -182,7 +183,10 @@ def read_chat(body: dict[str, Any]) -> Call:
     if not messages or messages[-1]["role"] != "user":
         raise ApiError(400, "最后一条消息必须来自 user。", "The last message must come from the user.",
                        param="messages")
-    history, message = messages[:-1], messages[-1]["content"]
+    # The last message is the one answered: a blank one is the UI's "enter the message" error, not dropped
+    # like a blank turn of the history (which left an earlier message to be answered, or a wrong error).
+    history = normalize_messages(messages[:-1])
+    message = next((m["content"] for m in normalize_messages(messages[-1:])), "")
     has_system = any(m["role"] == "system" for m in history)
     names = {"message": "messages", "system_prompt": "messages"}
     arguments = {"message": message, "history": history, "model": model,

@@ -136,6 +136,18 @@ def test_a_tsv_keeps_its_quotes_as_text_and_loses_no_row(tmp_path):
     assert table.rows == [["1", '"好"的东西'], ["2", '"太差了'], ["3", "一般"], ["4", "还行"]] and table.multiline == []
 
 
+@pytest.mark.parametrize("name, delimiter", [("long.csv", ","), ("long.tsv", "\t")])
+def test_a_cell_longer_than_the_csv_modules_field_limit_is_read_and_noted_not_called_a_quote_error(
+        tmp_path, name, delimiter):
+    # csv refuses a field over 131 072 characters; that was reported as "the quotes on line 2 are not balanced"
+    # in a file with no quote at all. The row is read and, like any over-long text, cut with a note.
+    long = "很" * 200_000
+    table = bc.read_table(write(tmp_path, name, f"id{delimiter}text\n1{delimiter}{long}\n2{delimiter}好\n", "utf-8"))
+    assert table.rows == [["1", long], ["2", "好"]]
+    results = bc.classify_rows([row[1] for row in table.rows])
+    assert results[0].scores and "too long" in results[0].note and results[1].scores and not results[1].note
+
+
 @pytest.mark.parametrize("columns, rows, text", [
     (["message_id", "message"], [["m-0001-abc", "好"], ["m-0002-abc", "差"]], 1),  # an id, though longer
     (["id", "context", "review"], [["1", "商品页面 https://example.com/item/1", "很好"]], 2),  # a whole word

@@ -75,6 +75,28 @@ def test_a_bad_completion_field_is_a_400_naming_it(base, fields, param):
     assert _error(answer, 400)["param"] == param
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 100_000], ids=["lists", "objects"])
+def test_a_body_nested_too_deep_is_a_400_not_a_500(base, body):
+    """json.loads raises RecursionError (not ValueError) past Python's recursion limit: that was a 500."""
+    answer = httpx.post(base + "/chat/completions", timeout=120, content=body)
+    assert "JSON object" in _error(answer, 400)["message"]
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "  "}],
+    [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+    [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}, {"role": "user", "content": ""}],
+    [{"role": "user", "content": "Hello"}, {"role": "user", "content": "\u200b"}],
+])
+def test_a_blank_last_message_is_the_ui_s_enter_a_message_error(base, messages):
+    """It was dropped like a blank history turn: the reply answered an earlier message, or the error said
+    the last message was not the user's."""
+    answer = httpx.post(base + "/chat/completions", timeout=120,
+                        json={"model": CHAT, "messages": messages, "max_tokens": 2})
+    error = _error(answer, 400)
+    assert "Enter the message" in error["message"] and error["param"] == "messages"
+
+
 def test_chat_says_which_fields_it_ignores(client):
     reply = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=2, extra_body={"top_k": 5})
     assert any("top_k" in notice for notice in reply.model_extra["notices"])

@@ -31,6 +31,26 @@ def test_chat_trims_the_oldest_turns_to_fit_the_window():
     assert stream.usage.prompt_tokens <= 512 - 64
 
 
+def test_a_long_history_is_counted_a_few_times_not_once_per_dropped_turn():
+    """Each count renders and tokenizes the whole conversation: 20 000 short messages through /v1 took minutes
+    of CPU (the request outlived its client), one count per dropped turn."""
+    from pipelines.backends.base import fit_messages, trimmed_notice
+
+    turns = [{"role": role, "content": role[0] * 10} for _ in range(500) for role in ("user", "assistant")]
+    turns.append({"role": "user", "content": "q" * 10})
+    counted = []
+
+    def count(messages):
+        counted.append(len(messages))
+        return sum(len(m["content"]) for m in messages)
+
+    notices = []
+    kept = fit_messages([{"role": "system", "content": "s" * 5}] + turns, 105, count, lambda c, _: c, 999, notices)
+    assert kept[0]["role"] == "system" and kept[1:] == turns[-9:]  # 5 + 10 + 4 × 20 = 95; one more pair is 115
+    assert len(counted) <= 10 and max(counted) < 3 * len(kept), counted  # never the whole 1001 messages
+    assert notices == [trimmed_notice(len(turns) - 9, 999)]  # the messages left out, not the rounds of dropping
+
+
 def test_chat_cuts_a_single_huge_message_with_a_notice():
     stream = p.chat("Hello, how are you? " * 5000, max_new_tokens=8)
     stream.collect()

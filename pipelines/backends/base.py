@@ -85,19 +85,52 @@ def cut_by_estimate(content: str, overflow: int) -> str:
     return content[:max(1, len(content) - CHARS_PER_TOKEN_ESTIMATE * overflow - CUT_MARGIN_CHARS)]
 
 
+# Only decides whether a conversation is worth counting whole before searching from its end: a text that
+# long (more characters per token than tokenizers reach on prose) cannot fit. The result does not depend on it.
+MAX_CHARS_PER_TOKEN = 8
+
+
 def fit_messages(messages: list[Message], budget: int, count: Callable[[list[Message]], int],
                  shorten: Callable[[str, int], str], window: int, notices: list[str]) -> list[Message]:
-    """Drop the oldest turns (then cut the last message, then the system prompt) until ``count`` ≤ ``budget``."""
+    """Drop the oldest turns (then cut the last message, then the system prompt) until ``count`` ≤ ``budget``.
+
+    The turns kept start on a user turn (or are the last message alone). A count renders and tokenizes the
+    turns (for a remote model it is a request), so counting once per dropped turn made a long history
+    quadratic. A conversation that may fit is counted whole first; otherwise the longest tail that fits is
+    found by galloping back from the last message, then bisecting: a few counts of tails about the budget's
+    size, however long the history (fewer turns never count more, so the result is the same).
+    """
     system = [m for m in messages[:1] if m["role"] == "system"]
     turns = messages[len(system):]
-    dropped = 0
-    size = count(system + turns)
-    while size > budget and len(turns) > 1:
-        turns = turns[1:]
-        while len(turns) > 1 and turns[0]["role"] != "user":  # start on a user turn
-            turns = turns[1:]
-        dropped += 1
-        size = count(system + turns)
+    starts = sorted({0, max(len(turns) - 1, 0)} | {i for i, m in enumerate(turns) if m["role"] == "user"})
+    sizes: dict[int, int] = {}
+
+    def size_at(j: int) -> int:
+        if j not in sizes:
+            sizes[j] = count(system + turns[starts[j]:])
+        return sizes[j]
+
+    fits = 0
+    may_fit = sum(len(m["content"]) for m in messages) <= budget * MAX_CHARS_PER_TOKEN
+    if not (may_fit and size_at(0) <= budget):
+        fits = last = len(starts) - 1  # the shortest tail, cut below if even it is too long
+        tight = -1  # the longest tail known not to fit (-1: none yet)
+        if size_at(last) <= budget:
+            step = 1
+            while fits > 0:
+                j = max(last - step, 0)
+                if size_at(j) > budget:
+                    tight = j
+                    break
+                fits, step = j, step * 2
+            while tight >= 0 and fits - tight > 1:
+                middle = (tight + fits) // 2
+                if size_at(middle) <= budget:
+                    fits = middle
+                else:
+                    tight = middle
+    dropped, size = starts[fits], size_at(fits)
+    turns = turns[dropped:]
     if dropped:
         notices.append(trimmed_notice(dropped, window))
     if size > budget:
