@@ -140,7 +140,10 @@ async def _serve(request: Request, read: Callable[[dict[str, Any]], Call]) -> Re
         call = read(await _body(request))
     except Exception as exc:
         return error_response(exc)
-    if not await gate.enter():
+    admitted = await _enter(request)
+    if admitted is None:
+        return Response(status_code=499)  # the client left while it waited; nobody reads this
+    if not admitted:
         return _refusal(429, "请求太多，等候队列已满：请稍后重试。", "Too many requests and the waiting room is full; "
                         "retry shortly.", "rate_limit_exceeded", {"Retry-After": str(gate.retry_after())})
     job = Job(call)
@@ -163,6 +166,23 @@ async def _serve(request: Request, read: Callable[[dict[str, Any]], Call]) -> Re
         return error_response(exc)
     finally:
         _release(job)
+
+
+async def _enter(request: Request) -> bool | None:
+    """``gate.enter()``, given up when the client disconnects while it waits (None): a client that timed out
+    kept its place in the waiting room (a full room refused live clients) and, once let in, started its
+    generation for nobody."""
+    admitted = None
+    async with anyio.create_task_group() as group:
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()  # ``gate.enter`` gives its place up (or hands on a slot it was given)
+
+        group.start_soon(watch)
+        admitted = await gate.enter()
+        group.cancel_scope.cancel()
+    return admitted
 
 
 def _release(job: Job) -> None:

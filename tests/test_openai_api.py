@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 from importlib.util import find_spec
 
@@ -193,6 +195,27 @@ def test_past_the_limit_a_request_waits_then_is_refused_with_retry_after(client,
     waiter.join(60)
     assert answers["waited"].usage.completion_tokens == 4
     assert gate.running == 0 and gate.waiting == 0
+
+
+def test_a_request_whose_client_leaves_while_it_waits_gives_up_its_place(client, base, monkeypatch, no_eos,
+                                                                       submitted):
+    """It kept its place in the waiting room until its turn came, then started a generation for nobody."""
+    monkeypatch.setenv("MODELDECK_API_CONCURRENCY", "1")
+    monkeypatch.setenv("MODELDECK_API_QUEUE", "1")
+    address = httpx.URL(base)
+    body = json.dumps({"model": CHAT, "messages": HI, "max_tokens": 4, "stream": True}).encode()
+    with HeldEngine():
+        running = client.chat.completions.create(model=CHAT, messages=HI, max_tokens=4, stream=True)
+        next(iter(running))
+        with socket.create_connection((address.host, address.port)) as leaving:
+            leaving.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: modeldeck\r\nContent-Type: "
+                            b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            wait_for(lambda: gate.waiting == 1, "the second request to wait")
+        wait_for(lambda: gate.waiting == 0, "the request whose client left to give up its place")
+        started = len(submitted)
+    running.close()
+    wait_for(lambda: gate.running == 0, "the running request to end")
+    assert len(submitted) == started == 1  # the one that left never reached the model
 
 
 def test_a_key_when_set_is_required(base, monkeypatch):
