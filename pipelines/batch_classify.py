@@ -206,11 +206,12 @@ def label_names(results: list[RowResult]) -> list[str]:
 
 
 def result_rows(results: list[RowResult]) -> tuple[list[str], list[list[Any]]]:
-    """The result as a table: row, text, top label, every label's score, note."""
+    """The result as a table: row, text, top label, note, every label's score (the note beside the label: on a
+    narrow screen the last columns are off to the side, and a skipped row's only content is its note)."""
     labels = label_names(results)
-    headers = ["行 row", "文本 text", "标签 label", *labels, "备注 note"]
-    rows = [[r.row, r.text, max(r.scores, key=r.scores.get) if r.scores else "",
-             *[round(r.scores[n], 4) if n in r.scores else "" for n in labels], r.note] for r in results]
+    headers = ["行 row", "文本 text", "标签 label", "备注 note", *labels]
+    rows = [[r.row, r.text, max(r.scores, key=r.scores.get) if r.scores else "", r.note,
+             *[round(r.scores[n], 4) if n in r.scores else "" for n in labels]] for r in results]
     return headers, rows
 
 

@@ -100,10 +100,10 @@ def test_results_download_as_utf8_csv_with_a_bom():
     data = open(path, "rb").read()
     assert data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-    assert rows[0] == ["行 row", "文本 text", "标签 label", "正面 positive", "负面 negative", "备注 note"]
+    assert rows[0] == ["行 row", "文本 text", "标签 label", "备注 note", "正面 positive", "负面 negative"]
     assert rows[1][1] == "这家店很好" and rows[1][2] in ("正面 positive", "负面 negative")
-    assert abs(float(rows[1][3]) + float(rows[1][4]) - 1) < 1e-3
-    assert rows[2][:3] == ["2", "", ""] and rows[2][-1] == bc.EMPTY
+    assert abs(float(rows[1][4]) + float(rows[1][5]) - 1) < 1e-3
+    assert rows[2][:4] == ["2", "", "", bc.EMPTY]
 
 
 def test_pasted_text_keeps_its_non_blank_lines():

@@ -47,10 +47,33 @@ def test_a_gbk_csv_is_classified_into_a_table_and_downloads_as_utf8_with_bom(pag
     data = page.request.get(link.get_attribute("href")).body()
     assert data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["行 row", "文本 text", "标签 label"] and len(rows) == 5
+    assert rows[0][:4] == ["行 row", "文本 text", "标签 label", "备注 note"] and len(rows) == 5
     assert [r[1] for r in rows[1:]] == [r[1] for r in REVIEWS[1:]]
-    assert rows[2][2] == "" and "空行" in rows[2][-1] and rows[1][2] in ("正面 positive", "负面 negative")
+    assert rows[2][2] == "" and "空行" in rows[2][3] and rows[1][2] in ("正面 positive", "负面 negative")
     shot(page, "classify_batch")
+
+
+def test_every_rows_label_note_and_scores_show_beside_long_texts(page, tmp_path):
+    # Before, the results sat in half the page and the text column took all of it: with reviews of a line or two,
+    # the labels, notes and scores were off to the side of the table, with nothing showing they were there.
+    reviews = ["这家店的服务太好了，下次还来！菜品也很新鲜，价格公道，老板人也很好。" * 2, "",
+               "The food was cold and the waiter was rude, and we waited an hour for the bill. " * 2, "很长" * 3000]
+    upload = tmp_path / "reviews.csv"
+    upload.write_text("评论\n" + "\n".join(reviews) + "\n", encoding="utf-8")
+    open_tab(page, "🏷️ 文本分类")
+    page.locator("#classify-batch-file input[type=file]").set_input_files(str(upload))
+    page.locator("#classify-batch-file-info").get_by_text("4 行").wait_for()
+    page.locator("#classify-batch-run").click()
+    page.wait_for_function("document.querySelector('#classify-batch-table')?.innerText.includes('too long')")
+    cut_off = page.evaluate("""() => {
+        const box = document.querySelector('#classify-batch-table .table-wrap, #classify-batch-table')
+            .getBoundingClientRect();
+        return [...document.querySelectorAll('#classify-batch-table th')]
+            .filter(th => th.getBoundingClientRect().right > box.right + 1).map(th => th.innerText.trim());
+    }""")
+    assert cut_off == [], f"columns past the table's right edge: {cut_off}"
+    row = page.locator("#classify-batch-table .virtual-row").nth(3).inner_text()
+    assert "很长" in row and len(row) < 600  # a 6000-character text is shown shortened (the CSV keeps it whole)
 
 
 def test_a_file_in_an_unknown_encoding_is_refused_on_the_page(page, tmp_path):

@@ -70,6 +70,14 @@ def summary_md(results: list[RowResult], seconds: float, encoding: str | None, l
     return text
 
 
+SHOWN_CHARS = 120  # of a cell in the table shown; the CSV has all of it
+
+
+def column_widths(headers: list[str]) -> list[Any]:
+    """The result table's column widths: row, text, label, note, then one per label's score."""
+    return [56, "40%", 120, 180, *[96] * (len(headers) - 4)]
+
+
 def texts_of(pasted: str, upload: Any, header: bool, column: Any = None) -> tuple[list[str], str | None]:
     """The texts to classify, the uploaded file's chosen column (else its likely one) before any pasted lines,
     and the file's encoding (None for pasted lines)."""
@@ -107,7 +115,8 @@ def classify_many(pasted: str, upload: Any, header: bool, column: Any, model: st
     seconds = time.perf_counter() - started
     headers, rows = batch_classify.result_rows(results)
     csv_path = batch_classify.save_results_csv(results)
-    return gr.update(value={"headers": headers, "data": rows}, visible=True), gr.update(value=csv_path, visible=True), \
+    return gr.update(value={"headers": headers, "data": rows}, visible=True, column_widths=column_widths(headers)), \
+        gr.update(value=csv_path, visible=True), \
         summary_md(results, seconds, encoding, left_out)
 
 
@@ -118,18 +127,20 @@ def build(model: gr.Dropdown) -> None:
         with gr.Column():
             pasted = gr.Textbox(label="每行一段文本 One text per line", lines=6, elem_id="classify-batch-text",
                                 info="上传了文件时只分类文件 · While a file is uploaded, only the file is classified")
+        with gr.Column():
             upload = gr.File(label="或上传 CSV / TSV / TXT（UTF-8 或 GBK） · or upload a file (UTF-8 or GBK)",
                              file_types=[".csv", ".tsv", ".txt"], elem_id="classify-batch-file")
             file_info = gr.Markdown(elem_id="classify-batch-file-info")
             header = gr.Checkbox(value=True, label="第一行是表头 First row is a header", elem_id="classify-batch-header")
             column = gr.Dropdown([], label="文本所在的列 Text column", visible=False, elem_id="classify-batch-column")
-            go = gr.Button("🏷️ 全部分类 · Classify all", variant="primary", elem_id="classify-batch-run")
-        with gr.Column():
-            status = gr.Markdown(elem_id="classify-batch-status")
-            table = gr.Dataframe(label="结果 Results", interactive=False, visible=False, wrap=True, max_height=420,
-                                 elem_id="classify-batch-table")
-            download = gr.File(label="下载 CSV（UTF-8 BOM） · Download CSV", interactive=False, visible=False,
-                               elem_id="classify-batch-download")
+    go = gr.Button("🏷️ 全部分类 · Classify all", variant="primary", elem_id="classify-batch-run")
+    # The results span the page's width: in half of it, a column of texts pushed the labels, notes and scores
+    # off to the side, where nothing showed they were.
+    status = gr.Markdown(elem_id="classify-batch-status")
+    table = gr.Dataframe(label="结果 Results", interactive=False, visible=False, wrap=True, max_height=420,
+                         max_chars=SHOWN_CHARS, elem_id="classify-batch-table")
+    download = gr.File(label="下载 CSV（UTF-8 BOM） · Download CSV", interactive=False, visible=False,
+                       elem_id="classify-batch-download")
     private = {"api_visibility": "private"}
     for trigger in (upload.change, header.change):
         trigger(columns, [upload, header], [column, file_info], **private)  # queued: see chat_saved.build
