@@ -1,4 +1,5 @@
-"""What the app serves besides the UI, on the same port: the OpenAI-compatible ``/v1`` API and MCP tools."""
+"""What the app serves besides the UI, on the same port: the OpenAI-compatible ``/v1`` API and MCP tools; and the
+script that gives every Chinese browser the Chinese page."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import importlib.util
 import logging
 from typing import Any
 
+from starlette.middleware import Middleware
+
 from pipelines import settings
 
+from .locale import ChineseLocale
 from .openai_api import routes
 
 log = logging.getLogger("modeldeck")
@@ -29,8 +33,10 @@ def mcp_enabled() -> bool:
 
 
 def launch_arguments() -> dict[str, Any]:
-    """The ``launch()`` arguments that add the ``/v1`` routes and, when enabled, the MCP server."""
-    return {"app_kwargs": {"routes": routes()}, "mcp_server": mcp_enabled()}
+    """The ``launch()`` arguments that add the ``/v1`` routes, the Chinese page for every Chinese browser
+    (``locale``) and, when enabled, the MCP server."""
+    return {"app_kwargs": {"routes": routes(), "middleware": [Middleware(ChineseLocale)]},
+            "mcp_server": mcp_enabled()}
 
 
 __all__ = ["launch_arguments", "mcp_enabled", "routes"]
