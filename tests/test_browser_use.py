@@ -321,6 +321,9 @@ def test_download_all_refuses_a_new_picture_with_the_last_pictures_story(page):
         except Exception:
             break
         page.evaluate("() => document.querySelectorAll('.toast-close').forEach(x => x.click())")
+    # the voicing it started ends too: a story changed while a step runs is taken for that step's (see
+    # story_tab.edited_by_hand), and how long espeak takes decided whether the edit below was the user's
+    page.wait_for_function("() => !document.querySelector('#story-status .generating')")
     page.locator("#story-bundle").click()
     told(page, "The captions and story were written for the previous picture")
     page.locator("#story-text textarea").fill("An astronaut walks on the moon.")  # the user's own edit: theirs
