@@ -28,13 +28,16 @@ def produce(call: Call, holder: dict[str, Any]) -> Iterator[tuple]:
     the request asked for log-probabilities; ``echoed``, the prompt's tokens with theirs, only when it asked for
     them and for the prompt to be echoed."""
     task = pipelines.chat if call.task == "chat" else pipelines.generate_text
+    if call.prompt_ids:  # the continuation follows the text the ids spell
+        call.arguments["prompt"] = pipelines.prompt_text(call.prompt_ids, call.arguments["model"])
+        call.echo = call.arguments["prompt"] if call.echo_ids else ""
     stream = task(**call.arguments)
     holder["stream"] = stream  # the same process (off ZeroGPU): cancel through it at once
     scored: list[str] = []
     echoed = None
-    if call.echo and call.logprobs is not None:
-        echoed = pipelines.prompt_logprobs(call.echo, call.arguments["model"], top_logprobs=call.logprobs,
-                                           notices=scored)
+    if call.echo and call.logprobs is not None:  # the ids as they were sent, or the text's own
+        echoed = pipelines.prompt_logprobs(call.prompt_ids or call.echo, call.arguments["model"],
+                                           top_logprobs=call.logprobs, notices=scored)
     notices = [in_request_terms(notice, call.names) for notice in call.notices + stream.notices + scored]
     yield "start", stream.usage, stream.seed, notices, echoed
     wanted = call.logprobs is not None

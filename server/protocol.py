@@ -39,6 +39,8 @@ class Call:
     stops: list[str] = field(default_factory=list)
     n: int = 1
     echo: str = ""  # the prompt, when it is echoed
+    prompt_ids: list[int] | None = None  # a completion's prompt sent as token ids (``echo_ids``: echo their text)
+    echo_ids: bool = False
     logprobs: int | None = None  # alternatives per token when log-probabilities were asked for
     notices: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # a ``pipelines`` parameter -> the field it came from

@@ -382,12 +382,12 @@ def test_completion_logprobs_whole_and_streamed(client):
 
 
 def oracle_logprobs(model_name, text):
-    """Each token of ``text`` after the ones before it, straight from the model's forward pass (not the API's
-    code): (token id, log-probability), the first token without one."""
+    """Each token of ``text`` (a text, or token ids) after the ones before it, straight from the model's forward
+    pass (not the API's code): (token id, log-probability), the first token without one."""
     import torch
 
     loaded = registry.get_model("textgen", model_name)
-    ids = loaded.processor(text, add_special_tokens=False)["input_ids"]
+    ids = text if isinstance(text, list) else loaded.processor(text, add_special_tokens=False)["input_ids"]
 
     def run():
         with torch.inference_mode():
@@ -424,6 +424,38 @@ def test_echo_with_logprobs_scores_the_prompt_tokens_too(client, model, monkeypa
         zip(lp.tokens, lp.token_logprobs, lp.text_offset))
     plain = client.completions.create(**{**kwargs, "echo": False}).choices[0].logprobs
     assert plain.text_offset[0] == 0 and len(plain.tokens) == len(lp.tokens) - n  # no echo: no prompt tokens
+
+
+def test_a_prompt_of_token_ids_is_scored_as_sent_as_evaluation_harnesses_send_it(client, monkeypatch):
+    """lm-evaluation-harness's ``local-completions`` sends its own tokens, a batch of one, echo, logprobs 1 and
+    one new token, and sums ``token_logprobs[ctxlen:-1]``: those must be the sent ids' own."""
+    ids = [5, 17, 23, 42, 8, 30, 11]
+    reply = client.completions.create(model="Tiny GPT-2 B", prompt=[ids], max_tokens=1, temperature=0,
+                                      logprobs=1, echo=True)
+    lp, oracle = reply.choices[0].logprobs, oracle_logprobs("Tiny GPT-2 B", ids)
+    assert len(lp.token_logprobs) == len(ids) + 1 and lp.token_logprobs[0] is None
+    assert lp.token_logprobs[1:-1] == pytest.approx([v for _, v in oracle[1:]], abs=1e-4)
+    text = registry.get_model("textgen", "Tiny GPT-2 B").processor.decode(ids)
+    assert reply.choices[0].text.startswith(text) and lp.text_offset[-1] >= len(text)
+    plain = client.completions.create(model="Tiny GPT-2 B", prompt=ids, max_tokens=2, temperature=0, seed=1)
+    assert plain.choices[0].text == client.completions.create(
+        model="Tiny GPT-2 B", prompt=text, max_tokens=2, temperature=0, seed=1).choices[0].text
+    # A real vocabulary's text does not always read back as the same ids ("ab" sent as "a" + "b"): the ids sent
+    # are scored, not the tokens of their text (here a text that reads back as other tokens).
+    monkeypatch.setattr("pipelines.prompt_text", lambda sent, model: "的的")
+    again = client.completions.create(model="Tiny GPT-2 B", prompt=[ids], max_tokens=1, temperature=0,
+                                      logprobs=1, echo=True).choices[0]
+    assert again.text.startswith("的的") and again.logprobs.token_logprobs[1:-1] == pytest.approx(
+        lp.token_logprobs[1:-1], abs=1e-5)
+
+
+@pytest.mark.parametrize("prompt, message", [([], "one list of token ids"), ([3, True], "one list of token ids"),
+                                             ([[1, 2], [3]], "one list of token ids"), ([3, -1], "between 0 and"),
+                                             ([10 ** 9], "between 0 and")])
+def test_bad_token_id_prompts_are_a_400(client, prompt, message):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="Tiny GPT-2 B", prompt=prompt, max_tokens=1, echo=True, logprobs=1)
+    assert message in err.value.message
 
 
 def test_a_prompt_longer_than_the_window_is_scored_from_its_end_with_a_notice(client, monkeypatch):
