@@ -1,8 +1,8 @@
 """Text to speech: gTTS first, espeak-ng offline when gTTS fails, files cached and cleaned up.
 
 Files live in ``MODELDECK_AUDIO_DIR`` (default: ``modeldeck-audio`` in the system temp folder,
-which gradio may serve). Each is named by a hash of (language, text), so an identical request is
-served from the cache; files older than ``MODELDECK_AUDIO_MAX_AGE_DAYS`` (3) and the oldest beyond
+which gradio may serve). Each is named ``modeldeck-speech-<hash of (language, text)>``, so an identical
+request is served from the cache; files older than ``MODELDECK_AUDIO_MAX_AGE_DAYS`` (3) and the oldest beyond
 ``MODELDECK_AUDIO_MAX_MB`` (500) are removed. A file appears only once it is complete.
 """
 
@@ -222,7 +222,8 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise _storage_error(exc) from exc
-    stem = hashlib.sha256(f"{CACHE_VERSION}\n{lang}\n{spoken}".encode()).hexdigest()[:32]
+    # The name is what a browser saves the file as (the audio player's download button): say what it is.
+    stem = "modeldeck-speech-" + hashlib.sha256(f"{CACHE_VERSION}\n{lang}\n{spoken}".encode()).hexdigest()[:32]
     for ext in (".mp3", ".wav"):
         cached = os.path.join(folder, stem + ext)
         if os.path.isfile(cached) and os.path.getsize(cached) > 0:

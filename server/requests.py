@@ -19,6 +19,9 @@ from pipelines.textgen import MAX_SEQUENCES
 from .protocol import ApiError, Call, find_model, served_models
 
 MAX_STOPS = 4
+# Fields that are numbers: ``pipelines`` reads "0.7" as 0.7 (the UI's rule), but Python reads JSON's true as 1.
+NUMBERS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "max_tokens", "max_completion_tokens",
+           "n", "best_of")
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -71,6 +74,11 @@ def _flag(value: Any, name: str) -> bool:
 
 def _common(body: dict[str, Any]) -> dict[str, Any]:
     """``stream``, ``stream_options``, ``stop`` and the refusals both endpoints share."""
+    for name in NUMBERS:
+        if isinstance(body.get(name), bool):
+            shown = "true" if body[name] else "false"
+            raise ApiError(400, f"参数 {name} 必须是数字，收到 {shown}。",
+                           f"The parameter {name} must be a number, got {shown}.", param=name)
     stream = _flag(body.get("stream"), "stream")
     options = _object(body, "stream_options", '{"include_usage": true}')
     include_usage = _flag(options.get("include_usage"), "stream_options")

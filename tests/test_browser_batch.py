@@ -165,6 +165,8 @@ def test_picture_story_download_all_gives_a_zip_with_every_piece(page):
     page.locator("#story-length input[type=number]").press("Enter")
     page.locator("#story-run").click()
     page.locator("#story-audio a[href*='/gradio_api/file=']").wait_for()  # the last step is done
+    saved_as = page.locator("#story-audio a[download]").first.get_attribute("download")  # the player's download
+    assert saved_as.startswith("modeldeck-speech-") and saved_as.endswith((".wav", ".mp3")), saved_as
     story = page.locator("#story-text textarea").input_value()
     caption = page.locator("#story-caption textarea").input_value()
     page.locator("#story-style input").click()  # settings moved after the story was written

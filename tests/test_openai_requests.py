@@ -58,6 +58,9 @@ def test_a_null_max_completion_tokens_leaves_max_tokens_in_force(base):
     ({"max_tokens": "many"}, "max_tokens"),
     ({"max_completion_tokens": "many"}, "max_completion_tokens"),
     ({"seed": "x"}, "seed"),
+    ({"temperature": True}, "temperature"),  # JSON's true read as 1 (a 1-token reply for max_tokens: true)
+    ({"max_tokens": True}, "max_tokens"),
+    ({"seed": False}, "seed"),
 ])
 def test_a_field_of_the_wrong_type_is_a_400_naming_it(base, fields, param):
     answer = httpx.post(base + "/chat/completions", timeout=120, json={"model": CHAT, "messages": HI, **fields})
@@ -68,6 +71,7 @@ def test_a_field_of_the_wrong_type_is_a_400_naming_it(base, fields, param):
 @pytest.mark.parametrize("fields,param", [
     ({"prompt": 5}, "prompt"), ({"echo": "yes"}, "echo"), ({"n": "two"}, "n"), ({"top_k": "x"}, "top_k"),
     ({"repetition_penalty": {}}, "repetition_penalty"), ({"prompt": "  "}, "prompt"),
+    ({"n": True}, "n"), ({"top_k": False}, "top_k"),
 ])
 def test_a_bad_completion_field_is_a_400_naming_it(base, fields, param):
     answer = httpx.post(base + "/completions", timeout=120,

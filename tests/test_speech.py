@@ -113,6 +113,15 @@ def test_gtts_success_writes_an_mp3_atomically(audio, monkeypatch):
     assert sorted(os.listdir(audio)) == [os.path.basename(result.path)]
 
 
+def test_the_audio_file_has_a_name_that_says_what_it_is(audio, monkeypatch):
+    # its name is what a browser saves it as (the audio player's download): before, 32 bare hex digits
+    import re
+
+    monkeypatch.setattr("gtts.gTTS", WorkingGTTS)
+    name = os.path.basename(p.synthesize_speech("从前有一只小猫。", "zh").path)
+    assert re.fullmatch(r"modeldeck-speech-[0-9a-f]{32}\.mp3", name), name
+
+
 @needs_espeak
 def test_a_hanging_gtts_is_abandoned_at_the_deadline(audio, monkeypatch):
     monkeypatch.setattr("gtts.gTTS", HangingGTTS)
