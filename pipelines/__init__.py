@@ -21,6 +21,7 @@ from .speech import Speech, synthesize_speech
 from .story import STYLES, write_story
 from .decoding import Usage
 from .sampling import SamplingParams
+from .scoring import prompt_logprobs, prompt_text
 from .streaming import TextStream
 from .textgen import generate_text
 from .tokens import TokenLogprob
@@ -31,6 +32,6 @@ __all__ = [
     "RemoteUnavailableError", "RowResult", "STYLES", "SamplingParams", "Speech", "SpeechUnavailableError", "Step", "StorageError",
     "TextStream", "TokenLogprob", "Usage", "caption_image", "chat", "classify_rows", "classify_text", "classify_texts",
     "device_and_dtype_names", "generate_text", "get_model", "load_image", "loaded_models", "model_names",
-    "next_token", "picture_story", "preload", "readable_label", "sample_step", "synthesize_speech",
+    "next_token", "picture_story", "preload", "prompt_logprobs", "prompt_text", "readable_label", "sample_step", "synthesize_speech",
     "translate_to_chinese", "write_story",
 ]

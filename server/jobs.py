@@ -16,21 +16,30 @@ import pipelines
 from pipelines import Usage
 from ui.common import gpu
 
-from .protocol import Call, Tokens, finish_reason, in_request_terms, visible
+from .protocol import Call, PromptTokens, Tokens, finish_reason, in_request_terms, visible
 
 _END = ("end",)
 
 
 @gpu
 def produce(call: Call, holder: dict[str, Any]) -> Iterator[tuple]:
-    """Yield ("start", usage, seed, notices) once the request is accepted, ("rows", texts, pieces) per update,
-    then ("end", usage, pieces); ``pieces`` (each row's text cut into the tokens that wrote it) only when
-    the request asked for log-probabilities."""
+    """Yield ("start", usage, seed, notices, echoed) once the request is accepted, ("rows", texts, pieces) per
+    update, then ("end", usage, pieces); ``pieces`` (each row's text cut into the tokens that wrote it) only when
+    the request asked for log-probabilities; ``echoed``, the prompt's tokens with theirs, only when it asked for
+    them and for the prompt to be echoed."""
     task = pipelines.chat if call.task == "chat" else pipelines.generate_text
+    if call.prompt_ids:  # the continuation follows the text the ids spell
+        call.arguments["prompt"] = pipelines.prompt_text(call.prompt_ids, call.arguments["model"])
+        call.echo = call.arguments["prompt"] if call.echo_ids else ""
     stream = task(**call.arguments)
     holder["stream"] = stream  # the same process (off ZeroGPU): cancel through it at once
-    notices = [in_request_terms(notice, call.names) for notice in call.notices + stream.notices]
-    yield "start", stream.usage, stream.seed, notices
+    scored: list[str] = []
+    echoed = None
+    if call.echo and call.logprobs is not None:  # the ids as they were sent, or the text's own
+        echoed = pipelines.prompt_logprobs(call.prompt_ids or call.echo, call.arguments["model"],
+                                           top_logprobs=call.logprobs, notices=scored)
+    notices = [in_request_terms(notice, call.names) for notice in call.notices + stream.notices + scored]
+    yield "start", stream.usage, stream.seed, notices, echoed
     wanted = call.logprobs is not None
     for _ in stream:
         yield "rows", list(stream.texts), stream.pieces if wanted else None
@@ -52,6 +61,7 @@ class Job:
         self.usage = Usage()
         self.seed: int | None = None
         self.notices: list[str] = []
+        self.echoed: PromptTokens | None = None  # the echoed prompt's tokens, when their log-probabilities were asked
         self.pieces: list[list[tuple[str, list[Any]]]] = [[] for _ in range(call.n)]
         self.tokens_sent = [0] * call.n
         self.over = False
@@ -68,7 +78,7 @@ class Job:
         self._inside = True
         item = await anyio.to_thread.run_sync(self._next, abandon_on_cancel=True)
         if item[0] == "start":
-            _, self.usage, self.seed, self.notices = item
+            _, self.usage, self.seed, self.notices, self.echoed = item
         elif item[0] == "rows":
             self._keep(item[2])
             for i, text in enumerate(item[1][:self.call.n]):

@@ -161,7 +161,8 @@ async def _serve(request: Request, read: Callable[[dict[str, Any]], Call]) -> Re
             return Response(status_code=499)  # the client has gone; nobody reads this
         job.news(final=True)
         tokens = [job.tokens(i, final=True) for i in range(call.n)]
-        return JSONResponse(response(call, job.texts, job.reasons(), job.usage, job.seed, job.notices, tokens))
+        return JSONResponse(response(call, job.texts, job.reasons(), job.usage, job.seed, job.notices, tokens,
+                                     job.echoed))
     except Exception as exc:
         return error_response(exc)
     finally:
@@ -222,7 +223,7 @@ def _sse(data: Any) -> str:
 
 async def _events(job: Job) -> AsyncIterator[str]:
     call = job.call
-    yield _sse(role_chunk(call))  # headers and a first event before the first token
+    yield _sse(role_chunk(call, job.echoed))  # headers and a first event before the first token
     try:
         while await job.advance():
             news = job.news()

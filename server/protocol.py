@@ -38,7 +38,9 @@ class Call:
     include_usage: bool = False
     stops: list[str] = field(default_factory=list)
     n: int = 1
-    echo: str = ""
+    echo: str = ""  # the prompt, when it is echoed
+    prompt_ids: list[int] | None = None  # a completion's prompt sent as token ids (``echo_ids``: echo their text)
+    echo_ids: bool = False
     logprobs: int | None = None  # alternatives per token when log-probabilities were asked for
     notices: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # a ``pipelines`` parameter -> the field it came from
@@ -117,46 +119,58 @@ def chunk(call: Call, choices: list[dict[str, Any]], **extra: Any) -> dict[str, 
 
 
 Tokens = list[tuple[int, TokenLogprob]]  # (offset of the text it wrote, token)
+# An echoed prompt's tokens: (offset in the prompt, token); the first has no log-probability (None).
+PromptTokens = list[tuple[int, TokenLogprob | None]]
 
 
-def logprobs_body(call: Call, tokens: Tokens | None) -> dict[str, Any] | None:
-    """OpenAI's ``logprobs`` of one choice: chat's ``content`` list, or completions' parallel lists."""
-    if call.logprobs is None or tokens is None:
+def logprobs_body(call: Call, tokens: Tokens | None, echoed: PromptTokens | None = None) -> dict[str, Any] | None:
+    """OpenAI's ``logprobs`` of one choice: chat's ``content`` list, or completions' parallel lists (the echoed
+    prompt's tokens first, its first token's log-probability and alternatives ``null``)."""
+    if call.logprobs is None or (tokens is None and not echoed):
         return None
     if call.task == "chat":
         return {"content": [token.to_openai() for _, token in tokens], "refusal": None}
-    return {"tokens": [t.token for _, t in tokens], "token_logprobs": [t.logprob for _, t in tokens],
-            "top_logprobs": [{a.token: a.logprob for a in t.top} for _, t in tokens],
-            "text_offset": [len(call.echo) + offset for offset, _ in tokens]}
+    both = [(offset, t) for offset, t in echoed or []] + [(len(call.echo) + offset, t) for offset, t in tokens or []]
+    return {"tokens": [t.token if t else _first_token(call, both, i) for i, (_, t) in enumerate(both)],
+            "token_logprobs": [t.logprob if t else None for _, t in both],
+            "top_logprobs": [{a.token: a.logprob for a in t.top} if t else None for _, t in both],
+            "text_offset": [offset for offset, _ in both]}
+
+
+def _first_token(call: Call, tokens: list[tuple[int, Any]], index: int) -> str:
+    """The text of a prompt token with no log-probability (the first): the prompt up to the next token."""
+    end = tokens[index + 1][0] if index + 1 < len(tokens) else len(call.echo)
+    return call.echo[tokens[index][0]:end]
 
 
 def choice_delta(call: Call, index: int, text: str | None, reason: str | None,
-                 tokens: Tokens | None = None) -> dict[str, Any]:
+                 tokens: Tokens | None = None, echoed: PromptTokens | None = None) -> dict[str, Any]:
     """One choice of a streamed event: new text (with its tokens' log-probabilities), or the finish reason."""
-    logprobs = logprobs_body(call, tokens) if tokens else None
+    logprobs = logprobs_body(call, tokens, echoed) if tokens or echoed else None
     if call.task == "chat":
         delta = {} if text is None else {"content": text}
         return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
     return {"index": index, "text": text or "", "logprobs": logprobs, "finish_reason": reason}
 
 
-def role_chunk(call: Call) -> dict[str, Any]:
-    """The first event of a chat stream, sent before the first token."""
+def role_chunk(call: Call, echoed: PromptTokens | None = None) -> dict[str, Any]:
+    """The first event of a stream, sent before the first token (a completion's echoed prompt, with its tokens'
+    log-probabilities when asked for)."""
     if call.task == "chat":
         return chunk(call, [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                              "finish_reason": None}])
-    return chunk(call, [choice_delta(call, i, call.echo, None) for i in range(call.n)])
+    return chunk(call, [choice_delta(call, i, call.echo, None, echoed=echoed) for i in range(call.n)])
 
 
 def response(call: Call, texts: list[str], reasons: list[str], usage: Any, seed: int | None,
-             notices: list[str], tokens: list[Tokens]) -> dict[str, Any]:
+             notices: list[str], tokens: list[Tokens], echoed: PromptTokens | None = None) -> dict[str, Any]:
     """The whole answer of a request that was not streamed."""
     if call.task == "chat":
         choices = [{"index": 0, "message": {"role": "assistant", "content": texts[0]},
                     "logprobs": logprobs_body(call, tokens[0]), "finish_reason": reasons[0]}]
         kind = "chat.completion"
     else:
-        choices = [{"index": i, "text": call.echo + text, "logprobs": logprobs_body(call, tokens[i]),
+        choices = [{"index": i, "text": call.echo + text, "logprobs": logprobs_body(call, tokens[i], echoed),
                     "finish_reason": reason} for i, (text, reason) in enumerate(zip(texts, reasons))]
         kind = "text_completion"
     return {"id": _id(call), "object": kind, "created": call.created, "model": call.model, "choices": choices,

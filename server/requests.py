@@ -215,11 +215,13 @@ def read_completion(body: dict[str, Any]) -> Call:
     model = _model(body, "textgen")
     common = _common(body)
     prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        prompt = prompt[0]
-    if not isinstance(prompt, str):
-        raise ApiError(400, "参数 prompt 必须是一段文本（或只含一段文本的列表）。",
-                       "The parameter prompt must be one text (or a list holding one text).", param="prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]  # a batch of one prompt
+    ids = _token_ids(prompt)
+    if not isinstance(prompt, str) and ids is None:
+        raise ApiError(400, "参数 prompt 必须是一段文本或一列词元 id（或只含其中一个的列表）。",
+                       "The parameter prompt must be one text or one list of token ids (or a list holding one).",
+                       param="prompt")
     if body.get("suffix"):
         _unsupported("suffix", "只能续写结尾。", "only continuing the end is offered.")
     if body.get("best_of", body.get("n", 1)) != body.get("n", 1):
@@ -228,11 +230,21 @@ def read_completion(body: dict[str, Any]) -> Call:
     n = number(body.get("n"), name="n", lo=1, hi=MAX_SEQUENCES, notices=notices, integer=True, default=1)
     echo = _flag(body.get("echo"), "echo")
     names = {"num_return_sequences": "n"}
-    arguments = {"prompt": prompt, "model": model, "num_return_sequences": n,
+    arguments = {"prompt": "" if ids else prompt, "model": model, "num_return_sequences": n,
                  **_pick(body, "temperature", "top_p", "top_k", "repetition_penalty", "seed"),
                  **_max_tokens(body, names)}
     count = _logprobs(body, "complete", "textgen", model)
     if count is not None:
         arguments["top_logprobs"] = count
+    if ids:  # the text they spell is read once the model is loaded (``jobs.produce``)
+        return Call("complete", model, arguments, n=n, logprobs=count, prompt_ids=ids, echo_ids=echo,
+                    notices=notices, names=names, **common)
     return Call("complete", model, arguments, n=n, logprobs=count, echo=prompt if echo else "",
                 notices=notices, names=names, **common)
+
+
+def _token_ids(prompt: Any) -> list[int] | None:
+    """``prompt`` as token ids when it is a non-empty list of whole numbers, else None."""
+    if isinstance(prompt, list) and prompt and all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
+        return prompt
+    return None

@@ -179,6 +179,21 @@ def test_a_reload_keeps_the_chat_and_past_chats_can_be_reopened_and_deleted(page
     assert page.get_by_role("option").count() == 1  # the deleted chat is gone for good
 
 
+def test_undoing_the_only_exchange_is_not_undone_by_a_reload(page):
+    send(page, "撤销这一问")
+    page.locator("#chat-undo").click()
+    page.wait_for_function(f"document.querySelectorAll('{USER}').length === 0")
+    # No chat open any more (the list's choice empties): before, the kept chat stayed the one a reload opens.
+    page.wait_for_function("() => document.querySelector('#chat-saved input')?.value === ''")
+    page.reload()
+    page.locator("#chat-saved input").click()
+    page.get_by_role("option", name="撤销这一问").wait_for()  # listed (the load's restore has run), as kept
+    assert page.locator(USER).count() == 0  # before, the reload brought the undone exchange back
+    page.get_by_role("option", name="撤销这一问").click()
+    page.locator("#chat-open").click()  # and it can still be opened: nothing was lost
+    page.locator(USER, has_text="撤销这一问").wait_for()
+
+
 def pick_model(page, name: str) -> None:
     page.locator("#chat-model input").click()
     page.get_by_role("option", name=name, exact=True).click()

@@ -16,6 +16,7 @@ from huggingface_hub import InferenceClient
 from pipelines import registry
 from pipelines.batching import Batcher, batcher_for
 from pipelines.engine import engine
+from pipelines.next_token import CHAT_SUFFIX
 from server.limits import gate
 
 from gates import HeldEngine, wait_until
@@ -359,11 +360,11 @@ def test_chat_logprobs_without_alternatives_and_sampled(client, no_eos):
 
 
 def test_completion_logprobs_whole_and_streamed(client):
-    kwargs = dict(model="Tiny GPT-2 B", prompt="Hello", max_tokens=6, temperature=0, logprobs=3, echo=True)
+    kwargs = dict(model="Tiny GPT-2 B", prompt="Hello", max_tokens=6, temperature=0, logprobs=3)
     reply = client.completions.create(**kwargs)
     lp = reply.choices[0].logprobs
     assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) > 0
-    assert all(v <= 0 for v in lp.token_logprobs) and lp.text_offset[0] == len("Hello")
+    assert all(v <= 0 for v in lp.token_logprobs) and lp.text_offset[0] == 0
     assert lp.text_offset == sorted(lp.text_offset)
     for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
         assert 0 < len(top) <= 3 and all(v <= 0 for v in top.values())
@@ -378,6 +379,100 @@ def test_completion_logprobs_whole_and_streamed(client):
                 streamed += list(zip(c.logprobs.tokens, c.logprobs.token_logprobs, c.logprobs.text_offset))
     assert [(t, pytest.approx(v, abs=1e-5), o) for t, v, o in streamed] == list(
         zip(lp.tokens, lp.token_logprobs, lp.text_offset))
+
+
+def oracle_logprobs(model_name, text):
+    """Each token of ``text`` (a text, or token ids) after the ones before it, straight from the model's forward
+    pass (not the API's code): (token id, log-probability), the first token without one."""
+    import torch
+
+    loaded = registry.get_model("textgen", model_name)
+    ids = text if isinstance(text, list) else loaded.processor(text, add_special_tokens=False)["input_ids"]
+
+    def run():
+        with torch.inference_mode():
+            logits = loaded.model(input_ids=torch.tensor([ids]), use_cache=False).logits[0].float()
+        rows = logits.log_softmax(-1)
+        return [(ids[0], None)] + [(ids[i], float(rows[i - 1, ids[i]])) for i in range(1, len(ids))]
+
+    return engine.call(run)
+
+
+@pytest.mark.parametrize("model", ["Tiny GPT-2 B", "Tiny GPT-2 中文"])
+def test_echo_with_logprobs_scores_the_prompt_tokens_too(client, model, monkeypatch):
+    """What evaluation harnesses read for a text's log-likelihood (echo, logprobs, a token or so): the prompt's
+    tokens come first, each with its log-probability after the ones before it (the first ``null``)."""
+    monkeypatch.setattr("pipelines.scoring.ROWS_AT_A_TIME", 3)  # a few rows at a time, as in a long text
+    prompt = "Hello world, 你好世界 again" if model == "Tiny GPT-2 B" else "你好世界，今天天气很好"
+    kwargs = dict(model=model, prompt=prompt, max_tokens=3, temperature=0, logprobs=2, echo=True)
+    lp = client.completions.create(**kwargs).choices[0].logprobs
+    oracle = oracle_logprobs(model, prompt)
+    n = len(oracle)
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) > n
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None and lp.text_offset[0] == 0
+    assert lp.token_logprobs[1:n] == pytest.approx([v for _, v in oracle[1:]], abs=1e-4)
+    assert lp.text_offset[:n] == sorted(lp.text_offset[:n]) and lp.text_offset[n - 1] < len(prompt)
+    assert all(offset >= len(prompt) for offset in lp.text_offset[n:])  # then the generated tokens
+    for top, value in zip(lp.top_logprobs[1:n], lp.token_logprobs[1:n]):
+        assert len(top) == 2 and max(top.values()) >= value - 1e-5
+    streamed = []
+    for event in client.completions.create(**kwargs, stream=True):
+        for c in event.choices:
+            if c.logprobs:
+                streamed += list(zip(c.logprobs.tokens, c.logprobs.token_logprobs, c.logprobs.text_offset))
+    assert [(t, None if v is None else pytest.approx(v, abs=1e-5), o) for t, v, o in streamed] == list(
+        zip(lp.tokens, lp.token_logprobs, lp.text_offset))
+    plain = client.completions.create(**{**kwargs, "echo": False}).choices[0].logprobs
+    assert plain.text_offset[0] == 0 and len(plain.tokens) == len(lp.tokens) - n  # no echo: no prompt tokens
+
+
+def test_a_prompt_of_token_ids_is_scored_as_sent_as_evaluation_harnesses_send_it(client, monkeypatch):
+    """lm-evaluation-harness's ``local-completions`` sends its own tokens, a batch of one, echo, logprobs 1 and
+    one new token, and sums ``token_logprobs[ctxlen:-1]``: those must be the sent ids' own."""
+    ids = [5, 17, 23, 42, 8, 30, 11]
+    reply = client.completions.create(model="Tiny GPT-2 B", prompt=[ids], max_tokens=1, temperature=0,
+                                      logprobs=1, echo=True)
+    lp, oracle = reply.choices[0].logprobs, oracle_logprobs("Tiny GPT-2 B", ids)
+    assert len(lp.token_logprobs) == len(ids) + 1 and lp.token_logprobs[0] is None
+    assert lp.token_logprobs[1:-1] == pytest.approx([v for _, v in oracle[1:]], abs=1e-4)
+    text = registry.get_model("textgen", "Tiny GPT-2 B").processor.decode(ids)
+    assert reply.choices[0].text.startswith(text) and lp.text_offset[-1] >= len(text)
+    plain = client.completions.create(model="Tiny GPT-2 B", prompt=ids, max_tokens=2, temperature=0, seed=1)
+    assert plain.choices[0].text == client.completions.create(
+        model="Tiny GPT-2 B", prompt=text, max_tokens=2, temperature=0, seed=1).choices[0].text
+    # A real vocabulary's text does not always read back as the same ids ("ab" sent as "a" + "b"): the ids sent
+    # are scored, not the tokens of their text (here a text that reads back as other tokens).
+    monkeypatch.setattr("pipelines.prompt_text", lambda sent, model: "的的")
+    again = client.completions.create(model="Tiny GPT-2 B", prompt=[ids], max_tokens=1, temperature=0,
+                                      logprobs=1, echo=True).choices[0]
+    assert again.text.startswith("的的") and again.logprobs.token_logprobs[1:-1] == pytest.approx(
+        lp.token_logprobs[1:-1], abs=1e-5)
+
+
+@pytest.mark.parametrize("prompt, message", [([], "one list of token ids"), ([3, True], "one list of token ids"),
+                                             ([[1, 2], [3]], "one list of token ids"), ([3, -1], "between 0 and"),
+                                             ([10 ** 9], "between 0 and")])
+def test_bad_token_id_prompts_are_a_400(client, prompt, message):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="Tiny GPT-2 B", prompt=prompt, max_tokens=1, echo=True, logprobs=1)
+    assert message in err.value.message
+
+
+def test_a_prompt_longer_than_the_window_is_scored_from_its_end_with_a_notice(client, monkeypatch):
+    import pipelines
+
+    prompt = "Hello world, 你好世界 again"
+    whole = pipelines.prompt_logprobs(prompt, "Tiny GPT-2 B", top_logprobs=1)
+    monkeypatch.setattr("pipelines.scoring.context_window", lambda loaded: 4)
+    notices = []
+    cut = pipelines.prompt_logprobs(prompt, "Tiny GPT-2 B", top_logprobs=1, notices=notices)
+    assert len(cut) == 4 and cut[0] == (whole[-4][0], None)  # the last 4 tokens, the first of them unscored
+    assert [offset for offset, _ in cut] == [offset for offset, _ in whole[-4:]]
+    assert any("last 4 tokens" in n and "最后 4 个词元" in n for n in notices)
+    with pytest.raises(pipelines.InvalidInputError, match="recognises no character"):
+        pipelines.prompt_logprobs("", "Tiny GPT-2 B")
+    with pytest.raises(pipelines.InvalidInputError, match="Only a text generation model"):
+        pipelines.prompt_logprobs("hi", f"{CHAT} {CHAT_SUFFIX}")
 
 
 @pytest.mark.parametrize("value", [21, -1, "3", True])

@@ -102,12 +102,16 @@ def _shown(conversation: Conversation | None) -> tuple[Any, ...]:
 def save(conversation_id: str | None, history: list[dict], system: str, temperature: float, top_p: float,
          max_new_tokens: int, model: str | None, versions: Any, store: Any) -> tuple[Any, ...]:
     """Keep the open conversation in the browser, its last answer among that answer's versions (a chat
-    without messages is not kept)."""
+    without messages is not kept: one Undo emptied stops being the chat a reload opens, and its kept copy stays
+    in the list as it was)."""
     store, zone = (read := _read(store)).value, read.zone
     versions = answer_versions.record(versions, history)
     conversation = _conversation(conversation_id, history, system, temperature, top_p, max_new_tokens, model,
                                  versions)
     if not conversation.messages:
+        if conversation_id and isinstance(store, dict) and store.get("current") == conversation_id:
+            store = {**store, "current": None}  # before, a reload brought back the exchange just undone
+            return conversation_id, store, _choices(store, None, zone), *chat_versions.NONE
         return conversation_id, gr.skip(), gr.skip(), *chat_versions.NONE
     store = conversations.remember(store, conversation)
     return conversation.id, store, _choices(store, conversation.id, zone), *chat_versions.shown(versions, history)

@@ -159,13 +159,26 @@ def edit_message(history: list[dict], edit: gr.EditData, request: gr.Request | N
     return history[:index] + [{"role": "user", "content": readable(parts[0]["content"])}]
 
 
-def undo(history: list[dict]) -> tuple[list[dict], str]:
-    """Remove the last exchange and put its question back in the box."""
+def undo(history: list[dict], request: gr.Request | None = None) -> tuple[list[dict], str]:
+    """Remove the last exchange and put its question back in the box; a reply being written stops and never
+    writes into the chat again (``stop_reply``: gradio's cancel reaches it later, after more of its text)."""
+    stop_reply(request)
     history = drop_last_reply(history)
     if not history:
         return [], ""
     last = normalize_messages(history[-1:])
     return history[:-1], last[0]["content"] if last else ""
+
+
+def clear_chat(request: gr.Request | None = None) -> tuple[list[dict], str, str]:
+    """An empty chat, status and colours; a reply being written stops and never writes into the chat again."""
+    stop_reply(request)
+    return [], "", ""
+
+
+def cleared_notes(request: gr.Request | None = None) -> tuple[str, str]:
+    """The chat's own 🗑 icon emptied it: the status and colours too, and a reply being written stops."""
+    return clear_chat(request)[1:]
 
 
 def build() -> None:
@@ -228,7 +241,7 @@ def build() -> None:
         saved.save_after(run)
     saved.save_after(stop.click(stopped_status, status, status, cancels=runs, queue=False, **private))
     saved.save_after(undo_btn.click(undo, chatbot, [chatbot, box], cancels=runs, **private))
-    for cleared in (clear.click(lambda: ([], "", ""), None, [chatbot, status, colors], cancels=runs, **private),
-                    chatbot.clear(lambda: ("", ""), None, [status, colors], cancels=runs, **private)):  # the chat's 🗑 icon
+    for cleared in (clear.click(clear_chat, None, [chatbot, status, colors], cancels=runs, **private),
+                    chatbot.clear(cleared_notes, None, [status, colors], cancels=runs, **private)):  # its 🗑 icon
         cleared.then(chat_saved.start_new, saved.store, [saved.current, saved.store, *nav.outputs],
                      js=chat_saved.fresh(0), **private)
