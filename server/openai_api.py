@@ -176,14 +176,19 @@ async def _enter(request: Request) -> bool | None:
     admitted = None
     async with anyio.create_task_group() as group:
         async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
+            await _left(request)
             group.cancel_scope.cancel()  # ``gate.enter`` gives its place up (or hands on a slot it was given)
 
         group.start_soon(watch)
         admitted = await gate.enter()
         group.cancel_scope.cancel()
     return admitted
+
+
+async def _left(request: Request) -> None:
+    """Return once the client has disconnected."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _release(job: Job) -> None:
@@ -199,8 +204,7 @@ async def _collect(request: Request, job: Job) -> bool:
     async with anyio.create_task_group() as group:
         async def watch() -> None:
             nonlocal left
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
+            await _left(request)
             left = True
             job.cancel()
             group.cancel_scope.cancel()
