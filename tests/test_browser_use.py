@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import pytest
+
+from ui import story_saved
 
 from test_browser import CHROMIUM, browser, open_tab, page, upload_picture, wait_filled  # noqa: F401  (fixtures)
 
@@ -200,6 +203,29 @@ def wait_kept(page, condition, what: str) -> None:
     wait_until(lambda: condition(kept_story(page)), what)
 
 
+@contextmanager
+def first_call_held(fn, *, seconds: float):
+    """The app's event handler ``fn``: its first call from now on waits ``seconds`` before it runs."""
+    import time
+
+    import app
+
+    [block_fn] = [b for b in app.demo.fns.values() if b.fn is fn]
+    held = []
+
+    def slow(*args):
+        if not held:
+            held.append(True)
+            time.sleep(seconds)
+        return fn(*args)
+
+    block_fn.fn = slow
+    try:
+        yield
+    finally:
+        block_fn.fn = fn
+
+
 def test_a_reload_brings_the_picture_story_back_and_clear_forgets_it(page, tmp_path):
     upload_picture(page)
     page.locator("#story-language").get_by_text("English").click()
@@ -214,9 +240,12 @@ def test_a_reload_brings_the_picture_story_back_and_clear_forgets_it(page, tmp_p
     page.locator("#story-caption textarea").click()  # leaving the story box keeps the edit
     wait_kept(page, lambda kept: kept.get("story") == "The cat I edited.", "the edit kept")
 
-    page.reload()
-    open_tab(page, "🖼️ 看图讲故事")
-    page.wait_for_function("() => document.querySelector('#story-text textarea')?.value === 'The cat I edited.'")
+    # The page's first restore call (its load, before the browser's store is read: nothing to restore) is held
+    # while the tab opens and the store arrives, as a loaded machine makes it: the store's own call must follow.
+    with first_call_held(story_saved.restore, seconds=3):
+        page.reload()
+        open_tab(page, "🖼️ 看图讲故事")
+        page.wait_for_function("() => document.querySelector('#story-text textarea')?.value === 'The cat I edited.'")
     assert page.locator("#story-caption textarea").input_value() == caption
     assert page.locator("#story-caption-en textarea").input_value()
     assert page.locator("#story-image img").count() >= 1  # the picture is back

@@ -134,8 +134,10 @@ def build(fields: StoryFields, busy: gr.State, runs: list[Any], clear_btn: gr.Bu
     root = Context.root_block
     if root is not None:  # once the page has read the browser's store (either may come first)
         shown = [fields.image, fields.caption, fields.caption_en, fields.story, fields.audio]
+        # always_last: gr.on's default for a load trigger ("once") drops the store's change while the load's
+        # call (before the store was read: nothing to restore) is still under way, as on a loaded machine.
         gr.on([root.load, store.change], restore, [store, restored, busy, *shown], [*kept, fields.status, restored],
-              preprocess=False, **private)
+              preprocess=False, trigger_mode="always_last", **private)
     checked(clear_btn.click, idle, [busy]).success(
         clear, None, [fields.image, fields.caption, fields.caption_en, fields.story, fields.audio, fields.made,
                       fields.status, bundle, store], **{**private, "queue": True})
