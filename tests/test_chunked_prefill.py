@@ -137,11 +137,18 @@ def test_each_request_hears_how_far_its_prompt_is_read(monkeypatch):
 
 def test_a_stream_yields_the_reading_only_to_a_consumer_that_shows_it(monkeypatch):
     monkeypatch.setenv("MODELDECK_PREFILL_CHUNK", "4")
-    batcher = batcher_for(registry.get_model("chat"))
+    loaded = registry.get_model("chat")
+    batcher = batcher_for(loaded)
     params = SamplingParams(max_new_tokens=3, temperature=0)
-    shown = batcher.submit(LONG, params, [])
-    shown.progress.wanted = True
-    seen = [(text, shown.progress.read, shown.progress.reading) for text in shown]
+    # The stream coalesces what arrived while its consumer was away: each chunk waits until the consumer has
+    # taken the last one's reading, or a loaded machine would decide which readings it sees.
+    with PassGate(loaded, permits=1) as gate:
+        shown = batcher.submit(LONG, params, [])
+        shown.progress.wanted = True
+        seen = []
+        for text in shown:
+            seen.append((text, shown.progress.read, shown.progress.reading))
+            gate.allow(1) if shown.progress.reading else gate.open()
     assert seen[:7] == [("", read, True) for read in range(4, 29, 4)], seen
     assert all(text and not reading for text, _, reading in seen[7:]) and seen[7:]
     plain = batcher.submit(LONG, params, [])
