@@ -29,6 +29,10 @@ from .protocol import ApiError, Call, choice_delta, chunk, error_body, find_mode
     model_object, response, role_chunk, usage_body
 from .requests import read_chat, read_completion, unknown_model
 
+# Far above any request a model can take (a 128k-token window is ~3 MB of JSON-escaped Chinese), far below
+# what would strain the server's memory; a larger body is refused before it is all read.
+MAX_BODY_BYTES = 16 * 2**20
+
 log = logging.getLogger("modeldeck.api")
 router = APIRouter(prefix="/v1")
 
@@ -68,9 +72,23 @@ def _unauthorized() -> JSONResponse:
                     "authentication_error", {"WWW-Authenticate": "Bearer"})
 
 
+def _too_large() -> ApiError:
+    size = f"{MAX_BODY_BYTES // 2**20} MiB"
+    return ApiError(413, f"请求体超过 {size}。", f"The request body is larger than {size}.")
+
+
 async def _body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, read up to ``MAX_BODY_BYTES`` (a larger body is refused before it is all read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    raw = bytearray()
+    async for part in request.stream():
+        raw += part
+        if len(raw) > MAX_BODY_BYTES:
+            raise _too_large()
     try:
-        body = json.loads(await request.body() or b"null")
+        body = json.loads(bytes(raw) or b"null")
     except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's parser goes
         body = None
     if not isinstance(body, dict):

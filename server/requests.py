@@ -22,6 +22,7 @@ MAX_STOPS = 4
 # Fields that are numbers: ``pipelines`` reads "0.7" as 0.7 (the UI's rule), but Python reads JSON's true as 1.
 NUMBERS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "max_tokens", "max_completion_tokens",
            "n", "best_of")
+WHOLE = ("top_k", "seed", "max_tokens", "max_completion_tokens", "n", "best_of")  # counts: 5.5 is no count
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -79,6 +80,10 @@ def _common(body: dict[str, Any]) -> dict[str, Any]:
             shown = "true" if body[name] else "false"
             raise ApiError(400, f"参数 {name} 必须是数字，收到 {shown}。",
                            f"The parameter {name} must be a number, got {shown}.", param=name)
+    for name in WHOLE:
+        if isinstance(body.get(name), float) and not body[name].is_integer():
+            raise ApiError(400, f"参数 {name} 必须是整数，收到 {body[name]}。",
+                           f"The parameter {name} must be a whole number, got {body[name]}.", param=name)
     stream = _flag(body.get("stream"), "stream")
     options = _object(body, "stream_options", '{"include_usage": true}')
     include_usage = _flag(options.get("include_usage"), "stream_options")

@@ -61,6 +61,8 @@ def test_a_null_max_completion_tokens_leaves_max_tokens_in_force(base):
     ({"temperature": True}, "temperature"),  # JSON's true read as 1 (a 1-token reply for max_tokens: true)
     ({"max_tokens": True}, "max_tokens"),
     ({"seed": False}, "seed"),
+    ({"max_tokens": 5.5}, "max_tokens"),  # was rounded to 6 without a word
+    ({"seed": 1.5}, "seed"),
 ])
 def test_a_field_of_the_wrong_type_is_a_400_naming_it(base, fields, param):
     answer = httpx.post(base + "/chat/completions", timeout=120, json={"model": CHAT, "messages": HI, **fields})
@@ -71,7 +73,7 @@ def test_a_field_of_the_wrong_type_is_a_400_naming_it(base, fields, param):
 @pytest.mark.parametrize("fields,param", [
     ({"prompt": 5}, "prompt"), ({"echo": "yes"}, "echo"), ({"n": "two"}, "n"), ({"top_k": "x"}, "top_k"),
     ({"repetition_penalty": {}}, "repetition_penalty"), ({"prompt": "  "}, "prompt"),
-    ({"n": True}, "n"), ({"top_k": False}, "top_k"),
+    ({"n": True}, "n"), ({"top_k": False}, "top_k"), ({"n": 1.5}, "n"), ({"top_k": 2.7}, "top_k"),
 ])
 def test_a_bad_completion_field_is_a_400_naming_it(base, fields, param):
     answer = httpx.post(base + "/completions", timeout=120,
@@ -79,11 +81,29 @@ def test_a_bad_completion_field_is_a_400_naming_it(base, fields, param):
     assert _error(answer, 400)["param"] == param
 
 
+def test_a_whole_number_written_as_a_decimal_is_taken(base):
+    reply = httpx.post(base + "/completions", timeout=120,
+                       json={"model": "Tiny GPT-2 B", "prompt": "Hi", "max_tokens": 2.0, "n": 1.0, "seed": 3.0})
+    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] <= 2, reply.text
+
+
 @pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 100_000], ids=["lists", "objects"])
 def test_a_body_nested_too_deep_is_a_400_not_a_500(base, body):
     """json.loads raises RecursionError (not ValueError) past Python's recursion limit: that was a 500."""
     answer = httpx.post(base + "/chat/completions", timeout=120, content=body)
     assert "JSON object" in _error(answer, 400)["message"]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["sized", "chunked"])
+def test_a_body_too_large_is_a_413_and_the_api_still_answers(base, chunked):
+    from server.openai_api import MAX_BODY_BYTES
+
+    huge = b'{"messages": [{"role": "user", "content": "' + b"x" * MAX_BODY_BYTES + b'"}]}'
+    content = iter([huge[i:i + 2**20] for i in range(0, len(huge), 2**20)]) if chunked else huge
+    answer = httpx.post(base + "/chat/completions", timeout=120, content=content)
+    assert "MiB" in _error(answer, 413)["message"]
+    reply = httpx.post(base + "/chat/completions", timeout=120, json={"model": CHAT, "messages": HI, "max_tokens": 1})
+    assert reply.status_code == 200, reply.text
 
 
 @pytest.mark.parametrize("messages", [
