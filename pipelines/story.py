@@ -190,6 +190,15 @@ class StoryStream(TextStream):
         self.record = record
 
 
+def shorter_than_asked(target: int, language: str, cap: int) -> str:
+    """The notice that a story of ``target`` units may need more than the ``cap`` tokens one request may write."""
+    unit_zh, unit_en = ("个汉字", "characters") if language == "zh" else ("个英文单词", "words")
+    return (f"{target} {unit_zh}的故事可能需要超过故事模型一次能写的 {cap} 个词元：故事可能短一些，在整句处结束。"
+            f"要写更长的故事，请调大 MODELDECK_MAX_NEW_TOKENS。 / A story of {target} {unit_en} may need more than "
+            f"the {cap} tokens the story model writes at once: it may come out shorter, ending on a whole sentence. "
+            "Raise MODELDECK_MAX_NEW_TOKENS for longer stories.")
+
+
 def write_story(caption: str, style: str = DEFAULT_STYLE, length: int = DEFAULT_LENGTH,
                 creativity: float = DEFAULT_CREATIVITY, language: str = DEFAULT_LANGUAGE, *, seed: Any = None,
                 settings: StorySettings | None = None) -> StoryStream:
@@ -204,7 +213,10 @@ def write_story(caption: str, style: str = DEFAULT_STYLE, length: int = DEFAULT_
     style_, target, language_ = settings.style, settings.length, settings.language
     backend = chat_backend("story")
     wanted = int(target * TOKENS_PER_UNIT[language_]) + TOKEN_HEADROOM
-    params = SamplingParams(max_new_tokens=min(wanted, max_new_tokens_cap(backend)),
+    cap = max_new_tokens_cap(backend)
+    if wanted > cap:
+        notices.append(shorter_than_asked(target, language_, cap))
+    params = SamplingParams(max_new_tokens=min(wanted, cap),
                             temperature=creativity_to_temperature(settings.creativity), top_p=STORY_TOP_P,
                             repetition_penalty=max(MIN_REPETITION_PENALTY, backend.repetition_penalty),
                             seed=settings.seed)

@@ -161,6 +161,21 @@ def test_a_story_that_runs_out_of_tokens_ends_on_a_whole_sentence(monkeypatch, l
     assert stream.text[-1] in "。！？!?….”」』\"')）"
 
 
+def test_a_story_longer_than_the_token_limit_allows_is_announced_before_it_is_written(monkeypatch):
+    # Before, a story of 1000 (characters or words) ended at ~660 characters or ~580 words, at the token limit,
+    # and nothing said why it was shorter than asked.
+    short = p.write_story("a dog on a red chair", "温馨", 50, 5, "zh", seed=1)  # ~107 tokens: within the tiny 256
+    short.close()
+    assert not any("MODELDECK_MAX_NEW_TOKENS" in n for n in short.notices)
+    monkeypatch.setenv("MODELDECK_MAX_NEW_TOKENS", "64")
+    for language, unit in (("zh", "个汉字"), ("en", "words")):
+        long = p.write_story("a dog on a red chair", "温馨", 300, 5, language, seed=1)
+        long.close()
+        said = [n for n in long.notices if "MODELDECK_MAX_NEW_TOKENS" in n]
+        assert len(said) == 1 and "300" in said[0] and "64" in said[0] and unit in said[0]
+        assert said[0].index("词元") < said[0].index("tokens")  # Chinese first, as every notice
+
+
 def test_trim_to_sentence_prefers_a_sentence_end():
     text = "从前有一只猫。" * 30
     cut = trim_to_sentence(text, 50, "zh")
