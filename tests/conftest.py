@@ -102,10 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Under pytest-xdist (pytest.ini: -n 2 --dist loadgroup), each module runs whole on one worker (its module-scoped
 # fixtures, a browser or the benchmark runs, start once), the two vLLM modules together (their servers are one
-# session fixture). The benchmark runs go first (the longest), then two long browser modules on the other worker
-# while .ci/run makes vLLM's venv (~6 min there), then the vLLM modules (first, they kept a worker waiting for
-# the venv).
-FIRST_GROUPS = ("test_bench", "test_browser_bad_input", "test_browser", "vllm")
+# session fixture). The benchmark runs and the vLLM modules go first: they are the longest, and the vLLM ones
+# mostly wait (for .ci/run's venv, then for the servers' start) while the other worker runs the benchmarks.
+FIRST_GROUPS = ("test_bench", "vllm")
 
 
 def _group(item: pytest.Item) -> str:
