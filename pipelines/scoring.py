@@ -37,12 +37,13 @@ def prompt_logprobs(prompt: str | list[int], model: str | None = None, *, top_lo
     if not ids:
         raise InvalidInputError("提示文本里没有模型认识的字符，请换一段文字。",
                                 "The model recognises no character of the prompt; try other text.")
-    offsets = [start for start, _ in encoded["offset_mapping"]] if fast else _offsets(tokenizer, ids)
     window = context_window(loaded)
-    if len(ids) > window:
+    cut = max(0, len(ids) - window)
+    if cut:
         notices.append(f"提示文本过长，只为最后 {window} 个词元给出概率。 / "
                        f"The prompt was too long; only its last {window} tokens were scored.")
-        ids, offsets = ids[-window:], offsets[-window:]
+    offsets = [start for start, _ in encoded["offset_mapping"]][cut:] if fast else _offsets(tokenizer, ids, cut)
+    ids = ids[cut:]
     scored = engine.call(_score, loaded, ids, count)
     out: list[tuple[int, TokenLogprob | None]] = [(offsets[0], None)]
     for i, (logprob, top) in enumerate(scored, start=1):
@@ -64,9 +65,17 @@ def _text_model(model: str | None) -> object:
     return loaded
 
 
-def _offsets(tokenizer: object, ids: list[int]) -> list[int]:
-    """Where each token's text starts, from the lengths of the decoded starts (a tokenizer with no offsets)."""
-    return [len(tokenizer.decode(ids[:i])) for i in range(len(ids))]
+def _offsets(tokenizer: object, ids: list[int], first: int = 0) -> list[int]:
+    """Where the text of each token from ``ids[first]`` on starts in the decoded ``ids`` (a tokenizer with no
+    offsets): the lengths of the decoded starts. Past ``first`` they are measured on the decoded tail, plus the
+    length before it and what joins the two (a space between WordPiece tokens, say), so that the cost stays that
+    of the kept tokens however long the prompt sent as ids (decoding every start of it was quadratic)."""
+    before = len(tokenizer.decode(ids[:first]))
+    tail = [len(tokenizer.decode(ids[first:i])) for i in range(first + 1, len(ids))]
+    if not first or not tail:
+        return [before, *tail]
+    joint = len(tokenizer.decode(ids[:first + 1])) - before - tail[0]
+    return [before, *(before + joint + n for n in tail)]
 
 
 def _score(loaded: object, ids: list[int], count: int) -> list[tuple[float, list[tuple[int, float]]]]:

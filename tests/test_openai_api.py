@@ -475,6 +475,23 @@ def test_a_prompt_longer_than_the_window_is_scored_from_its_end_with_a_notice(cl
         pipelines.prompt_logprobs("hi", f"{CHAT} {CHAT_SUFFIX}")
 
 
+@pytest.mark.parametrize("model", ["Tiny GPT-2 B", "Tiny GPT-2 中文"])
+def test_a_long_prompt_of_token_ids_is_placed_at_the_cost_of_its_kept_tokens(model, monkeypatch):
+    """Offsets of a prompt sent as ids come from decoding: every start of the prompt was decoded (quadratic: 12 s
+    for 4 096 ids, most never scored); now only the kept tail's, with the same offsets as decoding every start."""
+    import pipelines
+
+    tokenizer = registry.get_model("textgen", model).processor
+    ids = [(7 * i + 3) % 40 + 5 for i in range(300)]
+    exact = [len(tokenizer.decode(ids[:i])) for i in range(len(ids))]
+    monkeypatch.setattr("pipelines.scoring.context_window", lambda loaded: 16)
+    decoded, real = [], type(tokenizer).decode
+    monkeypatch.setattr(type(tokenizer), "decode", lambda self, *a, **k: decoded.append(1) or real(self, *a, **k))
+    scored = pipelines.prompt_logprobs(ids, model, notices=[])
+    assert [offset for offset, _ in scored] == exact[-16:]
+    assert len(decoded) <= 16 + 2  # the kept tokens' starts, what comes before them, and the joint
+
+
 @pytest.mark.parametrize("value", [21, -1, "3", True])
 def test_completion_logprobs_out_of_range_is_a_400(client, value):
     with pytest.raises(openai.BadRequestError) as err:
