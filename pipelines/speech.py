@@ -2,7 +2,7 @@
 
 Files live in ``MODELDECK_AUDIO_DIR`` (default: ``modeldeck-audio`` in the system temp folder,
 which gradio may serve). Each is named ``modeldeck-speech-<hash of (language, text)>``, so an identical
-request is served from the cache; files older than ``MODELDECK_AUDIO_MAX_AGE_DAYS`` (3) and the oldest beyond
+request is served from the cache (one espeak voiced while gTTS was down tries gTTS again first); files older than ``MODELDECK_AUDIO_MAX_AGE_DAYS`` (3) and the oldest beyond
 ``MODELDECK_AUDIO_MAX_MB`` (500) are removed. A file appears only once it is complete.
 """
 
@@ -224,16 +224,21 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
         raise _storage_error(exc) from exc
     # The name is what a browser saves the file as (the audio player's download button): say what it is.
     stem = "modeldeck-speech-" + hashlib.sha256(f"{CACHE_VERSION}\n{lang}\n{spoken}".encode()).hexdigest()[:32]
-    for ext in (".mp3", ".wav"):
+    order = ["gtts", "espeak"] if setting == "auto" else [setting]
+    fallback = ("在线语音（gTTS）不可用，已改用离线语音 espeak-ng。 / Online speech (gTTS) was unavailable; the "
+                "offline voice espeak-ng was used instead.")
+    reasons, cleaned = [], False
+    # Engine by engine, a file the engine made before comes from the cache: a text espeak voiced while gTTS was
+    # down is tried with gTTS again (and said to be espeak's when it comes from the cache after all).
+    for engine in order:
+        ext, make = ENGINE_FUNCS[engine]
         cached = os.path.join(folder, stem + ext)
         if os.path.isfile(cached) and os.path.getsize(cached) > 0:
             os.utime(cached)
-            return Speech(cached, "cache", notices)
-    cleanup(folder)
-    order = ["gtts", "espeak"] if setting == "auto" else [setting]
-    reasons = []
-    for engine in order:
-        ext, make = ENGINE_FUNCS[engine]
+            return Speech(cached, "cache", notices + ([fallback] if engine != order[0] else []))
+        if not cleaned:
+            cleanup(folder)
+            cleaned = True
         try:
             data = join_audio([make(part, part_lang) for part_lang, part in script_runs(spoken, lang)], ext)
         except (_Failed, VoicingError) as exc:
@@ -249,10 +254,7 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
         except OSError as exc:
             remove_file(temp)
             raise _storage_error(exc) from exc
-        if engine != order[0]:
-            notices.append("在线语音（gTTS）不可用，已改用离线语音 espeak-ng。 / Online speech (gTTS) was "
-                           "unavailable; the offline voice espeak-ng was used instead.")
-        return Speech(path, engine, notices)
+        return Speech(path, engine, notices + ([fallback] if engine != order[0] else []))
     raise SpeechUnavailableError(
         "无法生成语音：" + "；".join(reasons) + "。在线语音需要网络；离线语音需要安装 espeak-ng。",
         "No audio could be made: " + "; ".join(reasons) + ". Online speech needs network access; "

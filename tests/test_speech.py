@@ -140,6 +140,19 @@ def test_identical_requests_are_served_from_the_cache(audio, monkeypatch):
 
 
 @needs_espeak
+def test_espeak_s_file_from_the_cache_says_so_and_gtts_is_tried_again(audio, monkeypatch):
+    monkeypatch.setattr("gtts.gTTS", FailingGTTS)
+    first = p.synthesize_speech("The cat sleeps.", "en")
+    assert first.engine == "espeak" and any("espeak-ng" in n for n in first.notices)
+    again = p.synthesize_speech("The cat sleeps.", "en")  # gTTS still down: espeak's file, and the notice again
+    assert again.engine == "cache" and again.path == first.path and again.notices == first.notices
+    monkeypatch.setattr("gtts.gTTS", WorkingGTTS)  # back: the text is voiced by gTTS, no longer by espeak
+    back = p.synthesize_speech("The cat sleeps.", "en")
+    assert back.engine == "gtts" and back.path.endswith(".mp3") and not back.notices
+    assert p.synthesize_speech("The cat sleeps.", "en").path == back.path
+
+
+@needs_espeak
 def test_long_text_is_one_whole_file(audio, monkeypatch):
     monkeypatch.setenv("MODELDECK_TTS", "espeak")
     result = p.synthesize_speech("这是一个很长的故事。" * 60, "zh")
