@@ -300,6 +300,7 @@ _add("MODELDECK_MAX_SPEECH_CHARS", integer(1), 3000, "3000")
 _add("MODELDECK_MAX_IMAGE_PIXELS", integer(1), 50_000_000, "50000000")
 _add("MODELDECK_MAX_UPLOAD_MB", integer(1), 10, "10")
 _add("MODELDECK_QUEUE_SIZE", integer(1), 300, "300")  # all of ui.admission's lines together
+_add("MODELDECK_QUEUE_POLL_MS", integer(1, 1000), 20, "20")  # how often an idle queue looks for work (ui.admission)
 for _name, _default in (("MODELDECK_QUEUE_CHAT", 12), ("MODELDECK_QUEUE_TEXTGEN", 45),
                         ("MODELDECK_QUEUE_CLASSIFY", 200),
                         ("MODELDECK_QUEUE_CAPTION", 25), ("MODELDECK_QUEUE_SPEECH", 180)):

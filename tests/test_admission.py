@@ -106,19 +106,24 @@ def test_a_burst_beyond_the_line_gets_a_bilingual_refusal_at_once(crowded, monke
 
 
 def test_the_total_bound_refuses_in_both_languages_too(crowded, monkeypatch):
-    url, _ = crowded(MODELDECK_QUEUE_CLASSIFY="50", MODELDECK_QUEUE_SIZE="1")
+    url, demo = crowded(MODELDECK_QUEUE_CLASSIFY="50", MODELDECK_QUEUE_SIZE="1", MODELDECK_QUEUE_POLL_MS="30")
+    queue = demo._queue
+    # Nobody waiting: the queue looks for work every MODELDECK_QUEUE_POLL_MS, not gradio's 1 ms (10 % of a core).
+    assert queue.sleep_when_free == 0.03 and queue.progress_update_sleep_when_free == admission.PROGRESS_EVERY_S
     held = gate(monkeypatch, "classify_text")
     try:
         running = visitor(url).submit("一", None, api_name="/classify")
         wait_until(lambda: held.arrived == 1, "the first classification to start")
         waiting = visitor(url).submit("二", None, api_name="/classify")
         wait_until(lambda: in_line(waiting), "one classification in line")
+        assert queue.sleep_when_free == admission.BUSY_POLL_S  # one waits for a free slot: as often as gradio does
         with pytest.raises(AppError) as refused:
             visitor(url).predict("三", None, api_name="/classify")
         assert has_chinese(str(refused.value)) and "The Space is very busy: 1 request is waiting" in str(refused.value)
     finally:
         held.opened.set()
     assert running.result(timeout=DEADLINE) and waiting.result(timeout=DEADLINE)
+    assert queue.sleep_when_free == 0.03  # nobody waiting again
 
 
 def test_a_crowd_of_chats_leaves_the_app_responsive_to_a_new_visitor(crowded, monkeypatch):

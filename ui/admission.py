@@ -169,9 +169,33 @@ class Admission:
         return True, event._id, "success"
 
 
+PROGRESS_EVERY_S = 0.1  # how often gradio sends a progress bar's state (its default: every 10 ms)
+BUSY_POLL_S = 0.001  # gradio's own interval on Linux
+
+
+class PollingQueue(Queue):
+    """Gradio's queue looks for work every 1 ms (``sleep_when_free``), and for progress to send every 10 ms,
+    whether anything waits or not: ~10 % of a core with nobody on the page (bench/idle_cpu.py). This one looks
+    every ``MODELDECK_QUEUE_POLL_MS`` while no request waits (the next one starts at most that much later), and
+    every 1 ms as before while some wait for a free slot, so a burst is served as quickly as before."""
+
+    idle_poll_s = 0.02
+
+    @property
+    def sleep_when_free(self) -> float:
+        return BUSY_POLL_S if len(self) else self.idle_poll_s
+
+    @sleep_when_free.setter
+    def sleep_when_free(self, value: float) -> None:
+        pass  # gradio's __init__ sets its fixed interval
+
+
 def install(blocks: gr.Blocks) -> Admission:
     """Put the per-group lines in front of ``blocks``' queue (call after ``blocks.queue()``)."""
     queue = blocks._queue
+    queue.__class__ = PollingQueue  # gradio's queue, polling less while nothing waits (below)
+    queue.idle_poll_s = settings.get("MODELDECK_QUEUE_POLL_MS") / 1000
+    queue.progress_update_sleep_when_free = PROGRESS_EVERY_S
     admission = Admission(queue, line_lengths(), total_length())
     queue.push = admission  # type: ignore[method-assign]
     for fn in blocks.fns.values():
