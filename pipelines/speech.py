@@ -2,8 +2,9 @@
 
 Files live in ``MODELDECK_AUDIO_DIR`` (default: ``modeldeck-audio`` in the system temp folder,
 which gradio may serve). Each is named ``modeldeck-speech-<hash of (language, text)>``, so an identical
-request is served from the cache (one espeak voiced while gTTS was down tries gTTS again first); files older than ``MODELDECK_AUDIO_MAX_AGE_DAYS`` (3) and the oldest beyond
-``MODELDECK_AUDIO_MAX_MB`` (500) are removed. A file appears only once it is complete.
+request is served from the cache (one espeak voiced while gTTS was down tries gTTS again first); files older
+than ``MODELDECK_AUDIO_MAX_AGE_DAYS`` (3) and the oldest beyond ``MODELDECK_AUDIO_MAX_MB`` (500) are removed.
+A file appears only once it is complete.
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
     order = ["gtts", "espeak"] if setting == "auto" else [setting]
     fallback = ("在线语音（gTTS）不可用，已改用离线语音 espeak-ng。 / Online speech (gTTS) was unavailable; the "
                 "offline voice espeak-ng was used instead.")
-    reasons, cleaned = [], False
+    reasons = []
     # Engine by engine, a file the engine made before comes from the cache: a text espeak voiced while gTTS was
     # down is tried with gTTS again (and said to be espeak's when it comes from the cache after all).
     for engine in order:
@@ -236,9 +237,8 @@ def synthesize_speech(text: str, language: str = "auto") -> Speech:
         if os.path.isfile(cached) and os.path.getsize(cached) > 0:
             os.utime(cached)
             return Speech(cached, "cache", notices + ([fallback] if engine != order[0] else []))
-        if not cleaned:
+        if engine == order[0]:  # not for a file from the cache (this is the first engine without one)
             cleanup(folder)
-            cleaned = True
         try:
             data = join_audio([make(part, part_lang) for part_lang, part in script_runs(spoken, lang)], ext)
         except (_Failed, VoicingError) as exc:
