@@ -11,7 +11,7 @@ import pytest
 from gates import wait_until
 from pipelines.decoding import Usage
 from test_browser import CHROMIUM, browser, page, shot  # noqa: F401  (fixtures)
-from ui import chat_tab
+from ui import chat_saved, chat_tab
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")]
@@ -25,13 +25,26 @@ def texts(page, selector: str) -> list[str]:
 
 
 def send(page, message: str, title: str | None = None) -> None:
-    """Send a message, wait for its finished reply and for the chat to be saved (listed by ``title``)."""
+    """Send a message, wait for its finished reply and for the chat to be saved with it (listed by ``title``)."""
     replies = page.locator(BOT).count() + 1
     page.locator("#chat-input textarea").fill(message)
     page.locator("#chat-input textarea").press("Enter")
     page.wait_for_function("([bot, n]) => document.querySelectorAll(bot).length === n && "
                            "!document.querySelector('#chat-status .generating')", arg=[BOT, replies])
     wait_saved(page, title or message)
+    # The question is kept as it is sent, the reply by a save after the reply's end: a reload in between (a
+    # loaded machine) brought the question back without its reply.
+    wait_until(lambda: kept_replies(page) >= replies, "the reply kept")
+
+
+def kept_replies(page) -> int:
+    """The answers of the chat the browser keeps as the open one, decrypted."""
+    from ui.browser_store import decrypt
+
+    stored = page.evaluate("() => localStorage.getItem('modeldeck-chats')")
+    store = decrypt(stored, chat_saved.STORE_SECRET) if stored else {}
+    current = [c for c in store.get("chats", []) if c.get("id") == store.get("current")]
+    return sum(m.get("role") == "assistant" for c in current for m in c.get("messages", []))
 
 
 def wait_saved(page, title: str) -> None:
