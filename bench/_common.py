@@ -65,11 +65,13 @@ def int8_choices() -> str:
     """The int8 kernel this process chose for each product shape, and why: a table, or "" when none was chosen."""
     from pipelines import int8_kernels
 
-    rows = [[f"{c.in_features}→{c.out_features}", c.name, c.reason,
+    rows = [[f"{c.in_features}→{c.out_features}", c.name, c.prompt_name or c.name, c.reason,
              ", ".join(f"{name} {micros:.0f} µs" for name, micros in c.micros.items())
-             or "; ".join(f"{name}: {why}" for name, why in c.rejected.items())]
+             or "; ".join(f"{name}: {why}" for name, why in c.rejected.items()),
+             ", ".join(f"{name} {micros:.0f} µs" for name, micros in c.prompt_micros.items()) or "-"]
             for c in int8_kernels.choices()]
-    return table(["int8 product", "kernel", "why", "self-test times (or kernels left out)"], rows) if rows else ""
+    return table(["int8 product", "kernel (decode steps)", "kernel (prompts)", "why",
+                  "self-test, steps (or kernels left out)", "self-test, prompt"], rows) if rows else ""
 
 
 def qwen_real_size(folder: Path | None = None) -> Path:

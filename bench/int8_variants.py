@@ -5,8 +5,10 @@ relative logit error at every prompt position). The candidates: float32, bfloat1
 152k-row output layer, and the other kernels tried: torch's dynamic int8 (one activation scale per
 input: ModelDeck before), weight-only int8 with bfloat16 activations (``torch._weight_int8pack_mm``), and
 weight-only int4 in groups of 128 with bfloat16 activations (``torch._weight_int4pack_mm_for_cpu``).
-ModelDeck's int8 runs on fbgemm or oneDNN (``torch._int_mm``), whichever its self-test finds faster here
-(``pipelines/int8_kernels.py``); both are listed, and the q/k/v and gate/up products separately as before."""
+ModelDeck's int8 runs on fbgemm, oneDNN's ``torch._int_mm`` or oneDNN's packed int8 primitive, whichever its
+self-test finds faster here for decode steps, and may pack the weights a second time for a kernel faster at
+reading prompts (``pipelines/int8_kernels.py``); each is listed, the step/prompt pair too, and the q/k/v and
+gate/up products separately as before."""
 
 from __future__ import annotations
 
@@ -30,17 +32,24 @@ VARIANTS = [  # (label, dtype, int8 settings or None; "kernel" picks one of the 
     ("weight-only int8, bfloat16 activations (_weight_int8pack_mm)", "float32", {"kernel": "int8pack_bf16"}),
     ("weight-only int4, groups of 128, bfloat16 activations (_weight_int4pack_mm_for_cpu)", "float32",
      {"kernel": "int4pack_bf16"}),
+    ("int8 per-token via oneDNN's packed int8 primitive (MODELDECK_INT8_KERNEL=onednn_packed)", "float32",
+     {"setting": "onednn_packed"}),
+    ("int8 per-token, fbgemm for steps + oneDNN packed for prompts (MODELDECK_INT8_PROMPT_KERNEL=onednn_packed)",
+     "float32", {"setting": "fbgemm", "prompt_setting": "onednn_packed"}),
 ]
 INT4_GROUP = 128  # input columns sharing one int4 scale and offset (torchao's default for int4 weight-only)
 
 
-def modeldeck_int8(model, setting: str | None = None, separate: bool = False, **options):
-    """``quantize_int8`` with ``MODELDECK_INT8_KERNEL=setting`` and, if ``separate``, no shared products."""
+def modeldeck_int8(model, setting: str | None = None, separate: bool = False, prompt_setting: str | None = None,
+                   **options):
+    """``quantize_int8`` with ``MODELDECK_INT8_KERNEL=setting`` (and ``_PROMPT_KERNEL=prompt_setting``) and, if
+    ``separate``, no shared products."""
     from unittest import mock
 
     import pipelines.quantize as quantize
 
-    env = {"MODELDECK_INT8_KERNEL": setting} if setting else {}
+    env = ({"MODELDECK_INT8_KERNEL": setting} if setting else {}) | (
+        {"MODELDECK_INT8_PROMPT_KERNEL": prompt_setting} if prompt_setting else {})
     with mock.patch.dict(os.environ, env), mock.patch.object(quantize, "SIBLINGS", () if separate else
                                                              quantize.SIBLINGS):
         return quantize.quantize_int8(model, **options)
@@ -132,7 +141,7 @@ def main() -> None:
     cli.add_argument("--others", action="store_true", help="also torch.compile of ModelDeck's int8 (minutes "
                      "of compiling) and torchao's int8 layouts (if torchao is installed: not a dependency)")
     cli.add_argument("--only", help="comma-separated row numbers of the table to measure, 0 (float32, the "
-                     "reference) always included: 0,2,4,5,9 is the kernels alone")
+                     "reference) always included: 0,2,4,5,9,11,12 is the kernels alone")
     args = cli.parse_args()
     p_len, steps = (20, 8) if args.tiny else (200, 64)
     os.environ["MODELDECK_CHAT_MODEL"] = tiny_env()["MODELDECK_CHAT_MODEL"] if args.tiny else str(qwen_real_size())

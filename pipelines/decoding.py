@@ -237,7 +237,7 @@ class DecodeBatch:
             return
         mask = torch.cat([self.mask, self.mask.new_ones((self.rows, 1))], dim=1)
         positions = self.positions + 1
-        logits = self.forward(self.pending, mask, positions[:, None], self.cache)
+        logits = self.forward(self.pending, mask, positions[:, None], self.cache, prompt=False)
         self.mask, self.positions = mask, positions
         self._choose(logits, 0)
 
@@ -258,16 +258,22 @@ class DecodeBatch:
         config = getattr(self.model, "config", None)
         return growing(DynamicCache(config=config) if config is not None else DynamicCache())
 
-    def forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
-        """Feed ``ids`` after what ``cache`` holds (which grows); return each row's last logits."""
+    def forward(self, ids: Any, mask: Any, positions: Any, cache: Any, *, prompt: bool | None = None) -> Any:
+        """Feed ``ids`` after what ``cache`` holds (which grows); return each row's last logits.
+
+        ``prompt`` says whether the pass reads prompt tokens or takes a decode step (None: more than one
+        column is a prompt): int8 weights packed for two kernels use the one for that kind of pass
+        (``int8.reading``), whatever the pass's shape, so a request's numbers do not depend on its company.
+        """
         import torch
 
-        if self.lean and ids.shape[1] == 1 and not self.lean_decoder.hooked():
-            with torch.inference_mode():
+        from .int8 import reading
+
+        with torch.inference_mode(), reading(ids.shape[1] > 1 if prompt is None else prompt):
+            if self.lean and ids.shape[1] == 1 and not self.lean_decoder.hooked():
                 return self.lean_decoder.step(ids, mask, positions, cache)
-        extra = {"logits_to_keep": 1} if self.keeps_last_logits else {}
-        extra[self.cache_argument] = cache
-        with torch.inference_mode():
+            extra = {"logits_to_keep": 1} if self.keeps_last_logits else {}
+            extra[self.cache_argument] = cache
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
         return out.logits[:, -1, :]
 
@@ -438,7 +444,7 @@ class Prefill:
         end = min(self.ids.shape[1], self.done + chunk)
         began = time.perf_counter()
         self.logits = self.batch.forward(self.ids[:, self.done:end], self.mask[:, :end],
-                                         self.positions[:, self.done:end], self.cache)
+                                         self.positions[:, self.done:end], self.cache, prompt=True)
         self.seconds += time.perf_counter() - began
         self.done = end
         if not self.finished:  # how far each request's prompt is read (its rows end in the last column)

@@ -7,7 +7,11 @@ activations (the "massive activations" of first tokens and delimiters in real LL
 every other token's grid, and a request gets the same numbers alone and inside a batch.
 
 The integer product is fbgemm's or oneDNN's, whichever a short self-test finds faster on this processor
-(``int8_kernels.py``). On CPUs without AVX-512 VNNI, fbgemm adds pairs of uint8 × int8 products in
+(``int8_kernels.py``); where one kernel is faster for decode steps and another for prompts, weights are
+packed for both, and ``reading(prompt=...)`` says which a pass is: the batcher marks its prompt chunks and
+its decode steps, so a request's prompt and its tokens take the same kernel whatever it shares a pass with
+(each kernel's integer sums are exact and per token; the two may differ in the last bit of the float
+scaling). Elsewhere a pass of ``PROMPT_ROWS`` rows or more counts as a prompt. On CPUs without AVX-512 VNNI, fbgemm adds pairs of uint8 × int8 products in
 saturating 16-bit integers, so activations use 7 bits there (as torch's own ``reduce_range`` does); with
 VNNI every product is accumulated in 32 bits and 8 bits are exact (``devices.int8_activation_levels``).
 Products that read the same input (an attention block's q/k/v, an MLP's gate/up) can share one packed
@@ -20,25 +24,41 @@ This module imports torch: ``quantize`` imports it only when a model is quantise
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 import torch
 
 from .int8_kernels import FbgemmWeights
 
+PROMPT_ROWS = 32  # outside ``reading()``: a pass with this many rows or more is read as a prompt
+_READING_PROMPT: ContextVar[bool | None] = ContextVar("modeldeck_int8_reading_prompt", default=None)
+
+
+@contextmanager
+def reading(prompt: bool) -> Iterator[None]:
+    """Mark the passes inside as a prompt's (``prompt``) or as decode steps: which packed kernel they use."""
+    token = _READING_PROMPT.set(prompt)
+    try:
+        yield
+    finally:
+        _READING_PROMPT.reset(token)
+
 
 def product(x: torch.Tensor, weights: Any, bias: torch.Tensor | None, levels: int, out_features: int) -> torch.Tensor:
     """``x`` times packed int8 ``weights``: each token's activations scaled to ``levels`` on their own, then exact."""
     rows = x.reshape(-1, x.shape[-1])
+    prompt = _READING_PROMPT.get()
     peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=1e-30)  # each row's largest |value| maps to `levels`
-    out = weights.times(rows / peak, levels)
+    out = weights.for_prompt(rows.shape[0] >= PROMPT_ROWS if prompt is None else prompt).times(rows / peak, levels)
     out = out.mul_(peak) if bias is None else torch.addcmul(bias, out, peak)
     return out.reshape(*x.shape[:-1], out_features)
 
 
-def _packed_bytes(rows: int, columns: int, scales: int) -> int:
-    """Bytes of an int8 weight and its scales (a float64 scale and an int64 zero point each)."""
-    return rows * columns + scales * (8 + 8)
+def _packed_bytes(rows: int, columns: int, scales: int, weights: Any) -> int:
+    """Bytes of an int8 weight and its scales (a float64 scale and an int64 zero point each), per packing."""
+    return (rows * columns + scales * (8 + 8)) * getattr(weights, "packings", 1)
 
 
 def _float_bias(bias: torch.Tensor | None) -> torch.nn.Parameter | None:
@@ -66,7 +86,8 @@ class Int8Linear(torch.nn.Module):
 
     def packed_bytes(self) -> int:
         """Bytes of the packed weight and its scales, from the shape (unpacking a 152k-row head takes seconds)."""
-        return _packed_bytes(self.out_features, self.in_features, self.out_features if self.per_channel else 1)
+        return _packed_bytes(self.out_features, self.in_features, self.out_features if self.per_channel else 1,
+                             self.weights)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
@@ -131,7 +152,7 @@ class Int8Part(torch.nn.Module):
     def packed_bytes(self) -> int:
         """Bytes of the shared packed weight and its scales, counted by the first part only."""
         rows = sum(self.fused.sizes)
-        return _packed_bytes(rows, self.in_features, rows) if self.part == 0 else 0
+        return _packed_bytes(rows, self.in_features, rows, self.fused.weights) if self.part == 0 else 0
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, part {self.part} of "

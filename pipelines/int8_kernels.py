@@ -1,19 +1,25 @@
-"""The integer products behind ``int8.py``, and the short self-test that picks one for this processor.
+"""The integer products behind ``int8.py``, and the short self-test that picks them for this processor.
 
-Two kernels multiply int8 activations (one scale per token) by int8 weights (one scale per output row),
-both summing the products exactly in 32-bit integers:
+Three kernels multiply int8 activations (one scale per token) by int8 weights (one scale per output row),
+each summing the products exactly in 32-bit integers:
 
 - ``fbgemm``: torch's quantized linear kernel (``quantized::linear_with_input_q_dq_qweight_dq_output_fp32``),
   AVX2 / AVX-512 VNNI code written for small batches.
-- ``onednn``: ``torch._int_mm``, oneDNN's int8 matrix product, which uses AMX tiles where the CPU has them.
+- ``onednn``: ``torch._int_mm``, oneDNN's int8 matrix product on a plain weight matrix.
+- ``onednn_packed``: oneDNN's int8 linear primitive (``onednn::qlinear_pointwise``) on a weight packed once
+  in its own layout, which uses AMX tiles where the CPU has them.
 
-Which is faster depends on the processor, not on the machine the code was tuned on: on a 2-vCPU AMD EPYC
-(VNNI, no AMX) fbgemm was 3-5x faster for decoding; an Intel Xeon with AMX ran fbgemm at half the AMD
-speed. So ``kernel()`` measures: at the first quantisation in a process it packs one layer of the model's
-own shape with each kernel, checks that each gives the exact integer sums at the chosen activation width
-(products at the extremes of both ranges, where a saturating 16-bit sum would fail), times them on one
-token and on a short prompt, interleaved, and keeps the fastest exact one. ``MODELDECK_INT8_KERNEL``
-(fbgemm, onednn) skips the test.
+Which is faster depends on the processor and on the number of rows, not on the machine the code was tuned
+on: on a 2-vCPU AMD EPYC (VNNI, no AMX) fbgemm was fastest for both decode steps and prompts; on a 2-vCPU
+Intel Xeon with AMX fbgemm is fastest for a decode step's few rows and oneDNN's packed primitive reads a
+200-token prompt's products ~3x faster. So ``kernel()`` measures: at the first quantisation in a process it
+packs one layer of the model's own shape with each kernel, checks that each gives the exact integer sums at
+the chosen activation width (products at the extremes of both ranges, where a saturating 16-bit sum would
+fail), and times them, interleaved, on decode steps' rows (``STEP_ROWS``) and on a prompt's
+(``PROMPT_ROWS``). The fastest exact kernel for steps packs every weight; when another is fastest for
+prompts, the weights are packed for it too (``PairedWeights``: more memory, faster prompts), and
+``int8.product`` uses it for prompt reading. ``MODELDECK_INT8_KERNEL`` and ``MODELDECK_INT8_PROMPT_KERNEL``
+skip the test.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ from . import settings
 log = logging.getLogger(__name__)
 
 _FBGEMM = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
-SELF_TEST_ROWS = (1, 16)  # a decode step's token and a short prompt: both shapes count towards the choice
-SELF_TEST_ROUNDS = 5  # interleaved rounds; each kernel's fastest counts (a busy machine slows both alike)
+STEP_ROWS = (1, 4)  # decode steps: one chat's next token, four chats' (the step kernel's time is their sum)
+PROMPT_ROWS = 128  # a prompt's rows (the prompt kernel's time)
+SELF_TEST_ROUNDS = 5  # interleaved rounds; each kernel's fastest counts (a busy machine slows all alike)
+SLOW = 4.0  # after the first round, a kernel this many times slower than the best is not timed again
 
 
 def quantized_weight(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:
@@ -47,7 +55,16 @@ def quantized_weight(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:
         return torch.quantize_per_tensor(w, scale, 0, torch.qint8)
 
 
-class FbgemmWeights:
+class _Single:
+    """What every kernel's weights share: one packing, used for every number of rows."""
+
+    packings = 1
+
+    def for_prompt(self, prompt: bool) -> "_Single":
+        return self
+
+
+class FbgemmWeights(_Single):
     """A weight packed for fbgemm; ``times(unit, levels)`` takes rows already divided by their largest value."""
 
     name = "fbgemm"
@@ -64,7 +81,7 @@ class FbgemmWeights:
         return torch.ops.quantized.linear_unpack(self.packed)[0]
 
 
-class OneDnnWeights:
+class OneDnnWeights(_Single):
     """A weight as a plain int8 matrix and its row scales, for ``torch._int_mm`` (oneDNN)."""
 
     name = "onednn"
@@ -87,7 +104,86 @@ class OneDnnWeights:
         return torch._make_per_channel_quantized_tensor(self.int8, scales, torch.zeros_like(scales).long(), 0)
 
 
-KERNELS = {k.name: k for k in (FbgemmWeights, OneDnnWeights)}
+class OneDnnPackedWeights(_Single):
+    """A weight packed once in oneDNN's own blocked layout, for its int8 linear primitive (AMX tiles where the
+    CPU has them): ``torch._int_mm`` takes a plain matrix and lays it out again at every call."""
+
+    name = "onednn_packed"
+
+    def __init__(self, weight: torch.Tensor, per_channel: bool) -> None:
+        quantized = quantized_weight(weight, per_channel)
+        rows = quantized.shape[0]
+        scales = (quantized.q_per_channel_scales() if per_channel
+                  else torch.full((rows,), quantized.q_scale(), dtype=torch.float64))
+        self.scales, self.per_channel = scales.float(), per_channel
+        self.ones, self.zero_points = torch.ones(rows), torch.zeros(rows, dtype=torch.long)
+        self.packed = torch.ops.onednn.qlinear_prepack(quantized.int_repr(), None)
+        self.scaled: dict[int, torch.Tensor] = {}  # the row scales over each activation width used
+
+    def times(self, unit: torch.Tensor, levels: int) -> torch.Tensor:
+        # Unit scales: the primitive returns the integer sums themselves, and the scales are applied here.
+        # oneDNN's own scaling rounds differently for one row than for many (seen on an Intel Xeon), which
+        # would make a token's numbers depend on its company.
+        q = unit.mul(levels).round_().to(torch.int8)
+        scaled = self.scaled.get(levels)
+        if scaled is None:
+            scaled = self.scaled[levels] = self.scales / levels
+        sums = torch.ops.onednn.qlinear_pointwise(q, 1.0, 0, self.packed, self.ones, self.zero_points, None, 1.0, 0,
+                                                  torch.float32, "none", [], "")
+        return sums.mul_(scaled)
+
+    def unpacked(self) -> torch.Tensor:
+        # The packed layout is oneDNN's own: the integers are read back as products with the unit rows.
+        columns = self.packed.shape[0]
+        values = self.times(torch.eye(columns), 1).T  # each weight times its row's scale, exactly
+        int8 = (values / self.scales[:, None]).round_().to(torch.int8)
+        if not self.per_channel:
+            return torch._make_per_tensor_quantized_tensor(int8, float(self.scales[0]), 0)
+        scales = self.scales.double()
+        return torch._make_per_channel_quantized_tensor(int8, scales, self.zero_points, 0)
+
+
+KERNELS = {k.name: k for k in (FbgemmWeights, OneDnnWeights, OneDnnPackedWeights)}
+
+
+class PairedWeights:
+    """A weight packed for two kernels: one for decode steps, one for reading prompts (``for_prompt``)."""
+
+    packings = 2
+
+    def __init__(self, step: type, prompt: type, weight: torch.Tensor, per_channel: bool) -> None:
+        self.step, self.prompt = step(weight, per_channel), prompt(weight, per_channel)
+        self.name = f"{step.name} + {prompt.name} (prompts)"
+
+    def for_prompt(self, prompt: bool) -> _Single:
+        return self.prompt if prompt else self.step
+
+    def times(self, unit: torch.Tensor, levels: int) -> torch.Tensor:
+        return self.step.times(unit, levels)
+
+    def unpacked(self) -> torch.Tensor:
+        return self.step.unpacked()
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """What packs a weight: ``step`` for decode steps and ``prompt`` for prompts (often the same kernel)."""
+
+    step: type
+    prompt: type
+
+    @property
+    def name(self) -> str:
+        return self.step.name if self.prompt is self.step else f"{self.step.name} + {self.prompt.name} (prompts)"
+
+    def steps_only(self) -> "Kernels":
+        """The step kernel alone (for a product that never reads more than one row per request)."""
+        return Kernels(self.step, self.step)
+
+    def __call__(self, weight: torch.Tensor, per_channel: bool) -> _Single | PairedWeights:
+        if self.prompt is self.step:
+            return self.step(weight, per_channel)
+        return PairedWeights(self.step, self.prompt, weight, per_channel)
 
 
 def _exact(kind: type, levels: int, in_features: int) -> bool:
@@ -99,35 +195,57 @@ def _exact(kind: type, levels: int, in_features: int) -> bool:
     return torch.allclose(out, unit @ signs.T, rtol=1e-5, atol=1e-4)
 
 
-def _fastest(kinds: list[type], in_features: int, out_features: int, levels: int) -> dict[str, float]:
-    """Each kind's least time per product of this shape (µs) over interleaved rounds, by name."""
+def _fastest(kinds: list[type], in_features: int, out_features: int,
+             levels: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Each kind's least time (µs) for decode steps (``STEP_ROWS``) and for a prompt (``PROMPT_ROWS``), by name.
+
+    Rounds interleave the kinds; after the first, a kind ``SLOW`` times slower than the best at one of the two
+    is not timed at it again (oneDNN on a CPU without VNNI reads a prompt ~50x slower than fbgemm).
+    """
     weight = torch.randn(out_features, in_features)
     packed = [kind(weight, True) for kind in kinds]
-    inputs = [torch.randn(rows, in_features).clamp_(-1, 1) for rows in SELF_TEST_ROWS]
-    best = [float("inf")] * len(kinds)
+    groups = {"step": [torch.randn(rows, in_features).clamp_(-1, 1) for rows in STEP_ROWS],
+              "prompt": [torch.randn(PROMPT_ROWS, in_features).clamp_(-1, 1)]}
+    best = {group: [float("inf")] * len(kinds) for group in groups}
     with torch.inference_mode():
-        for _ in range(SELF_TEST_ROUNDS):
-            for i, weights in enumerate(packed):
-                start = time.perf_counter()
-                for unit in inputs:
-                    weights.times(unit, levels)
-                best[i] = min(best[i], time.perf_counter() - start)
-    log.info("int8 self-test, %dx%d product: %s", out_features, in_features,
-             ", ".join(f"{k.name} {t * 1e6:.0f} us" for k, t in zip(kinds, best)))
-    return {kind.name: seconds * 1e6 for kind, seconds in zip(kinds, best)}
+        for round_ in range(SELF_TEST_ROUNDS):
+            for group, inputs in groups.items():
+                fastest = min(best[group])
+                for i, weights in enumerate(packed):
+                    if round_ and best[group][i] > SLOW * fastest:
+                        continue
+                    start = time.perf_counter()
+                    for unit in inputs:
+                        weights.times(unit, levels)
+                    best[group][i] = min(best[group][i], time.perf_counter() - start)
+    for group in groups:
+        log.info("int8 self-test, %dx%d product, %s: %s", out_features, in_features, group,
+                 ", ".join(f"{k.name} {t * 1e6:.0f} us" for k, t in zip(kinds, best[group])))
+    step, prompt = ({kind.name: seconds * 1e6 for kind, seconds in zip(kinds, best[g])} for g in groups)
+    return step, prompt
 
 
 @dataclass(frozen=True)
 class KernelChoice:
-    """Which kernel packs the weights of one product shape, and why (shown on the status tab)."""
+    """Which kernels pack the weights of one product shape, and why (shown on the status tab)."""
 
     in_features: int
     out_features: int
     levels: int
-    name: str
+    name: str  # the kernel for decode steps (and for prompts, unless ``prompt_name`` differs)
     reason: str  # "self-test", "setting" (MODELDECK_INT8_KERNEL) or "only exact" (one kernel passed the check)
-    micros: dict[str, float] = field(default_factory=dict)  # the self-test's time per kernel, µs
+    micros: dict[str, float] = field(default_factory=dict)  # the self-test's time per kernel for steps, µs
     rejected: dict[str, str] = field(default_factory=dict)  # kernels left out, and why
+    prompt_name: str = ""  # the kernel for prompts ("" or ``name``: the same)
+    prompt_micros: dict[str, float] = field(default_factory=dict)  # the self-test's time per kernel for a prompt
+    prompt_reason: str = ""  # why the prompt kernel: "self-test", "setting" (MODELDECK_INT8_PROMPT_KERNEL), ""
+
+    @property
+    def label(self) -> str:
+        """The kernel's name, or both names when prompts use another: the name the packed weights carry."""
+        if not self.prompt_name or self.prompt_name == self.name:
+            return self.name
+        return f"{self.name} + {self.prompt_name} (prompts)"
 
 
 _choices: dict[tuple[int, int, int], KernelChoice] = {}
@@ -150,18 +268,34 @@ def _measured(in_features: int, out_features: int, levels: int) -> KernelChoice:
     if len(kinds) < 2:
         return KernelChoice(in_features, out_features, levels, (kinds or [FbgemmWeights])[0].name, "only exact",
                             rejected=rejected)
-    micros = _fastest(kinds, in_features, out_features, levels)
-    return KernelChoice(in_features, out_features, levels, min(micros, key=micros.__getitem__), "self-test",
-                        micros, rejected)
+    step, prompt = _fastest(kinds, in_features, out_features, levels)
+    return KernelChoice(in_features, out_features, levels, min(step, key=step.__getitem__), "self-test", step,
+                        rejected, min(prompt, key=prompt.__getitem__), prompt, "self-test")
 
 
-def kernel(in_features: int, out_features: int, levels: int) -> type:
-    """The weights class to pack with: ``MODELDECK_INT8_KERNEL``, else the self-test's pick (once per process)."""
-    chosen = settings.get("MODELDECK_INT8_KERNEL")
-    choice = (KernelChoice(in_features, out_features, levels, chosen, "setting") if chosen != "auto"
-              else _measured(in_features, out_features, levels))
+def _choice(in_features: int, out_features: int, levels: int) -> KernelChoice:
+    """The settings' kernels, else the self-test's (which runs once per shape and activation width)."""
+    chosen, for_prompts = settings.get("MODELDECK_INT8_KERNEL"), settings.get("MODELDECK_INT8_PROMPT_KERNEL")
+    if chosen == "auto" and for_prompts in ("auto", "same"):
+        measured = _measured(in_features, out_features, levels)
+        if for_prompts == "same":  # one packing: less memory
+            return KernelChoice(in_features, out_features, levels, measured.name, measured.reason, measured.micros,
+                                measured.rejected, prompt_reason="setting")
+        return measured
+    if chosen == "auto":
+        measured = _measured(in_features, out_features, levels)
+        return KernelChoice(in_features, out_features, levels, measured.name, measured.reason, measured.micros,
+                            measured.rejected, for_prompts, prompt_reason="setting")
+    prompt = chosen if for_prompts in ("auto", "same") else for_prompts
+    return KernelChoice(in_features, out_features, levels, chosen, "setting", prompt_name=prompt,
+                        prompt_reason="setting")
+
+
+def kernel(in_features: int, out_features: int, levels: int) -> Kernels:
+    """The kernels to pack with: ``MODELDECK_INT8_KERNEL`` / ``_PROMPT_KERNEL``, else the self-test's picks."""
+    choice = _choice(in_features, out_features, levels)
     _choices[(in_features, out_features, levels)] = choice
-    return KERNELS[choice.name]
+    return Kernels(KERNELS[choice.name], KERNELS[choice.prompt_name or choice.name])
 
 
 def choices() -> list[KernelChoice]:

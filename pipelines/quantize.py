@@ -114,8 +114,10 @@ def quantize_int8(model: "torch.nn.Module", *, per_channel: bool = True,
     for name in (name for name in names if name not in grouped):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        setattr(parent, child, Int8Linear(getattr(parent, child), levels=levels, per_channel=per_channel,
-                                          kernel=kernel))
+        linear = getattr(parent, child)
+        # The output layer reads one row per request in a prompt too (the last): one packing is enough.
+        setattr(parent, child, Int8Linear(linear, levels=levels, per_channel=per_channel,
+                                          kernel=kernel.steps_only() if linear is head else kernel))
     give_back_freed_memory()
     log.info("int8 (%s weights, per-token activations, %d levels, %s kernel) quantised %d linear layers (%d "
              "sharing a product with siblings)%s%s", "per-channel" if per_channel else "per-tensor", levels,
@@ -157,7 +159,8 @@ def int8_kernels_of(model: "torch.nn.Module") -> list[str]:
         weights = getattr(getattr(module, "fused", module), "weights", None)  # Int8Linear, or Int8Part's Int8Fused
         if callable(getattr(weights, "times", None)):
             names.add(weights.name)
-    return sorted(names)
+    # "fbgemm" (the output layer's one packing) is part of "fbgemm + onednn_packed (prompts)" (the others').
+    return sorted(n for n in names if not any(other.startswith(f"{n} + ") for other in names))
 
 
 def weight_bytes(model: "torch.nn.Module") -> int:

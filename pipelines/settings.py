@@ -284,7 +284,8 @@ _add("MODELDECK_DTYPE", one_of("float32", "float16", "bfloat16",
                                aliases={"fp32": "float32", "fp16": "float16", "half": "float16",
                                         "bf16": "bfloat16"}), None, "bfloat16")
 _add("MODELDECK_QUANTIZE", one_of("int8", "none"), None, "none")
-_add("MODELDECK_INT8_KERNEL", one_of("auto", "fbgemm", "onednn"), "auto", "fbgemm")
+_add("MODELDECK_INT8_KERNEL", one_of("auto", "fbgemm", "onednn", "onednn_packed"), "auto", "fbgemm")
+_add("MODELDECK_INT8_PROMPT_KERNEL", one_of("auto", "same", "fbgemm", "onednn", "onednn_packed"), "auto", "same")
 _add("MODELDECK_LEAN_DECODE", flag, True, "0")
 _add("MODELDECK_TRUST_REMOTE_CODE", flag, False, "1")
 _add("MODELDECK_PRELOAD", roles, [], "chat,captioner")

@@ -29,9 +29,13 @@ def _run_together(jobs):
     return batcher, streams
 
 
-@pytest.mark.parametrize("quantize", ["", "none"])  # the default (int8 on the CPU: per-token scales) and float
+# The default (int8 on the CPU: per-token scales), float, and int8 packed for two kernels (one reads prompts).
+@pytest.mark.parametrize("quantize", ["", "none", "paired"])
 def test_simultaneous_requests_share_a_batch_and_keep_their_own_results(monkeypatch, fresh_registry, quantize):
-    monkeypatch.setenv("MODELDECK_QUANTIZE", quantize)
+    if quantize == "paired":
+        monkeypatch.setenv("MODELDECK_INT8_KERNEL", "fbgemm")
+        monkeypatch.setenv("MODELDECK_INT8_PROMPT_KERNEL", "onednn_packed")
+    monkeypatch.setenv("MODELDECK_QUANTIZE", "" if quantize == "paired" else quantize)
     jobs = [("你好", SamplingParams(max_new_tokens=12, temperature=0.9, seed=1)),
             ("Hello, how are you?", SamplingParams(max_new_tokens=20, temperature=0)),
             ("我是一个模型", SamplingParams(max_new_tokens=6, temperature=1.3, top_k=10, seed=2)),

@@ -257,7 +257,7 @@ def test_about_panel_names_the_processor_and_the_int8_kernel_a_chat_loaded(page)
     page.locator("#chat-status").get_by_text("total_tokens").wait_for()
     open_tab(page, "ℹ️ 关于 / 状态")
     page.locator("#about-refresh").click()
-    used = [f"float32 + int8 ({name})" for name in KERNELS]
+    used = [f"float32 + int8 ({name}" for name in KERNELS]  # then ")" or " + <prompt kernel> (prompts))"
     page.wait_for_function("used => used.some(u => document.querySelector('#about-status').innerText.includes(u))",
                            arg=used)
     row = status.locator("tr").filter(has_text="Tiny Qwen2").filter(has_text="int8").inner_text()  # loaded table

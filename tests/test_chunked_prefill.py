@@ -26,8 +26,8 @@ def _passes(loaded, prompts, chunk, monkeypatch, new=10, reuse=None):
     batch = reuse or DecodeBatch(loaded)
     passes, real = [], batch.forward
 
-    def forward(ids, mask, positions, cache):
-        logits = real(ids, mask, positions, cache)
+    def forward(ids, mask, positions, cache, **options):
+        logits = real(ids, mask, positions, cache, **options)
         passes.append((ids.shape[1], logits.clone()))
         return logits
 

@@ -42,8 +42,9 @@ def test_the_kernels_agree_on_a_whole_model(monkeypatch):
         assert {m.weights.name for m in model.modules() if isinstance(m, Int8Linear)} == {name}
         with torch.inference_mode():
             logits[name] = model(ids).logits
-    first, second = logits.values()
-    assert torch.allclose(first, second, rtol=1e-4, atol=1e-4)  # the same integer sums, scaled in another order
+    first, *others = logits.values()
+    for other in others:  # the same integer sums, scaled in another order
+        assert torch.allclose(first, other, rtol=1e-4, atol=1e-4)
 
 
 class _Clock:
@@ -55,10 +56,11 @@ class _Clock:
         return self.now
 
 
-def _fake(name: str, cost: float, clock: _Clock, saturates: bool = False) -> type:
+def _fake(name: str, cost: float, clock: _Clock, saturates: bool = False, prompt_cost: float | None = None) -> type:
     class Fake(int8_kernels.FbgemmWeights):
         def times(self, unit, levels):
-            clock.now += cost
+            prompt = unit.shape[0] == int8_kernels.PROMPT_ROWS
+            clock.now += cost if prompt_cost is None or not prompt else prompt_cost
             out = super().times(unit, levels)
             return out.clamp(-100, 100) if saturates else out  # a 16-bit sum that overflowed
 
@@ -81,16 +83,56 @@ def test_the_self_test_keeps_the_faster_kernel_and_records_why(monkeypatch, own_
     monkeypatch.setattr(int8_kernels.time, "perf_counter", clock)
     kinds = [_fake("a", costs[0], clock), _fake("b", costs[1], clock)]
     monkeypatch.setattr(int8_kernels, "KERNELS", {k.name: k for k in kinds})
-    assert int8_kernels.kernel(32, 16, LEVELS).name == expected
-    calls = len(int8_kernels.SELF_TEST_ROWS)  # products per kernel in one timed round
+    chosen = int8_kernels.kernel(32, 16, LEVELS)
+    assert chosen.step is chosen.prompt and chosen.name == expected  # one packing when one kernel wins both
+    calls = len(int8_kernels.STEP_ROWS)  # step products per kernel in one timed round (and one prompt product)
     [choice] = int8_kernels.choices()
     assert (choice.name, choice.reason, choice.in_features, choice.out_features) == (expected, "self-test", 32, 16)
     assert choice.micros == {"a": costs[0] * calls * 1e6, "b": costs[1] * calls * 1e6}  # the fake clock's times
+    assert choice.prompt_micros == {"a": costs[0] * 1e6, "b": costs[1] * 1e6} and choice.label == expected
     monkeypatch.setenv("MODELDECK_INT8_KERNEL", "onednn")  # a setting skips the test
     monkeypatch.setattr(int8_kernels, "KERNELS", {**int8_kernels.KERNELS, "onednn": kinds[0]})
-    assert int8_kernels.kernel(32, 16, LEVELS) is kinds[0]
+    assert int8_kernels.kernel(32, 16, LEVELS) == int8_kernels.Kernels(kinds[0], kinds[0])
     [choice] = int8_kernels.choices()  # the latest choice for the shape
     assert (choice.name, choice.reason, choice.micros) == ("onednn", "setting", {})
+
+
+def test_a_kernel_faster_for_prompts_packs_the_weights_a_second_time(monkeypatch, own_choices):
+    clock = _Clock()
+    monkeypatch.setattr(int8_kernels.time, "perf_counter", clock)
+    # "steps" is fast on a step's few rows, "prompts" on a prompt's many: each is chosen for its own.
+    kinds = [_fake("steps", 1.0, clock, prompt_cost=50.0), _fake("prompts", 3.0, clock, prompt_cost=10.0)]
+    monkeypatch.setattr(int8_kernels, "KERNELS", {k.name: k for k in kinds})
+    chosen = int8_kernels.kernel(32, 16, LEVELS)
+    assert (chosen.step, chosen.prompt) == (kinds[0], kinds[1])
+    [choice] = int8_kernels.choices()
+    assert (choice.name, choice.prompt_name, choice.prompt_reason) == ("steps", "prompts", "self-test")
+    assert choice.prompt_micros == {"steps": 50e6, "prompts": 10e6} and choice.label == "steps + prompts (prompts)"
+    weights = chosen(torch.randn(16, 32), True)
+    assert weights.packings == 2 and weights.name == choice.label
+    assert weights.for_prompt(False).name == "steps" and weights.for_prompt(True).name == "prompts"
+    assert chosen.steps_only()(torch.randn(16, 32), True).packings == 1  # the output layer's: one packing
+
+    monkeypatch.setenv("MODELDECK_INT8_PROMPT_KERNEL", "same")  # one packing, whatever prompts would gain
+    same = int8_kernels.kernel(32, 16, LEVELS)
+    assert (same.step, same.prompt) == (kinds[0], kinds[0])
+    monkeypatch.setenv("MODELDECK_INT8_PROMPT_KERNEL", "")
+    monkeypatch.setattr(int8_kernels, "KERNELS", {**int8_kernels.KERNELS, "onednn": kinds[1]})
+    monkeypatch.setenv("MODELDECK_INT8_KERNEL", "onednn")  # a step kernel set by hand reads prompts too
+    assert int8_kernels.kernel(32, 16, LEVELS) == int8_kernels.Kernels(kinds[1], kinds[1])
+
+
+def test_a_kernel_far_slower_is_not_timed_again(monkeypatch, own_choices):
+    clock = _Clock()
+    monkeypatch.setattr(int8_kernels.time, "perf_counter", clock)
+    calls = []
+    slow = _fake("slow", 1.0, clock, prompt_cost=1000.0)
+    real_times = slow.times
+    slow.times = lambda self, unit, levels: calls.append(unit.shape[0]) or real_times(self, unit, levels)
+    monkeypatch.setattr(int8_kernels, "KERNELS", {"fast": _fake("fast", 2.0, clock, prompt_cost=5.0), "slow": slow})
+    assert int8_kernels.kernel(32, 16, LEVELS).prompt.name == "fast"
+    assert calls.count(int8_kernels.PROMPT_ROWS) == 1  # timed once on a prompt (200x slower), then left out
+    assert calls.count(1) == int8_kernels.SELF_TEST_ROUNDS  # still timed on steps, where it wins
 
 
 def test_a_kernel_that_is_not_exact_here_is_never_chosen(monkeypatch, own_choices):
@@ -111,7 +153,7 @@ def test_a_kernel_this_torch_or_cpu_lacks_is_left_out_and_the_reason_kept(monkey
             raise RuntimeError("")  # torch's errors for a missing kernel can be empty
 
     monkeypatch.setattr(int8_kernels, "KERNELS", {"missing": Missing, "fbgemm": int8_kernels.FbgemmWeights})
-    assert int8_kernels.kernel(64, 16, LEVELS) is int8_kernels.FbgemmWeights
+    assert int8_kernels.kernel(64, 16, LEVELS).step is int8_kernels.FbgemmWeights
     [choice] = int8_kernels.choices()
     assert (choice.reason, choice.rejected) == ("only exact", {"missing": "unavailable: "})
 
@@ -146,7 +188,68 @@ def test_the_status_tab_names_the_processor_and_what_int8_chose_on_it(monkeypatc
     chat_row = next(line for line in page.splitlines() if line.startswith("| Tiny Qwen2 |"))
     [used] = fresh_registry.loaded_models()[0]["int8_kernels"]
     assert f"float32 + int8 ({used})" in chat_row and "modeldeck_sdpa" in chat_row
-    choice = next(c for c in int8_kernels.choices() if c.name == used and c.levels == LEVELS)
-    assert f"{choice.out_features}×{choice.in_features} → **{used}**" in page
+    choice = next(c for c in int8_kernels.choices() if c.label == used and c.levels == LEVELS)
+    assert f"{choice.out_features}×{choice.in_features} → **{choice.name}**" in page
     timed = [f"{name} {micros:.0f} µs" for name, micros in choice.micros.items()]
     assert choice.reason != "self-test" or (len(timed) >= 2 and all(t in page for t in timed))
+
+
+def _recorded(monkeypatch) -> list[tuple[str, int]]:
+    """(kernel name, rows) for every int8 product from now on, through fbgemm or oneDNN's packed primitive."""
+    calls = []
+    for kind in (int8_kernels.FbgemmWeights, int8_kernels.OneDnnPackedWeights):
+        def times(self, unit, levels, real=kind.times, name=kind.name):
+            calls.append((name, unit.shape[0]))
+            return real(self, unit, levels)
+        monkeypatch.setattr(kind, "times", times)
+    return calls
+
+
+def test_prompts_take_the_prompt_kernel_and_decode_steps_the_step_kernel(monkeypatch, fresh_registry):
+    from pipelines.batching import batcher_for
+    from pipelines.int8 import PROMPT_ROWS
+    from pipelines.sampling import SamplingParams
+
+    monkeypatch.setenv("MODELDECK_INT8_KERNEL", "fbgemm")
+    monkeypatch.setenv("MODELDECK_INT8_PROMPT_KERNEL", "onednn_packed")
+    loaded = fresh_registry.get_model("chat")
+    assert fresh_registry.loaded_models()[0]["int8_kernels"] == ["fbgemm + onednn_packed (prompts)"]
+    calls = _recorded(monkeypatch)
+    prompt = loaded.processor("你好，我是一个模型。Hello!", add_special_tokens=False)["input_ids"]
+    assert len(prompt) < PROMPT_ROWS  # a short prompt: by its rows alone it would pass for a decode step
+    stream = batcher_for(loaded).submit(prompt, SamplingParams(max_new_tokens=4, temperature=0), [])
+    stream.collect()
+    read = [rows for name, rows in calls if name == "onednn_packed"]
+    steps = [rows for name, rows in calls if name == "fbgemm"]
+    layers = loaded.model.config.num_hidden_layers
+    assert read and set(read) == {len(prompt)}  # every product of the prompt's pass, all its tokens at once
+    assert len(read) == 4 * layers  # q/k/v, o, gate/up and down: the output layer has one packing
+    assert set(steps) == {1} and len(steps) == 1 + (stream.usage.completion_tokens - 1) * (4 * layers + 1)
+
+    calls.clear()  # outside the batcher, a pass's rows decide
+    with torch.inference_mode():
+        loaded.model(torch.randint(3, 200, (1, PROMPT_ROWS)))
+        assert {name for name, rows in calls if rows == PROMPT_ROWS} == {"onednn_packed", "fbgemm"}  # fbgemm: the head
+        calls.clear()
+        loaded.model(torch.randint(3, 200, (1, PROMPT_ROWS - 1)))
+    assert {name for name, _ in calls} == {"fbgemm"}
+
+
+def test_the_status_tab_says_which_kernel_reads_prompts_and_why():
+    from ui.about_tab import _choice
+
+    timed = int8_kernels.KernelChoice(896, 4864, 127, "fbgemm", "self-test", {"fbgemm": 300.0, "onednn": 700.0},
+                                      prompt_name="onednn_packed", prompt_micros={"fbgemm": 2000.0, "onednn": 900.0,
+                                                                                  "onednn_packed": 650.0},
+                                      prompt_reason="self-test")
+    line = _choice(timed)
+    assert line.startswith("4864×896 → **fbgemm** (自检 self-test, 解码 decode steps: fbgemm 300 µs, onednn 700 µs; "
+                           "提示词 prompts: onednn_packed 650 µs, onednn 900 µs, fbgemm 2000 µs)")
+    assert line.endswith("; 读提示词 reading prompts → **onednn_packed**")
+    same = int8_kernels.KernelChoice(896, 4864, 127, "fbgemm", "self-test", {"fbgemm": 300.0},
+                                     prompt_name="fbgemm", prompt_micros={"fbgemm": 2000.0}, prompt_reason="self-test")
+    assert "reading prompts" not in _choice(same)
+    set_by_hand = int8_kernels.KernelChoice(896, 4864, 127, "fbgemm", "setting", prompt_name="onednn_packed",
+                                            prompt_reason="setting")
+    assert _choice(set_by_hand) == ("4864×896 → **fbgemm** (MODELDECK_INT8_KERNEL); 读提示词 reading prompts → "
+                                    "**onednn_packed** (MODELDECK_INT8_PROMPT_KERNEL)")

@@ -49,8 +49,8 @@ def _run(loaded: SimpleNamespace, lean: bool) -> list[tuple[int, torch.Tensor]]:
     passes = []
     real = batch.forward
 
-    def forward(ids, mask, positions, cache):
-        logits = real(ids, mask, positions, cache)
+    def forward(ids, mask, positions, cache, **options):
+        logits = real(ids, mask, positions, cache, **options)
         passes.append((ids.shape[1], logits.clone()))
         return logits
 

@@ -52,15 +52,26 @@ def remote_markdown() -> list[str]:
     return lines
 
 
+def _timed(micros: dict[str, float]) -> str:
+    return ", ".join(f"{name} {us:.0f} µs" for name, us in sorted(micros.items(), key=lambda item: item[1]))
+
+
 def _choice(choice: "KernelChoice") -> str:
     shape = f"{choice.out_features}×{choice.in_features}"
     if choice.reason == "setting":
-        return f"{shape} → **{choice.name}** (MODELDECK_INT8_KERNEL)"
-    if choice.reason == "only exact":
+        line = f"{shape} → **{choice.name}** (MODELDECK_INT8_KERNEL)"
+    elif choice.reason == "only exact":
         left = "; ".join(f"{name}: {why}" for name, why in choice.rejected.items())
-        return f"{shape} → **{choice.name}** (唯一可用 the only one usable{': ' + left if left else ''})"
-    timed = ", ".join(f"{name} {micros:.0f} µs" for name, micros in sorted(choice.micros.items(), key=lambda i: i[1]))
-    return f"{shape} → **{choice.name}** (自检 self-test: {timed})"
+        line = f"{shape} → **{choice.name}** (唯一可用 the only one usable{': ' + left if left else ''})"
+    elif choice.prompt_micros:
+        line = (f"{shape} → **{choice.name}** (自检 self-test, 解码 decode steps: {_timed(choice.micros)}; "
+                f"提示词 prompts: {_timed(choice.prompt_micros)})")
+    else:
+        line = f"{shape} → **{choice.name}** (自检 self-test: {_timed(choice.micros)})"
+    if choice.prompt_name and choice.prompt_name != choice.name:
+        why = " (MODELDECK_INT8_PROMPT_KERNEL)" if choice.prompt_reason == "setting" else ""
+        line += f"; 读提示词 reading prompts → **{choice.prompt_name}**{why}"
+    return line
 
 
 def processor_markdown(device: str, dtype: str) -> list[str]:
