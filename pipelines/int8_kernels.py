@@ -262,7 +262,7 @@ def _measured(in_features: int, out_features: int, levels: int) -> KernelChoice:
                 log.warning("int8 kernel %s is not exact at %d activation levels on this CPU: not used", kind.name,
                             levels)
                 rejected[kind.name] = f"not exact at {levels} activation levels"
-        except RuntimeError as error:  # not built into this torch, or not for this CPU
+        except (RuntimeError, AttributeError) as error:  # not built into this torch (no such op), or not this CPU
             log.warning("int8 kernel %s unavailable: %s", kind.name, error)
             rejected[kind.name] = f"unavailable: {str(error)[:120]}"
     if len(kinds) < 2:

@@ -152,10 +152,19 @@ def test_a_kernel_this_torch_or_cpu_lacks_is_left_out_and_the_reason_kept(monkey
         def __init__(self, weight, per_channel):
             raise RuntimeError("")  # torch's errors for a missing kernel can be empty
 
-    monkeypatch.setattr(int8_kernels, "KERNELS", {"missing": Missing, "fbgemm": int8_kernels.FbgemmWeights})
+    class NoSuchOp(int8_kernels.OneDnnPackedWeights):
+        name = "no such op"
+
+        def __init__(self, weight, per_channel):
+            torch.ops.onednn.qlinear_prepack_that_this_torch_lacks(weight, None)  # AttributeError
+
+    monkeypatch.setattr(int8_kernels, "KERNELS", {"missing": Missing, "no such op": NoSuchOp,
+                                                  "fbgemm": int8_kernels.FbgemmWeights})
     assert int8_kernels.kernel(64, 16, LEVELS).step is int8_kernels.FbgemmWeights
     [choice] = int8_kernels.choices()
-    assert (choice.reason, choice.rejected) == ("only exact", {"missing": "unavailable: "})
+    assert choice.reason == "only exact" and choice.rejected["missing"] == "unavailable: "
+    assert choice.rejected["no such op"].startswith("unavailable: ") and "qlinear_prepack_that" in choice.rejected[
+        "no such op"]
 
 
 def test_the_self_test_runs_once_per_shape(monkeypatch, own_choices):
