@@ -124,12 +124,16 @@ class OneDnnPackedWeights(_Single):
         # Unit scales: the primitive returns the integer sums themselves, and the scales are applied here.
         # oneDNN's own scaling rounds differently for one row than for many (seen on an Intel Xeon), which
         # would make a token's numbers depend on its company.
-        q = unit.mul(levels).round_().to(torch.int8)
+        q = unit.mul(levels).round_()
+        if levels < 127:  # 7 bits (no VNNI): uint8 around levels + 1, as fbgemm's, keeps 16-bit pair sums exact
+            q, zero_point = q.add_(levels + 1).to(torch.uint8), levels + 1
+        else:  # with VNNI every product is summed in 32 bits: int8 activations, the faster path measured
+            q, zero_point = q.to(torch.int8), 0
         scaled = self.scaled.get(levels)
         if scaled is None:
             scaled = self.scaled[levels] = self.scales / levels
-        sums = torch.ops.onednn.qlinear_pointwise(q, 1.0, 0, self.packed, self.ones, self.zero_points, None, 1.0, 0,
-                                                  torch.float32, "none", [], "")
+        sums = torch.ops.onednn.qlinear_pointwise(q, 1.0, zero_point, self.packed, self.ones, self.zero_points, None,
+                                                  1.0, 0, torch.float32, "none", [], "")
         return sums.mul_(scaled)
 
     def unpacked(self) -> torch.Tensor:

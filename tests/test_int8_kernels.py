@@ -17,6 +17,7 @@ LEVELS = int8_activation_levels()
 @pytest.mark.parametrize("name", sorted(int8_kernels.KERNELS))
 def test_each_kernel_sums_extreme_products_exactly_at_this_cpus_width(name):
     assert int8_kernels._exact(int8_kernels.KERNELS[name], LEVELS, 512)
+    assert int8_kernels._exact(int8_kernels.KERNELS[name], 63, 512)  # 7 bits, the width without VNNI, anywhere
 
 
 @pytest.mark.parametrize("name", sorted(int8_kernels.KERNELS))
