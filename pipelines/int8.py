@@ -11,9 +11,11 @@ The integer product is fbgemm's or oneDNN's, whichever a short self-test finds f
 packed for both, and ``reading(prompt=...)`` says which a pass is: the batcher marks its prompt chunks and
 its decode steps, so a request's prompt and its tokens take the same kernel whatever it shares a pass with
 (each kernel's integer sums are exact and per token; the two may differ in the last bit of the float
-scaling). Elsewhere a pass of ``PROMPT_ROWS`` rows or more counts as a prompt. On CPUs without AVX-512 VNNI, fbgemm adds pairs of uint8 × int8 products in
-saturating 16-bit integers, so activations use 7 bits there (as torch's own ``reduce_range`` does); with
-VNNI every product is accumulated in 32 bits and 8 bits are exact (``devices.int8_activation_levels``).
+scaling). Elsewhere a pass of ``PROMPT_ROWS`` rows or more counts as a prompt.
+
+On CPUs without AVX-512 VNNI, fbgemm adds pairs of uint8 × int8 products in saturating 16-bit integers,
+so activations use 7 bits there (as torch's own ``reduce_range`` does); with VNNI every product is
+accumulated in 32 bits and 8 bits are exact (``devices.int8_activation_levels``).
 Products that read the same input (an attention block's q/k/v, an MLP's gate/up) can share one packed
 weight (``Int8Fused``): the first of them computes all its siblings' outputs in one call, and the others
 take theirs, checked by the identity of the input tensor (a different input is computed afresh, so the

@@ -150,6 +150,11 @@ class OneDnnPackedWeights(_Single):
 KERNELS = {k.name: k for k in (FbgemmWeights, OneDnnWeights, OneDnnPackedWeights)}
 
 
+def pair_name(step: str, prompt: str) -> str:
+    """What weights packed for ``step`` (decode steps) and ``prompt`` (prompts) are called: one name if the same."""
+    return step if not prompt or prompt == step else f"{step} + {prompt} (prompts)"
+
+
 class PairedWeights:
     """A weight packed for two kernels: one for decode steps, one for reading prompts (``for_prompt``)."""
 
@@ -157,7 +162,7 @@ class PairedWeights:
 
     def __init__(self, step: type, prompt: type, weight: torch.Tensor, per_channel: bool) -> None:
         self.step, self.prompt = step(weight, per_channel), prompt(weight, per_channel)
-        self.name = f"{step.name} + {prompt.name} (prompts)"
+        self.name = pair_name(step.name, prompt.name)
 
     def for_prompt(self, prompt: bool) -> _Single:
         return self.prompt if prompt else self.step
@@ -178,7 +183,7 @@ class Kernels:
 
     @property
     def name(self) -> str:
-        return self.step.name if self.prompt is self.step else f"{self.step.name} + {self.prompt.name} (prompts)"
+        return pair_name(self.step.name, self.prompt.name)
 
     def steps_only(self) -> "Kernels":
         """The step kernel alone (for a product that never reads more than one row per request)."""
@@ -247,9 +252,7 @@ class KernelChoice:
     @property
     def label(self) -> str:
         """The kernel's name, or both names when prompts use another: the name the packed weights carry."""
-        if not self.prompt_name or self.prompt_name == self.name:
-            return self.name
-        return f"{self.name} + {self.prompt_name} (prompts)"
+        return pair_name(self.name, self.prompt_name)
 
 
 _choices: dict[tuple[int, int, int], KernelChoice] = {}

@@ -33,6 +33,16 @@ def test_each_kernel_quantises_each_token_on_its_own(name):
     assert torch.equal(alone, changed)  # a token's numbers do not depend on its company
 
 
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_each_kernel_gives_back_the_same_quantised_weight(per_channel):
+    weight = torch.randn(48, 64)
+    expected = int8_kernels.FbgemmWeights(weight, per_channel).unpacked()
+    for kind in int8_kernels.KERNELS.values():  # oneDNN's packed layout is read back through products
+        unpacked = kind(weight, per_channel).unpacked()
+        assert torch.equal(unpacked.int_repr(), expected.int_repr()) and unpacked.qscheme() == expected.qscheme()
+        assert torch.allclose(unpacked.dequantize(), expected.dequantize())
+
+
 def test_the_kernels_agree_on_a_whole_model(monkeypatch):
     source = registry.resolve("chat").source
     ids = torch.randint(3, 200, (2, 11))
