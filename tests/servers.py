@@ -140,12 +140,22 @@ def running(command: list[str], port: int, log: Path, *, env: dict[str, str] | N
         server.stop()
 
 
+def vllm_dtype() -> str:
+    """bfloat16, or float32 on a CPU with AMX: there vLLM 0.32 picks its AMX attention kernel for bfloat16, which
+    died with an illegal instruction in its worker on a 2-vCPU Intel Xeon (the kernel does not ask Linux for
+    the AMX tile state, oneDNN does; seen on 2026-12-02). In float32 it takes its AVX-512 kernel."""
+    from pipelines.devices import cpu_flags
+
+    return "float32" if "amx_tile" in cpu_flags() else "bfloat16"
+
+
 def start_vllm(model_dir: Path, served_name: str, log_dir: Path, *, pooling: bool = False) -> Server:
-    """Start vLLM's OpenAI server on ``model_dir`` (CPU, bfloat16, 512 positions, 1 GiB KV cache); not yet ready."""
+    """Start vLLM's OpenAI server on ``model_dir`` (CPU, ``vllm_dtype()``, 512 positions, 1 GiB KV cache); not yet
+    ready."""
     venv = vllm_venv()
     command = [str(venv / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
                "--served-model-name", served_name, "--host", "127.0.0.1", "--port", "{port}",
-               "--max-model-len", "512", "--dtype", "bfloat16", "--enforce-eager",
+               "--max-model-len", "512", "--dtype", vllm_dtype(), "--enforce-eager",
                "--enable-log-requests"]  # "Aborted request" lines: a test waits for one
     if pooling:
         command += ["--runner", "pooling"]
