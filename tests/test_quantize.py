@@ -167,10 +167,21 @@ def test_a_token_with_huge_activations_does_not_spoil_the_others(qwen):
 _RESIDENT_AFTER_LOAD = """
 import json, sys, psutil, torch
 sys.path.insert(0, {root!r})
-import transformers.models.qwen2.modeling_qwen2  # imports and OpenMP threads first: they are not the model
+from transformers import Qwen2Config, Qwen2ForCausalLM  # imports and OpenMP threads first: they are not the model
 from pipelines import registry
 from pipelines.engine import in_own_thread
-in_own_thread(lambda: torch.ones(8, 8) @ torch.ones(8, 8))
+from pipelines.quantize import give_back_freed_memory, quantize_int8
+
+
+def warm_up():  # one layer of the same shapes: the int8 kernels' self-test and oneDNN's buffers are not the model
+    config = Qwen2Config(vocab_size=256, hidden_size=512, intermediate_size=2048, num_hidden_layers=1,
+                         num_attention_heads=8, num_key_value_heads=2)
+    with torch.inference_mode():
+        quantize_int8(Qwen2ForCausalLM(config).eval())(torch.ones(1, 40, dtype=torch.long))
+
+
+in_own_thread(warm_up)
+give_back_freed_memory()
 before = psutil.Process().memory_info().rss
 loaded = registry.get_model("chat")
 print(json.dumps({{"grew": psutil.Process().memory_info().rss - before, "weights": loaded.memory_bytes,
@@ -197,9 +208,10 @@ def test_resident_memory_after_an_int8_load_stays_near_its_weight_bytes(tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     assert "int8" in measured["dtype"]
-    # Measured: 1.4x with the freed float32 weights given back (once 1.77x inside a full, loaded test run),
-    # 2.4x without (float32 alone would be ~4x): 2.0 keeps the two apart.
-    assert measured["grew"] <= 2.0 * measured["weights"], measured
+    # Measured after the warm-up on a 2-vCPU Intel Xeon: 1.1-1.6x with the freed float32 weights given back
+    # (2.06x once), 4.2-5.0x without: 2.5 keeps the two apart. (Without the warm-up the kernels' self-test and
+    # oneDNN's own buffers counted too: 1.6-1.65x alone, 2.04x once in a full test run.)
+    assert measured["grew"] <= 2.5 * measured["weights"], measured
 
 
 
