@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -110,7 +111,16 @@ def test_cancelled_generation_stops_computing_and_frees_the_slot(client, app_mod
         canceller.join(60)
         assert gate.passes <= at_cancel + 1, f"{gate.passes - at_cancel} forward passes ran after the cancel"
         assert at_cancel < 64
-    assert client.predict("猫", None, 4, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")[0].startswith("猫")
+    assert not canceller.is_alive(), "the cancel never returned"
+
+    def follow_up() -> str:  # the slot is free: a new generation runs to its end
+        return client.predict("猫", None, 4, 0, 0, 1.0, 1.0, 1, None, api_name="/generate")[0]
+
+    try:
+        text = follow_up()
+    except concurrent.futures.CancelledError:  # gradio_client once handed the cancel on to this next job (CI)
+        text = follow_up()
+    assert text.startswith("猫")
 
 
 def test_next_token_lists_candidates_by_raw_probability(client):
