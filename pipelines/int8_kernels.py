@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import torch
@@ -283,19 +283,16 @@ def _measured(in_features: int, out_features: int, levels: int) -> KernelChoice:
 def _choice(in_features: int, out_features: int, levels: int) -> KernelChoice:
     """The settings' kernels, else the self-test's (which runs once per shape and activation width)."""
     chosen, for_prompts = settings.get("MODELDECK_INT8_KERNEL"), settings.get("MODELDECK_INT8_PROMPT_KERNEL")
-    if chosen == "auto" and for_prompts in ("auto", "same"):
-        measured = _measured(in_features, out_features, levels)
-        if for_prompts == "same":  # one packing: less memory
-            return KernelChoice(in_features, out_features, levels, measured.name, measured.reason, measured.micros,
-                                measured.rejected, prompt_reason="setting")
+    if chosen != "auto":  # a step kernel set by hand reads prompts too, unless the prompt kernel is set as well
+        prompt = chosen if for_prompts in ("auto", "same") else for_prompts
+        return KernelChoice(in_features, out_features, levels, chosen, "setting", prompt_name=prompt,
+                            prompt_reason="setting")
+    measured = _measured(in_features, out_features, levels)
+    if for_prompts == "auto":
         return measured
-    if chosen == "auto":
-        measured = _measured(in_features, out_features, levels)
-        return KernelChoice(in_features, out_features, levels, measured.name, measured.reason, measured.micros,
-                            measured.rejected, for_prompts, prompt_reason="setting")
-    prompt = chosen if for_prompts in ("auto", "same") else for_prompts
-    return KernelChoice(in_features, out_features, levels, chosen, "setting", prompt_name=prompt,
-                        prompt_reason="setting")
+    # "same": one packing, less memory; a kernel's name: that kernel for prompts
+    return replace(measured, prompt_name=measured.name if for_prompts == "same" else for_prompts,
+                   prompt_reason="setting")
 
 
 def kernel(in_features: int, out_features: int, levels: int) -> Kernels:
