@@ -116,7 +116,7 @@ def test_story_streams_from_vllm(remote):
 
 def test_stop_aborts_generation_on_the_server(remote):
     server = remote["chat"]
-    for _ in range(3):
+    for _ in range(10):  # float32 vLLM on a fast CPU beat the pause 3 times running in 2 of 5 CI runs
         before = generated(server)
         finished = metric(server, "vllm:request_success_total")  # aborted requests are not counted here
         aborted = server.log_tail(10**8).count("Aborted request")
@@ -135,7 +135,7 @@ def test_stop_aborts_generation_on_the_server(remote):
         if metric(server, "vllm:request_success_total") == finished:  # it did not finish: it was aborted
             break
     else:
-        raise AssertionError("vLLM finished the reply before it could be stopped, 3 times")
+        raise AssertionError("vLLM finished the reply before it could be stopped, 10 times")
     cut = generated(server) - before
     assert cut < LONGEST  # greedy never ends early on this model: it was cut
     # Nothing keeps generating in the background: one more 1-token request adds exactly one token.
